@@ -1,0 +1,117 @@
+
+/*
+ * Copyright (C) ngx_exchange_esp authors
+ */
+
+
+#ifndef _NGX_ESP_H_INCLUDED_
+#define _NGX_ESP_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+/* esp_client_auth */
+#define NGX_ESP_CLIENT_FORM       1
+#define NGX_ESP_CLIENT_BASIC      2
+#define NGX_ESP_CLIENT_DELEGATE   3
+
+/* esp_server_auth */
+#define NGX_ESP_SERVER_NONE       1
+#define NGX_ESP_SERVER_BASIC      2
+#define NGX_ESP_SERVER_FORM       3
+
+/* logon_format */
+#define NGX_ESP_LOGON_PRINCIPAL   1
+#define NGX_ESP_LOGON_USERNAME    2
+#define NGX_ESP_LOGON_UNSPECIFIED 3
+
+
+typedef struct ngx_esp_domain_s  ngx_esp_domain_t;
+
+
+typedef struct {
+    ngx_str_t                  name;         /* as written, for logs */
+    ngx_url_t                  url;          /* host and port */
+    ngx_uint_t                 ldaps;        /* ldaps:// */
+    ngx_uint_t                 starttls;     /* ldap:// ... starttls */
+} ngx_esp_ldap_server_conf_t;
+
+
+/* one esp_sso_domain { } block */
+struct ngx_esp_domain_s {
+    ngx_str_t                  name;
+    ngx_array_t                servers;      /* ngx_esp_ldap_server_conf_t */
+    ngx_str_t                  ca_certificate;
+    ngx_flag_t                 verify;
+    ngx_str_t                  bind_dn;
+    ngx_str_t                  bind_password;    /* wiped on exit */
+    ngx_str_t                  base_dn;
+    ngx_msec_t                 timeout;
+    ngx_uint_t                 logon_format;
+    ngx_str_t                  logon_domain;
+    ngx_str_t                  netbios_domain;
+    ngx_int_t                  max_failed_auths;
+    time_t                     reset_fail_timeout;
+    time_t                     unblock_timeout;
+    time_t                     public_idle;
+    time_t                     public_max;
+    time_t                     private_idle;
+    time_t                     private_max;
+    time_t                     retry_down;       /* ldap_down_retry */
+    ngx_int_t                  pool_size;        /* ldap_connections */
+
+    ngx_ssl_t                 *ssl;              /* set in init_module */
+
+    /* per worker: the directory client's state (src/ngx_esp_ldap.c) */
+    void                      *ldap;
+
+    ngx_uint_t                 defined;
+    u_char                    *file;             /* where it was defined, */
+    ngx_uint_t                 line;
+    u_char                    *used_file;        /* or first used */
+    ngx_uint_t                 used_line;
+};
+
+
+typedef struct {
+    ngx_array_t                domains;      /* ngx_esp_domain_t * */
+} ngx_esp_main_conf_t;
+
+
+/* a directory pattern such as "/owa/" and a star, case-insensitive */
+typedef struct {
+    ngx_str_t                  pattern;
+} ngx_esp_path_pattern_t;
+
+
+/* a host pattern: "mail.contoso.com" or "*.contoso.com" */
+typedef struct {
+    ngx_str_t                  name;         /* lowercase; without "*." */
+    ngx_uint_t                 wildcard;
+} ngx_esp_host_pattern_t;
+
+
+typedef struct {
+    ngx_esp_domain_t          *domain;       /* NULL: esp off */
+    ngx_uint_t                 off;          /* "esp off" was written */
+
+    ngx_array_t               *allowed_hosts;    /* ngx_esp_host_pattern_t */
+    ngx_array_t               *allowed_dirs;     /* ngx_esp_path_pattern_t */
+    ngx_array_t               *excluded_dirs;    /* ngx_esp_path_pattern_t */
+
+    ngx_uint_t                 client_auth;
+    ngx_uint_t                 server_auth;
+    ngx_str_t                  realm;            /* esp_realm */
+
+    u_char                    *esp_file;         /* where "esp" was set */
+    ngx_uint_t                 esp_line;
+} ngx_esp_loc_conf_t;
+
+
+extern ngx_module_t  ngx_exchange_esp_module;
+
+
+#endif /* _NGX_ESP_H_INCLUDED_ */

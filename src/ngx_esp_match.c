@@ -1,0 +1,503 @@
+
+/*
+ * Copyright (C) ngx_exchange_esp authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_esp_match.h"
+
+
+static ngx_int_t ngx_esp_unhex(u_char c);
+static ngx_uint_t ngx_esp_plain_char(u_char c);
+
+
+/*
+ * Case-insensitive (ASCII, as IIS compares paths) glob match where "*"
+ * is any run of bytes, "/" included.  The single-star backtracking keeps
+ * it at O(plen * len) for any input, with no recursion.
+ */
+
+ngx_uint_t
+ngx_esp_glob_match(u_char *p, size_t plen, u_char *s, size_t len)
+{
+    size_t      pi, si, star_p, star_s;
+    ngx_uint_t  star;
+
+    pi = 0;
+    si = 0;
+    star = 0;
+    star_p = 0;
+    star_s = 0;
+
+    while (si < len) {
+
+        if (pi < plen && p[pi] == '*') {
+            star = 1;
+            star_p = ++pi;
+            star_s = si;
+            continue;
+        }
+
+        if (pi < plen && ngx_tolower(p[pi]) == ngx_tolower(s[si])) {
+            pi++;
+            si++;
+            continue;
+        }
+
+        if (!star) {
+            return 0;
+        }
+
+        pi = star_p;
+        si = ++star_s;
+    }
+
+    while (pi < plen && p[pi] == '*') {
+        pi++;
+    }
+
+    return pi == plen;
+}
+
+
+/*
+ * A pattern ending in "/" and a star also matches the directory itself
+ * ("/owa"), which IIS answers with a redirect to "/owa/".
+ */
+
+ngx_uint_t
+ngx_esp_match_paths(ngx_array_t *patterns, ngx_str_t *path)
+{
+    size_t                   n;
+    ngx_uint_t               i;
+    ngx_esp_path_pattern_t  *pp;
+
+    if (patterns == NULL) {
+        return 0;
+    }
+
+    pp = patterns->elts;
+
+    for (i = 0; i < patterns->nelts; i++) {
+
+        if (ngx_esp_glob_match(pp[i].pattern.data, pp[i].pattern.len,
+                               path->data, path->len))
+        {
+            return 1;
+        }
+
+        n = pp[i].pattern.len;
+
+        if (n > 2
+            && pp[i].pattern.data[n - 1] == '*'
+            && pp[i].pattern.data[n - 2] == '/'
+            && path->len == n - 2
+            && ngx_strncasecmp(pp[i].pattern.data, path->data, n - 2) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* "host" is nginx's validated host: lowercase, no port, no trailing dot */
+
+ngx_uint_t
+ngx_esp_match_hosts(ngx_array_t *hosts, ngx_str_t *host)
+{
+    ngx_uint_t               i;
+    ngx_esp_host_pattern_t  *hp;
+
+    if (hosts == NULL || host->len == 0) {
+        return 0;
+    }
+
+    hp = hosts->elts;
+
+    for (i = 0; i < hosts->nelts; i++) {
+
+        if (!hp[i].wildcard) {
+            if (host->len == hp[i].name.len
+                && ngx_strncasecmp(host->data, hp[i].name.data, host->len)
+                   == 0)
+            {
+                return 1;
+            }
+
+            continue;
+        }
+
+        /* "*.contoso.com": one or more labels before ".contoso.com" */
+
+        if (host->len > hp[i].name.len + 1
+            && host->data[host->len - hp[i].name.len - 1] == '.'
+            && ngx_strncasecmp(host->data + host->len - hp[i].name.len,
+                               hp[i].name.data, hp[i].name.len)
+               == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The path as a backend that decodes it once (IIS) sees it: percent
+ * escapes decoded, empty and "." segments dropped, ".." applied.
+ * Backslashes, NULs, control characters, broken escapes and paths that
+ * climb above the root are refused: Exchange has no such URLs, and IIS
+ * would read them differently from nginx.  "out" must have room for
+ * "len" + 1 bytes.
+ */
+
+ngx_int_t
+ngx_esp_canonical_path(u_char *raw, size_t len, ngx_str_t *out,
+    const char **reason)
+{
+    u_char     *d, *start, c;
+    size_t      i, seg;
+    ngx_int_t   h1, h2;
+    ngx_uint_t  slash;
+
+    if (len == 0 || raw[0] != '/') {
+        *reason = "path does not start with \"/\"";
+        return NGX_DECLINED;
+    }
+
+    d = out->data;
+    start = d;
+    slash = 0;
+
+    for (i = 0; i < len; /* void */) {
+
+        c = raw[i++];
+
+        if (c == '%') {
+            if (i + 2 > len) {
+                *reason = "broken percent-encoding";
+                return NGX_DECLINED;
+            }
+
+            h1 = ngx_esp_unhex(raw[i]);
+            h2 = ngx_esp_unhex(raw[i + 1]);
+
+            if (h1 < 0 || h2 < 0) {
+                *reason = "broken percent-encoding";
+                return NGX_DECLINED;
+            }
+
+            c = (u_char) (h1 * 16 + h2);
+            i += 2;
+        }
+
+        if (c == '\\') {
+            *reason = "backslash in path";
+            return NGX_DECLINED;
+        }
+
+        if (c < 0x20 || c == 0x7f) {
+            *reason = "control character in path";
+            return NGX_DECLINED;
+        }
+
+        if (c != '/') {
+            *d++ = c;
+            slash = 0;
+            continue;
+        }
+
+        /* a segment ends: drop it if empty or ".", apply ".." */
+
+        seg = d - start;
+
+        if (d > out->data && d[-1] == '/' && seg == 0) {
+            /* "//" */
+            slash = 1;
+            continue;
+        }
+
+        if (seg == 1 && start[0] == '.') {
+            d = start;
+            slash = 1;
+            continue;
+        }
+
+        if (seg == 2 && start[0] == '.' && start[1] == '.') {
+
+            if (start == out->data + 1 || start == out->data) {
+                *reason = "path climbs above the root";
+                return NGX_DECLINED;
+            }
+
+            /* back to the start of the previous segment */
+            d = start - 1;
+            while (d > out->data && d[-1] != '/') {
+                d--;
+            }
+
+            start = d;
+            slash = 1;
+            continue;
+        }
+
+        *d++ = '/';
+        start = d;
+        slash = 1;
+    }
+
+    /* the last segment, if any, may also be "." or ".." */
+
+    seg = d - start;
+
+    if (!slash && seg == 1 && start[0] == '.') {
+        d = start;
+
+    } else if (!slash && seg == 2 && start[0] == '.' && start[1] == '.') {
+
+        if (start == out->data + 1 || start == out->data) {
+            *reason = "path climbs above the root";
+            return NGX_DECLINED;
+        }
+
+        d = start - 1;
+        while (d > out->data && d[-1] != '/') {
+            d--;
+        }
+    }
+
+    out->len = d - out->data;
+
+    if (out->len == 0) {
+        out->data[0] = '/';
+        out->len = 1;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A path that every server reads the same way: no escapes that change
+ * its structure, no dot or empty segments, no segment ending in a dot or
+ * a space (Windows drops them), no ";", ":" or "\".  Only such paths may
+ * skip pre-authentication through an excluded directory.
+ */
+
+ngx_uint_t
+ngx_esp_path_is_plain(u_char *raw, size_t len)
+{
+    u_char     c, prev;
+    size_t     i, seg, dots;
+    ngx_int_t  h1, h2;
+
+    if (len == 0 || raw[0] != '/') {
+        return 0;
+    }
+
+    seg = 0;
+    dots = 0;
+    prev = '/';
+
+    for (i = 1; i <= len; i++) {
+
+        if (i == len || raw[i] == '/') {
+
+            if (seg == 0) {
+                /* empty segment: only a trailing slash is fine */
+                if (i != len) {
+                    return 0;
+                }
+
+                break;
+            }
+
+            if (dots == seg || prev == '.' || prev == ' ') {
+                return 0;
+            }
+
+            seg = 0;
+            dots = 0;
+            prev = '/';
+            continue;
+        }
+
+        c = raw[i];
+
+        if (c == '%') {
+            if (i + 2 >= len) {
+                return 0;
+            }
+
+            h1 = ngx_esp_unhex(raw[i + 1]);
+            h2 = ngx_esp_unhex(raw[i + 2]);
+
+            if (h1 < 0 || h2 < 0) {
+                return 0;
+            }
+
+            c = (u_char) (h1 * 16 + h2);
+            i += 2;
+
+            if (c != ' ' && c < 0x80 && (c == '.' || !ngx_esp_plain_char(c)))
+            {
+                return 0;
+            }
+
+        } else if (c >= 0x80) {
+            /* raw UTF-8 bytes: as the client sent them */
+
+        } else if (!ngx_esp_plain_char(c)) {
+            return 0;
+        }
+
+        seg++;
+
+        if (c == '.') {
+            dots++;
+        }
+
+        prev = c;
+    }
+
+    return 1;
+}
+
+
+static ngx_uint_t
+ngx_esp_plain_char(u_char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+        || (c >= '0' && c <= '9'))
+    {
+        return 1;
+    }
+
+    switch (c) {
+    case '-': case '.': case '_': case '~': case '@': case '!': case '$':
+    case '&': case '\'': case '(': case ')': case '*': case '+': case ',':
+    case '=':
+        return 1;
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_esp_unhex(u_char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+
+    c = (u_char) (c | 0x20);
+
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+
+    return -1;
+}
+
+
+char *
+ngx_esp_parse_path_pattern(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_esp_path_pattern_t *pp)
+{
+    ngx_uint_t  i;
+
+    if (value->len == 0 || value->data[0] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid directory pattern \"%V\": "
+                           "it must start with \"/\"", value);
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < value->len; i++) {
+        if (value->data[i] == '?' || value->data[i] == '\\'
+            || value->data[i] <= 0x20 || value->data[i] == 0x7f)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid directory pattern \"%V\": "
+                               "it must be a path without query, "
+                               "spaces or backslashes", value);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    pp->pattern = *value;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_esp_parse_host_pattern(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_esp_host_pattern_t *hp)
+{
+    u_char      *p, c;
+    ngx_uint_t   i;
+    ngx_str_t    name;
+
+    name = *value;
+    hp->wildcard = 0;
+
+    if (name.len > 2 && name.data[0] == '*' && name.data[1] == '.') {
+        hp->wildcard = 1;
+        name.data += 2;
+        name.len -= 2;
+    }
+
+    if (name.len && name.data[name.len - 1] == '.') {
+        name.len--;
+    }
+
+    if (name.len == 0) {
+        goto invalid;
+    }
+
+    p = ngx_pnalloc(cf->pool, name.len);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < name.len; i++) {
+        c = ngx_tolower(name.data[i]);
+
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+              || c == '-' || c == '.' || c == '_' || c == '[' || c == ']'
+              || c == ':'))
+        {
+            goto invalid;
+        }
+
+        p[i] = c;
+    }
+
+    if (p[0] == '.'
+        || (p[0] != '[' && ngx_strlchr(p, p + name.len, ':') != NULL))
+    {
+        goto invalid;
+    }
+
+    hp->name.data = p;
+    hp->name.len = name.len;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid host name \"%V\": expected a name such as "
+                       "\"mail.contoso.com\" or \"*.contoso.com\", "
+                       "without a port", value);
+    return NGX_CONF_ERROR;
+}

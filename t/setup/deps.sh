@@ -1,0 +1,46 @@
+#!/bin/bash
+# Installs the Debian packages the build, the tests and the demo need,
+# running apt-get only when something is missing.
+set -euo pipefail
+
+pkgs=(
+    # build
+    gcc make nginx nginx-dev libldap2-dev libssl-dev libpcre2-dev zlib1g-dev
+    # a real Active Directory
+    samba samba-ad-dc samba-ad-provision ldap-utils faketime
+    # harness, stand-in Exchange, namespaces
+    perl libtest-base-perl libwww-perl liblwp-protocol-https-perl
+    libio-socket-ssl-perl libhttp-cookies-perl libjson-pp-perl libhtml-form-perl
+    python3 openssl iproute2 util-linux procps curl
+)
+pkgs+=(${ESP_EXTRA_PKGS:-})
+
+missing=()
+for p in "${pkgs[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null \
+            | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+
+if [ "$(id -u)" != 0 ]; then
+    echo "deps: missing packages: ${missing[*]}; run as root" >&2
+    exit 1
+fi
+
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+# Debian starts the packaged servers; the tests run their own.
+for s in nginx samba-ad-dc smbd nmbd winbind; do
+    if command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now "$s" >/dev/null 2>&1 || true
+    fi
+    service "$s" stop >/dev/null 2>&1 || true
+done
