@@ -1,0 +1,1535 @@
+
+/*
+ * Copyright (C) ngx_exchange_esp authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+/* NGX_ESP_SHM_HMAC_CTX selects the OpenSSL 1.1 API, for tests */
+
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L && !defined NGX_ESP_SHM_HMAC_CTX)
+
+#include <openssl/core_names.h>
+#include <openssl/params.h>
+
+#define NGX_ESP_SHM_EVP_MAC  1
+
+typedef EVP_MAC_CTX  ngx_esp_shm_mac_t;
+
+#define ngx_esp_shm_mac_update  EVP_MAC_update
+#define ngx_esp_shm_mac_free    EVP_MAC_CTX_free
+
+#else
+
+#include <openssl/hmac.h>
+
+#define NGX_ESP_SHM_EVP_MAC  0
+
+typedef HMAC_CTX  ngx_esp_shm_mac_t;
+
+#define ngx_esp_shm_mac_update  HMAC_Update
+#define ngx_esp_shm_mac_free    HMAC_CTX_free
+
+#endif
+
+#include "ngx_esp_shm.h"
+
+
+#define NGX_ESP_SHM_KEY_LEN      32          /* HMAC-SHA256 */
+#define NGX_ESP_SHM_SECRET_LEN   32
+
+/* changes whenever the layout in the zone does */
+#define NGX_ESP_SHM_MAGIC        0x31505345  /* "ESP1" */
+
+/* purposes of the keyed hashes: no two may be equal */
+#define NGX_ESP_SHM_L_CACHE      "ngx_esp cache v1"
+#define NGX_ESP_SHM_L_PASSWORD   "ngx_esp password v1"
+#define NGX_ESP_SHM_L_LOCKOUT    "ngx_esp lockout v1"
+#define NGX_ESP_SHM_L_SESSION    "ngx_esp session v1"
+#define NGX_ESP_SHM_L_USER       "ngx_esp user v1"
+
+/* kinds of entries */
+#define NGX_ESP_SHM_CACHE        0
+#define NGX_ESP_SHM_LOCKOUT      1
+#define NGX_ESP_SHM_SESSION      2
+#define NGX_ESP_SHM_USER         3
+#define NGX_ESP_SHM_NKINDS       4
+
+/* LRU queues, in the order the zone evicts from them when full */
+#define NGX_ESP_SHM_Q_CACHE      0
+#define NGX_ESP_SHM_Q_COUNTER    1
+#define NGX_ESP_SHM_Q_BLOCKED    2
+#define NGX_ESP_SHM_Q_REVOKED    3
+#define NGX_ESP_SHM_NQUEUES      4
+
+/* how far eviction looks past the tail for a stale block or revocation */
+#define NGX_ESP_SHM_SCAN         64
+
+#define NGX_ESP_SHM_WARN_PERIOD  60
+
+#define ngx_esp_shm_rbnode(en)                                                \
+    ((ngx_rbtree_node_t *) ((u_char *) (en)                                   \
+                            - offsetof(ngx_rbtree_node_t, color)))
+
+#define NGX_ESP_SHM_NODE_SIZE                                                 \
+    (offsetof(ngx_rbtree_node_t, color) + sizeof(ngx_esp_shm_node_t))
+
+
+/*
+ * With the rbtree node head this is 128 bytes on 64-bit platforms, one
+ * slab chunk: a field more would double the memory of every entry.
+ */
+
+typedef struct {
+    u_char                       color;
+    u_char                       kind;       /* ngx_rbtree_node_t.data */
+    u_char                       lru;
+    u_char                       dummy;
+    ngx_queue_t                  queue;
+    time_t                       expires;    /* 0: when evicted */
+    u_char                       key[NGX_ESP_SHM_KEY_LEN];
+
+    union {
+        u_char                   password[NGX_ESP_SHM_KEY_LEN];
+
+        struct {
+            time_t               first;      /* failure opening the run */
+            time_t               until;      /* blocked until, or 0 */
+            ngx_uint_t           failures;
+        } lockout;
+
+        time_t                   since;      /* user revocation */
+    } u;
+} ngx_esp_shm_node_t;
+
+
+typedef struct {
+    uint32_t                     magic;
+    uint32_t                     node_size;
+    size_t                       shctx_size;
+
+    ngx_rbtree_t                 rbtree;
+    ngx_rbtree_node_t            sentinel;
+    ngx_queue_t                  lru[NGX_ESP_SHM_NQUEUES];
+
+    u_char                       secret[NGX_ESP_SHM_SECRET_LEN];
+
+    ngx_uint_t                   entries[NGX_ESP_SHM_NKINDS];
+    ngx_uint_t                   blocked;    /* in the blocked queue */
+    ngx_uint_t                   hits;
+    ngx_uint_t                   misses;
+    ngx_uint_t                   evictions;
+    ngx_uint_t                   alloc_failures;
+    time_t                       warned;
+} ngx_esp_shm_shctx_t;
+
+
+typedef struct {
+    ngx_esp_shm_shctx_t         *sh;
+    ngx_slab_pool_t             *shpool;
+
+    /* keyed with sh->secret in init_zone; copied for every hash */
+    ngx_esp_shm_mac_t           *mac;
+} ngx_esp_shm_ctx_t;
+
+
+static ngx_shm_zone_t *ngx_esp_shm_add(ngx_conf_t *cf, ngx_str_t *name,
+    size_t size);
+static ngx_int_t ngx_esp_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+static void ngx_esp_shm_cleanup(void *data);
+static ngx_int_t ngx_esp_shm_mac_init(ngx_esp_shm_ctx_t *ctx, ngx_log_t *log);
+static ngx_int_t ngx_esp_shm_key(ngx_esp_shm_ctx_t *ctx, const char *label,
+    ngx_str_t *fields, ngx_uint_t n, u_char *out);
+static ngx_int_t ngx_esp_shm_user_key(ngx_esp_shm_ctx_t *ctx,
+    const char *label, ngx_str_t *domain, ngx_str_t *user, u_char *out);
+
+static void ngx_esp_shm_rbtree_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_esp_shm_node_t *ngx_esp_shm_find(ngx_esp_shm_ctx_t *ctx,
+    ngx_uint_t kind, u_char *key, time_t now);
+static ngx_esp_shm_node_t *ngx_esp_shm_create(ngx_esp_shm_ctx_t *ctx,
+    ngx_uint_t kind, u_char *key, ngx_uint_t lru, time_t now);
+static void ngx_esp_shm_touch(ngx_esp_shm_ctx_t *ctx, ngx_esp_shm_node_t *en,
+    ngx_uint_t lru);
+static void ngx_esp_shm_delete(ngx_esp_shm_ctx_t *ctx,
+    ngx_esp_shm_node_t *en);
+static void ngx_esp_shm_expire(ngx_esp_shm_ctx_t *ctx, time_t now);
+static ngx_int_t ngx_esp_shm_evict(ngx_esp_shm_ctx_t *ctx, time_t now);
+static ngx_uint_t ngx_esp_shm_count_blocked(ngx_esp_shm_ctx_t *ctx,
+    time_t now);
+
+
+/* credential cache */
+
+ngx_int_t
+ngx_esp_cache_lookup(ngx_shm_zone_t *zone, ngx_str_t *domain,
+    ngx_str_t *user, ngx_str_t *password)
+{
+    u_char               key[NGX_ESP_SHM_KEY_LEN];
+    u_char               pw[NGX_ESP_SHM_KEY_LEN];
+    time_t               now;
+    ngx_int_t            rc;
+    ngx_str_t            f[3];
+    ngx_esp_shm_ctx_t   *ctx;
+    ngx_esp_shm_node_t  *en;
+
+    ctx = zone->data;
+
+    f[0] = *domain;
+    f[1] = *user;
+    f[2] = *password;
+
+    if (ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_CACHE, domain, user, key)
+        != NGX_OK
+        || ngx_esp_shm_key(ctx, NGX_ESP_SHM_L_PASSWORD, f, 3, pw) != NGX_OK)
+    {
+        ngx_explicit_memzero(pw, sizeof(pw));
+        return NGX_DECLINED;
+    }
+
+    now = ngx_time();
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_CACHE, key, now);
+
+    if (en && CRYPTO_memcmp(en->u.password, pw, NGX_ESP_SHM_KEY_LEN) == 0) {
+        ngx_esp_shm_touch(ctx, en, NGX_ESP_SHM_Q_CACHE);
+        ctx->sh->hits++;
+        rc = NGX_OK;
+
+    } else {
+        ctx->sh->misses++;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    ngx_explicit_memzero(pw, sizeof(pw));
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "esp cache lookup: %i", rc);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_esp_cache_store(ngx_shm_zone_t *zone, ngx_str_t *domain,
+    ngx_str_t *user, ngx_str_t *password, time_t ttl)
+{
+    u_char               key[NGX_ESP_SHM_KEY_LEN];
+    u_char               pw[NGX_ESP_SHM_KEY_LEN];
+    time_t               now;
+    ngx_int_t            rc;
+    ngx_str_t            f[3];
+    ngx_esp_shm_ctx_t   *ctx;
+    ngx_esp_shm_node_t  *en;
+
+    if (ttl <= 0) {
+        return NGX_OK;
+    }
+
+    ctx = zone->data;
+
+    f[0] = *domain;
+    f[1] = *user;
+    f[2] = *password;
+
+    if (ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_CACHE, domain, user, key)
+        != NGX_OK
+        || ngx_esp_shm_key(ctx, NGX_ESP_SHM_L_PASSWORD, f, 3, pw) != NGX_OK)
+    {
+        ngx_explicit_memzero(pw, sizeof(pw));
+        return NGX_ERROR;
+    }
+
+    now = ngx_time();
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_CACHE, key, now);
+
+    if (en) {
+        ngx_esp_shm_touch(ctx, en, NGX_ESP_SHM_Q_CACHE);
+
+    } else {
+        en = ngx_esp_shm_create(ctx, NGX_ESP_SHM_CACHE, key,
+                                NGX_ESP_SHM_Q_CACHE, now);
+    }
+
+    if (en) {
+        ngx_memcpy(en->u.password, pw, NGX_ESP_SHM_KEY_LEN);
+        en->expires = now + ttl;
+
+    } else {
+        rc = NGX_ERROR;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    ngx_explicit_memzero(pw, sizeof(pw));
+
+    return rc;
+}
+
+
+void
+ngx_esp_cache_forget(ngx_shm_zone_t *zone, ngx_str_t *domain,
+    ngx_str_t *user)
+{
+    u_char               key[NGX_ESP_SHM_KEY_LEN];
+    ngx_esp_shm_ctx_t   *ctx;
+    ngx_esp_shm_node_t  *en;
+
+    ctx = zone->data;
+
+    if (ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_CACHE, domain, user, key)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_CACHE, key, ngx_time());
+
+    if (en) {
+        ngx_esp_shm_delete(ctx, en);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+/* lockout */
+
+ngx_int_t
+ngx_esp_lockout_check(ngx_shm_zone_t *zone, ngx_esp_domain_t *d,
+    ngx_str_t *user, time_t *until)
+{
+    u_char               key[NGX_ESP_SHM_KEY_LEN];
+    ngx_int_t            rc;
+    ngx_esp_shm_ctx_t   *ctx;
+    ngx_esp_shm_node_t  *en;
+
+    if (d->max_failed_auths <= 0) {
+        return NGX_OK;
+    }
+
+    ctx = zone->data;
+
+    if (ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_LOCKOUT, &d->name, user, key)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_LOCKOUT, key, ngx_time());
+
+    /* a block that ran out was stale and is gone */
+
+    if (en && en->u.lockout.until) {
+        if (until) {
+            *until = en->u.lockout.until;
+        }
+
+        rc = NGX_BUSY;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_esp_lockout_failure(ngx_shm_zone_t *zone, ngx_esp_domain_t *d,
+    ngx_str_t *user)
+{
+    u_char               key[NGX_ESP_SHM_KEY_LEN];
+    time_t               now;
+    ngx_int_t            rc;
+    ngx_esp_shm_ctx_t   *ctx;
+    ngx_esp_shm_node_t  *en;
+
+    if (d->max_failed_auths <= 0) {
+        return NGX_OK;
+    }
+
+    ctx = zone->data;
+
+    if (ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_LOCKOUT, &d->name, user, key)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    now = ngx_time();
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    /*
+     * A run whose reset_fail_timeout has passed is stale, and so is a
+     * block that ran out: either way the count starts again from zero.
+     */
+
+    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_LOCKOUT, key, now);
+
+    if (en == NULL) {
+        en = ngx_esp_shm_create(ctx, NGX_ESP_SHM_LOCKOUT, key,
+                                NGX_ESP_SHM_Q_COUNTER, now);
+        if (en == NULL) {
+            ngx_shmtx_unlock(&ctx->shpool->mutex);
+            return NGX_ERROR;
+        }
+
+        en->u.lockout.first = now;
+        en->expires = d->reset_fail_timeout > 0
+                      ? now + d->reset_fail_timeout : 0;
+    }
+
+    if (en->u.lockout.until) {
+        ngx_esp_shm_touch(ctx, en, NGX_ESP_SHM_Q_BLOCKED);
+        rc = NGX_BUSY;
+        goto done;
+    }
+
+    en->u.lockout.failures++;
+
+    if (en->u.lockout.failures >= (ngx_uint_t) d->max_failed_auths
+        && d->unblock_timeout > 0)
+    {
+        en->u.lockout.until = now + d->unblock_timeout;
+        en->expires = en->u.lockout.until;
+        ngx_esp_shm_touch(ctx, en, NGX_ESP_SHM_Q_BLOCKED);
+        rc = NGX_BUSY;
+
+    } else {
+        ngx_esp_shm_touch(ctx, en, NGX_ESP_SHM_Q_COUNTER);
+        rc = NGX_OK;
+    }
+
+done:
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "esp lockout failure: %ui, %i",
+                   en->u.lockout.failures, rc);
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return rc;
+}
+
+
+void
+ngx_esp_lockout_success(ngx_shm_zone_t *zone, ngx_esp_domain_t *d,
+    ngx_str_t *user)
+{
+    u_char               key[NGX_ESP_SHM_KEY_LEN];
+    ngx_esp_shm_ctx_t   *ctx;
+    ngx_esp_shm_node_t  *en;
+
+    if (d->max_failed_auths <= 0) {
+        return;
+    }
+
+    ctx = zone->data;
+
+    if (ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_LOCKOUT, &d->name, user, key)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_LOCKOUT, key, ngx_time());
+
+    if (en && en->u.lockout.until == 0) {
+        ngx_esp_shm_delete(ctx, en);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+ngx_int_t
+ngx_esp_lockout_unblock(ngx_shm_zone_t *zone, ngx_str_t *domain,
+    ngx_str_t *user)
+{
+    u_char               key[NGX_ESP_SHM_KEY_LEN];
+    ngx_int_t            rc;
+    ngx_esp_shm_ctx_t   *ctx;
+    ngx_esp_shm_node_t  *en;
+
+    ctx = zone->data;
+
+    if (ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_LOCKOUT, domain, user, key)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_LOCKOUT, key, ngx_time());
+
+    if (en) {
+        ngx_esp_shm_delete(ctx, en);
+        rc = NGX_OK;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return rc;
+}
+
+
+ngx_uint_t
+ngx_esp_lockout_active(ngx_shm_zone_t *zone)
+{
+    ngx_uint_t          n;
+    ngx_esp_shm_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    n = ngx_esp_shm_count_blocked(ctx, ngx_time());
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return n;
+}
+
+
+/* revocation */
+
+ngx_int_t
+ngx_esp_session_revoke(ngx_shm_zone_t *zone, u_char *id, size_t len,
+    time_t expires)
+{
+    u_char               key[NGX_ESP_SHM_KEY_LEN];
+    time_t               now;
+    ngx_int_t            rc;
+    ngx_str_t            f;
+    ngx_esp_shm_ctx_t   *ctx;
+    ngx_esp_shm_node_t  *en;
+
+    now = ngx_time();
+
+    if (expires <= now) {
+        return NGX_OK;
+    }
+
+    ctx = zone->data;
+
+    f.len = len;
+    f.data = id;
+
+    if (ngx_esp_shm_key(ctx, NGX_ESP_SHM_L_SESSION, &f, 1, key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_SESSION, key, now);
+
+    if (en) {
+        ngx_esp_shm_touch(ctx, en, NGX_ESP_SHM_Q_REVOKED);
+
+    } else {
+        en = ngx_esp_shm_create(ctx, NGX_ESP_SHM_SESSION, key,
+                                NGX_ESP_SHM_Q_REVOKED, now);
+    }
+
+    if (en) {
+        en->expires = ngx_max(en->expires, expires);
+
+    } else {
+        rc = NGX_ERROR;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_esp_session_is_revoked(ngx_shm_zone_t *zone, u_char *id, size_t len)
+{
+    u_char               key[NGX_ESP_SHM_KEY_LEN];
+    ngx_int_t            rc;
+    ngx_str_t            f;
+    ngx_esp_shm_ctx_t   *ctx;
+    ngx_esp_shm_node_t  *en;
+
+    ctx = zone->data;
+
+    f.len = len;
+    f.data = id;
+
+    if (ngx_esp_shm_key(ctx, NGX_ESP_SHM_L_SESSION, &f, 1, key) != NGX_OK) {
+        /* fail closed: a session that cannot be checked is not honoured */
+        return NGX_OK;
+    }
+
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_SESSION, key, ngx_time());
+
+    if (en) {
+        /* a replayed cookie keeps its revocation away from eviction */
+        ngx_esp_shm_touch(ctx, en, NGX_ESP_SHM_Q_REVOKED);
+        rc = NGX_OK;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_esp_user_revoke(ngx_shm_zone_t *zone, ngx_str_t *domain,
+    ngx_str_t *user, time_t since, time_t expires)
+{
+    u_char               key[NGX_ESP_SHM_KEY_LEN];
+    u_char               ckey[NGX_ESP_SHM_KEY_LEN];
+    time_t               now;
+    ngx_int_t            rc;
+    ngx_esp_shm_ctx_t   *ctx;
+    ngx_esp_shm_node_t  *en;
+
+    ctx = zone->data;
+
+    if (ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_USER, domain, user, key)
+        != NGX_OK
+        || ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_CACHE, domain, user, ckey)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    now = ngx_time();
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_CACHE, ckey, now);
+
+    if (en) {
+        ngx_esp_shm_delete(ctx, en);
+    }
+
+    if (expires <= now) {
+        goto done;
+    }
+
+    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_USER, key, now);
+
+    if (en) {
+        ngx_esp_shm_touch(ctx, en, NGX_ESP_SHM_Q_REVOKED);
+
+    } else {
+        en = ngx_esp_shm_create(ctx, NGX_ESP_SHM_USER, key,
+                                NGX_ESP_SHM_Q_REVOKED, now);
+        if (en == NULL) {
+            rc = NGX_ERROR;
+            goto done;
+        }
+    }
+
+    en->u.since = ngx_max(en->u.since, since);
+    en->expires = ngx_max(en->expires, expires);
+
+done:
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return rc;
+}
+
+
+time_t
+ngx_esp_user_revoked_since(ngx_shm_zone_t *zone, ngx_str_t *domain,
+    ngx_str_t *user)
+{
+    u_char               key[NGX_ESP_SHM_KEY_LEN];
+    time_t               since;
+    ngx_esp_shm_ctx_t   *ctx;
+    ngx_esp_shm_node_t  *en;
+
+    ctx = zone->data;
+
+    if (ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_USER, domain, user, key)
+        != NGX_OK)
+    {
+        /* fail closed, as for sessions */
+        return ngx_time();
+    }
+
+    since = 0;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_USER, key, ngx_time());
+
+    if (en) {
+        since = en->u.since;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return since;
+}
+
+
+void
+ngx_esp_shm_stats(ngx_shm_zone_t *zone, ngx_esp_shm_stats_t *st)
+{
+    size_t                free, chunk;
+    ngx_uint_t            slot;
+    ngx_slab_pool_t      *shpool;
+    ngx_esp_shm_ctx_t    *ctx;
+    ngx_esp_shm_shctx_t  *sh;
+
+    ctx = zone->data;
+    sh = ctx->sh;
+    shpool = ctx->shpool;
+
+    ngx_memzero(st, sizeof(ngx_esp_shm_stats_t));
+
+    /* the slab class of a node */
+
+    slot = 0;
+
+    for (chunk = shpool->min_size; chunk < NGX_ESP_SHM_NODE_SIZE; chunk <<= 1)
+    {
+        slot++;
+    }
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    st->blocked = ngx_esp_shm_count_blocked(ctx, ngx_time());
+
+    st->cached = sh->entries[NGX_ESP_SHM_CACHE];
+    st->lockouts = sh->entries[NGX_ESP_SHM_LOCKOUT];
+    st->revoked_sessions = sh->entries[NGX_ESP_SHM_SESSION];
+    st->revoked_users = sh->entries[NGX_ESP_SHM_USER];
+    st->hits = sh->hits;
+    st->misses = sh->misses;
+    st->evictions = sh->evictions;
+    st->alloc_failures = sh->alloc_failures;
+
+    /* chunks of other sizes cannot hold entries: not counted as free */
+
+    free = (shpool->pfree << ngx_pagesize_shift)
+           + (shpool->stats[slot].total - shpool->stats[slot].used) * chunk;
+
+    st->capacity = shpool->stats[slot].total
+                   + shpool->pfree * (ngx_pagesize / chunk);
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    st->size = zone->shm.size;
+    st->free = free;
+    st->used = st->size - free;
+    st->entry_size = chunk;
+}
+
+
+static ngx_int_t
+ngx_esp_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    size_t                len;
+    ngx_uint_t            i;
+    ngx_esp_shm_ctx_t    *ctx;
+    ngx_esp_shm_shctx_t  *sh;
+
+    ctx = shm_zone->data;
+
+    ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (data || shm_zone->shm.exists) {
+
+        /*
+         * The zone of the previous cycle, still used by its workers: take
+         * the state from the zone itself rather than from the old cycle's
+         * context, and refuse a layout of another build of the module.
+         */
+
+        sh = ctx->shpool->data;
+
+        if (sh == NULL
+            || sh->magic != NGX_ESP_SHM_MAGIC
+            || sh->node_size != NGX_ESP_SHM_NODE_SIZE
+            || sh->shctx_size != sizeof(ngx_esp_shm_shctx_t))
+        {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "esp_shared_zone \"%V\" was made by another "
+                          "build of the module: restart nginx, or "
+                          "rename or resize the zone",
+                          &shm_zone->shm.name);
+            return NGX_ERROR;
+        }
+
+        ctx->sh = sh;
+
+        return ngx_esp_shm_mac_init(ctx, shm_zone->shm.log);
+    }
+
+    sh = ngx_slab_alloc(ctx->shpool, sizeof(ngx_esp_shm_shctx_t));
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(sh, sizeof(ngx_esp_shm_shctx_t));
+
+    if (RAND_bytes(sh->secret, NGX_ESP_SHM_SECRET_LEN) != 1) {
+        ngx_ssl_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "RAND_bytes() failed for esp_shared_zone \"%V\"",
+                      &shm_zone->shm.name);
+        return NGX_ERROR;
+    }
+
+    sh->magic = NGX_ESP_SHM_MAGIC;
+    sh->node_size = NGX_ESP_SHM_NODE_SIZE;
+    sh->shctx_size = sizeof(ngx_esp_shm_shctx_t);
+
+    ngx_rbtree_init(&sh->rbtree, &sh->sentinel,
+                    ngx_esp_shm_rbtree_insert_value);
+
+    for (i = 0; i < NGX_ESP_SHM_NQUEUES; i++) {
+        ngx_queue_init(&sh->lru[i]);
+    }
+
+    ctx->sh = sh;
+    ctx->shpool->data = sh;
+
+    len = sizeof(" in esp_shared_zone \"\"") + shm_zone->shm.name.len;
+
+    ctx->shpool->log_ctx = ngx_slab_alloc(ctx->shpool, len);
+    if (ctx->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(ctx->shpool->log_ctx, " in esp_shared_zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a failed allocation is answered by eviction, not logged by the slab */
+
+    ctx->shpool->log_nomem = 0;
+
+    return ngx_esp_shm_mac_init(ctx, shm_zone->shm.log);
+}
+
+
+static void
+ngx_esp_shm_cleanup(void *data)
+{
+    ngx_esp_shm_ctx_t  *ctx = data;
+
+    if (ctx->mac) {
+        ngx_esp_shm_mac_free(ctx->mac);
+        ctx->mac = NULL;
+    }
+}
+
+
+/*
+ * The keyed template is made once, in the master, and inherited by the
+ * workers: a hash then costs a copy of the HMAC state, with no fetch of the
+ * algorithm and no key schedule.
+ */
+
+static ngx_int_t
+ngx_esp_shm_mac_init(ngx_esp_shm_ctx_t *ctx, ngx_log_t *log)
+{
+#if (NGX_ESP_SHM_EVP_MAC)
+    EVP_MAC     *mac;
+    OSSL_PARAM   params[2];
+#endif
+
+    if (ctx->mac) {
+        return NGX_OK;
+    }
+
+#if (NGX_ESP_SHM_EVP_MAC)
+
+    mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (mac == NULL) {
+        ngx_ssl_error(NGX_LOG_EMERG, log, 0, "EVP_MAC_fetch(\"HMAC\") failed");
+        return NGX_ERROR;
+    }
+
+    ctx->mac = EVP_MAC_CTX_new(mac);
+
+    EVP_MAC_free(mac);
+
+    if (ctx->mac == NULL) {
+        ngx_ssl_error(NGX_LOG_EMERG, log, 0, "EVP_MAC_CTX_new() failed");
+        return NGX_ERROR;
+    }
+
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                                 (char *) "SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+
+    if (EVP_MAC_init(ctx->mac, ctx->sh->secret, NGX_ESP_SHM_SECRET_LEN,
+                     params)
+        != 1)
+    {
+        ngx_ssl_error(NGX_LOG_EMERG, log, 0, "EVP_MAC_init() failed");
+        return NGX_ERROR;
+    }
+
+#else
+
+    ctx->mac = HMAC_CTX_new();
+    if (ctx->mac == NULL) {
+        ngx_ssl_error(NGX_LOG_EMERG, log, 0, "HMAC_CTX_new() failed");
+        return NGX_ERROR;
+    }
+
+    if (HMAC_Init_ex(ctx->mac, ctx->sh->secret, NGX_ESP_SHM_SECRET_LEN,
+                     EVP_sha256(), NULL)
+        != 1)
+    {
+        ngx_ssl_error(NGX_LOG_EMERG, log, 0, "HMAC_Init_ex() failed");
+        return NGX_ERROR;
+    }
+
+#endif
+
+    return NGX_OK;
+}
+
+
+/*
+ * HMAC-SHA256(secret, label NUL (len64 field)...): the label separates
+ * the purposes, the big-endian 64-bit lengths the fields, so no two
+ * different inputs hash alike.
+ */
+
+static ngx_int_t
+ngx_esp_shm_key(ngx_esp_shm_ctx_t *ctx, const char *label, ngx_str_t *fields,
+    ngx_uint_t n, u_char *out)
+{
+    u_char              len[8];
+    uint64_t            l;
+    ngx_int_t           rc;
+    ngx_uint_t          i, k;
+#if (NGX_ESP_SHM_EVP_MAC)
+    size_t              outlen;
+#else
+    unsigned int        outlen;
+#endif
+    ngx_esp_shm_mac_t  *mctx;
+
+    rc = NGX_ERROR;
+
+#if (NGX_ESP_SHM_EVP_MAC)
+
+    mctx = EVP_MAC_CTX_dup(ctx->mac);
+    if (mctx == NULL) {
+        goto failed;
+    }
+
+#else
+
+    mctx = HMAC_CTX_new();
+    if (mctx == NULL) {
+        goto failed;
+    }
+
+    if (HMAC_CTX_copy(mctx, ctx->mac) != 1) {
+        goto done;
+    }
+
+#endif
+
+    if (ngx_esp_shm_mac_update(mctx, (u_char *) label, ngx_strlen(label) + 1)
+        != 1)
+    {
+        goto done;
+    }
+
+    for (i = 0; i < n; i++) {
+
+        l = fields[i].len;
+
+        for (k = sizeof(len); k--; /* void */) {
+            len[k] = (u_char) (l & 0xff);
+            l >>= 8;
+        }
+
+        if (ngx_esp_shm_mac_update(mctx, len, sizeof(len)) != 1) {
+            goto done;
+        }
+
+        if (fields[i].len
+            && ngx_esp_shm_mac_update(mctx, fields[i].data, fields[i].len)
+               != 1)
+        {
+            goto done;
+        }
+    }
+
+#if (NGX_ESP_SHM_EVP_MAC)
+    if (EVP_MAC_final(mctx, out, &outlen, NGX_ESP_SHM_KEY_LEN) == 1
+#else
+    if (HMAC_Final(mctx, out, &outlen) == 1
+#endif
+        && outlen == NGX_ESP_SHM_KEY_LEN)
+    {
+        rc = NGX_OK;
+    }
+
+done:
+
+    ngx_esp_shm_mac_free(mctx);
+
+    if (rc == NGX_OK) {
+        return NGX_OK;
+    }
+
+failed:
+
+    ngx_ssl_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                  "HMAC-SHA256 failed%s", ctx->shpool->log_ctx);
+
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_esp_shm_user_key(ngx_esp_shm_ctx_t *ctx, const char *label,
+    ngx_str_t *domain, ngx_str_t *user, u_char *out)
+{
+    ngx_str_t  f[2];
+
+    f[0] = *domain;
+    f[1] = *user;
+
+    return ngx_esp_shm_key(ctx, label, f, 2, out);
+}
+
+
+/* the tree and the queues; the zone's mutex is held */
+
+static ngx_inline ngx_int_t
+ngx_esp_shm_cmp(ngx_uint_t kind, u_char *key, ngx_esp_shm_node_t *en)
+{
+    if (kind != en->kind) {
+        return (kind < en->kind) ? -1 : 1;
+    }
+
+    return ngx_memcmp(key, en->key, NGX_ESP_SHM_KEY_LEN);
+}
+
+
+static void
+ngx_esp_shm_rbtree_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t   **p;
+    ngx_esp_shm_node_t   *en, *ent;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+
+            p = &temp->right;
+
+        } else { /* node->key == temp->key */
+
+            en = (ngx_esp_shm_node_t *) &node->color;
+            ent = (ngx_esp_shm_node_t *) &temp->color;
+
+            p = (ngx_esp_shm_cmp(en->kind, en->key, ent) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+/* a stale entry is deleted on the way and not returned */
+
+static ngx_esp_shm_node_t *
+ngx_esp_shm_find(ngx_esp_shm_ctx_t *ctx, ngx_uint_t kind, u_char *key,
+    time_t now)
+{
+    uint32_t             hash;
+    ngx_int_t            rc;
+    ngx_rbtree_node_t   *node, *sentinel;
+    ngx_esp_shm_node_t  *en;
+
+    ngx_memcpy(&hash, key, sizeof(uint32_t));
+
+    node = ctx->sh->rbtree.root;
+    sentinel = ctx->sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (hash > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        /* hash == node->key */
+
+        en = (ngx_esp_shm_node_t *) &node->color;
+
+        rc = ngx_esp_shm_cmp(kind, key, en);
+
+        if (rc == 0) {
+
+            if (en->expires && en->expires <= now) {
+                ngx_esp_shm_delete(ctx, en);
+                return NULL;
+            }
+
+            return en;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static ngx_esp_shm_node_t *
+ngx_esp_shm_create(ngx_esp_shm_ctx_t *ctx, ngx_uint_t kind, u_char *key,
+    ngx_uint_t lru, time_t now)
+{
+    uint32_t             hash;
+    ngx_rbtree_node_t   *node;
+    ngx_esp_shm_node_t  *en;
+
+    ngx_esp_shm_expire(ctx, now);
+
+    /*
+     * All nodes are of one size: each eviction frees a chunk the next
+     * allocation can take, so this ends at the first eviction unless the
+     * zone is empty.
+     */
+
+    for ( ;; ) {
+        node = ngx_slab_alloc_locked(ctx->shpool, NGX_ESP_SHM_NODE_SIZE);
+
+        if (node) {
+            break;
+        }
+
+        if (ngx_esp_shm_evict(ctx, now) != NGX_OK) {
+            ctx->sh->alloc_failures++;
+            ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                          "could not allocate an entry%s",
+                          ctx->shpool->log_ctx);
+            return NULL;
+        }
+    }
+
+    ngx_memcpy(&hash, key, sizeof(uint32_t));
+
+    node->key = hash;
+
+    en = (ngx_esp_shm_node_t *) &node->color;
+
+    ngx_memzero(en, sizeof(ngx_esp_shm_node_t));
+
+    en->kind = (u_char) kind;
+    en->lru = (u_char) lru;
+    ngx_memcpy(en->key, key, NGX_ESP_SHM_KEY_LEN);
+
+    ngx_rbtree_insert(&ctx->sh->rbtree, node);
+
+    ngx_queue_insert_head(&ctx->sh->lru[lru], &en->queue);
+
+    ctx->sh->entries[kind]++;
+
+    if (lru == NGX_ESP_SHM_Q_BLOCKED) {
+        ctx->sh->blocked++;
+    }
+
+    return en;
+}
+
+
+/* to the head of an LRU queue, the same or another */
+
+static void
+ngx_esp_shm_touch(ngx_esp_shm_ctx_t *ctx, ngx_esp_shm_node_t *en,
+    ngx_uint_t lru)
+{
+    ngx_queue_remove(&en->queue);
+    ngx_queue_insert_head(&ctx->sh->lru[lru], &en->queue);
+
+    if (en->lru == lru) {
+        return;
+    }
+
+    if (en->lru == NGX_ESP_SHM_Q_BLOCKED) {
+        ctx->sh->blocked--;
+    }
+
+    if (lru == NGX_ESP_SHM_Q_BLOCKED) {
+        ctx->sh->blocked++;
+    }
+
+    en->lru = (u_char) lru;
+}
+
+
+static void
+ngx_esp_shm_delete(ngx_esp_shm_ctx_t *ctx, ngx_esp_shm_node_t *en)
+{
+    ngx_queue_remove(&en->queue);
+
+    ngx_rbtree_delete(&ctx->sh->rbtree, ngx_esp_shm_rbnode(en));
+
+    ctx->sh->entries[en->kind]--;
+
+    if (en->lru == NGX_ESP_SHM_Q_BLOCKED) {
+        ctx->sh->blocked--;
+    }
+
+    /* no password verifier is left in free memory */
+
+    ngx_explicit_memzero(en->key, sizeof(en->key));
+    ngx_explicit_memzero(&en->u, sizeof(en->u));
+
+    ngx_slab_free_locked(ctx->shpool, ngx_esp_shm_rbnode(en));
+}
+
+
+/*
+ * As limit_req does before each allocation: up to two stale entries at the
+ * tail of each queue.  The queues are in order of use, not of expiry, so
+ * this is opportunistic; lookups drop the stale entries they meet.
+ */
+
+static void
+ngx_esp_shm_expire(ngx_esp_shm_ctx_t *ctx, time_t now)
+{
+    ngx_uint_t           q, n;
+    ngx_queue_t         *lru;
+    ngx_esp_shm_node_t  *en;
+
+    for (q = 0; q < NGX_ESP_SHM_NQUEUES; q++) {
+
+        lru = &ctx->sh->lru[q];
+
+        for (n = 0; n < 2 && !ngx_queue_empty(lru); n++) {
+
+            en = ngx_queue_data(ngx_queue_last(lru), ngx_esp_shm_node_t,
+                                queue);
+
+            if (en->expires == 0 || en->expires > now) {
+                break;
+            }
+
+            ngx_esp_shm_delete(ctx, en);
+        }
+    }
+}
+
+
+/*
+ * Frees one entry: the least recently used of the first non-empty queue.
+ * Blocks and revocations go last, and a stale one near the tail goes
+ * before a live one, since losing them weakens lockout and logoff.
+ */
+
+static ngx_int_t
+ngx_esp_shm_evict(ngx_esp_shm_ctx_t *ctx, time_t now)
+{
+    ngx_uint_t           q, n;
+    ngx_queue_t         *lru, *qn;
+    ngx_esp_shm_node_t  *en;
+
+    for (q = 0; q < NGX_ESP_SHM_NQUEUES; q++) {
+
+        lru = &ctx->sh->lru[q];
+
+        if (ngx_queue_empty(lru)) {
+            continue;
+        }
+
+        if (q >= NGX_ESP_SHM_Q_BLOCKED) {
+
+            qn = ngx_queue_last(lru);
+
+            for (n = 0;
+                 n < NGX_ESP_SHM_SCAN && qn != ngx_queue_sentinel(lru);
+                 n++)
+            {
+                en = ngx_queue_data(qn, ngx_esp_shm_node_t, queue);
+
+                if (en->expires && en->expires <= now) {
+                    ngx_esp_shm_delete(ctx, en);
+                    return NGX_OK;
+                }
+
+                qn = ngx_queue_prev(qn);
+            }
+
+            if (now - ctx->sh->warned >= NGX_ESP_SHM_WARN_PERIOD) {
+                ctx->sh->warned = now;
+
+                ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                              "evicting %s%s: the zone is full, "
+                              "raise its size",
+                              q == NGX_ESP_SHM_Q_BLOCKED
+                              ? "active lockouts" : "revoked sessions",
+                              ctx->shpool->log_ctx);
+            }
+        }
+
+        en = ngx_queue_data(ngx_queue_last(lru), ngx_esp_shm_node_t, queue);
+
+        if (en->expires == 0 || en->expires > now) {
+            ctx->sh->evictions++;
+        }
+
+        ngx_esp_shm_delete(ctx, en);
+
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* blocks that ran out are deleted on the way */
+
+static ngx_uint_t
+ngx_esp_shm_count_blocked(ngx_esp_shm_ctx_t *ctx, time_t now)
+{
+    ngx_queue_t         *lru, *qn, *prev;
+    ngx_esp_shm_node_t  *en;
+
+    lru = &ctx->sh->lru[NGX_ESP_SHM_Q_BLOCKED];
+
+    for (qn = ngx_queue_last(lru);
+         qn != ngx_queue_sentinel(lru);
+         qn = prev)
+    {
+        prev = ngx_queue_prev(qn);
+
+        en = ngx_queue_data(qn, ngx_esp_shm_node_t, queue);
+
+        if (en->expires <= now) {
+            ngx_esp_shm_delete(ctx, en);
+        }
+    }
+
+    return ctx->sh->blocked;
+}
+
+
+/* directives */
+
+char *
+ngx_esp_shared_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_esp_main_conf_t *emcf = conf;
+
+    u_char     *p;
+    ssize_t     size;
+    ngx_str_t  *value, name, s;
+
+    if (emcf->shm_zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    p = ngx_strlchr(value[1].data, value[1].data + value[1].len, ':');
+
+    if (p == NULL || p == value[1].data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\" in \"%V\", it must be "
+                           "NAME:SIZE, as in \"esp:16m\"",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = value[1].data;
+    name.len = p - name.data;
+
+    s.data = p + 1;
+    s.len = value[1].data + value[1].len - s.data;
+
+    size = ngx_parse_size(&s);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\" in \"%V\"",
+                           &s, &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) NGX_ESP_SHM_MIN_SIZE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is too small, the minimum is %uzk",
+                           &value[1], (size_t) NGX_ESP_SHM_MIN_SIZE / 1024);
+        return NGX_CONF_ERROR;
+    }
+
+    emcf->shm_zone = ngx_esp_shm_add(cf, &name, size);
+
+    if (emcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_esp_shm_default_zone(ngx_conf_t *cf, ngx_esp_main_conf_t *emcf)
+{
+    static ngx_str_t  name = ngx_string("esp");
+
+    if (emcf->shm_zone) {
+        return NGX_CONF_OK;
+    }
+
+    emcf->shm_zone = ngx_esp_shm_add(cf, &name, NGX_ESP_SHM_DEFAULT_SIZE);
+
+    if (emcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_shm_zone_t *
+ngx_esp_shm_add(ngx_conf_t *cf, ngx_str_t *name, size_t size)
+{
+    ngx_uint_t           i;
+    ngx_list_part_t     *part;
+    ngx_shm_zone_t      *shm_zone, *oshm_zone;
+    ngx_pool_cleanup_t  *cln;
+    ngx_esp_shm_ctx_t   *ctx;
+
+    shm_zone = ngx_shared_memory_add(cf, name, size, &ngx_exchange_esp_module);
+    if (shm_zone == NULL) {
+        return NULL;
+    }
+
+    if (shm_zone->data) {
+        /* declared in another http{} block: the same zone */
+        return shm_zone;
+    }
+
+    ctx = ngx_pcalloc(cf->pool, sizeof(ngx_esp_shm_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_esp_shm_cleanup;
+    cln->data = ctx;
+
+    shm_zone->init = ngx_esp_shm_init_zone;
+    shm_zone->data = ctx;
+
+    /*
+     * nginx keeps a zone across a reload only when its size is unchanged;
+     * otherwise the new one starts empty, which drops blocks and
+     * revocations: say so.
+     */
+
+    if (cf->cycle->old_cycle == NULL
+        || ngx_is_init_cycle(cf->cycle->old_cycle))
+    {
+        return shm_zone;
+    }
+
+    part = &cf->cycle->old_cycle->shared_memory.part;
+    oshm_zone = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            oshm_zone = part->elts;
+            i = 0;
+        }
+
+        if (oshm_zone[i].tag != &ngx_exchange_esp_module
+            || oshm_zone[i].shm.name.len != name->len
+            || ngx_strncmp(oshm_zone[i].shm.name.data, name->data, name->len)
+               != 0)
+        {
+            continue;
+        }
+
+        if (oshm_zone[i].shm.size != size) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "esp_shared_zone \"%V\" changes size from "
+                               "%uz to %uz: it starts empty, without the "
+                               "current lockouts, revoked sessions and "
+                               "cached credentials",
+                               name, oshm_zone[i].shm.size, size);
+        }
+
+        break;
+    }
+
+    return shm_zone;
+}

@@ -1,0 +1,146 @@
+
+/*
+ * Copyright (C) ngx_exchange_esp authors
+ */
+
+
+#ifndef _NGX_ESP_SHM_H_INCLUDED_
+#define _NGX_ESP_SHM_H_INCLUDED_
+
+
+#include "ngx_esp.h"
+
+
+/*
+ * The module's shared state ("esp_shared_zone NAME:SIZE;"): the Basic
+ * credential cache, lockout counters and revoked sessions, in one slab
+ * zone shared by all workers and kept across reloads.
+ *
+ * Nothing in the zone names a user or holds a password: entries are found
+ * by HMAC-SHA256(zone secret, purpose, domain, user) and a cached password
+ * is kept as HMAC-SHA256(zone secret, purpose, domain, user, password).
+ * The 32-byte secret is drawn when the zone is created and lives in the
+ * zone, so a reload keeps the cache; whoever can read the zone memory
+ * (root, or the nginx user with ptrace) gets the secret too and can try
+ * guesses offline, as with any password verifier, but learns nothing
+ * without guessing.
+ *
+ * Memory (x86-64, 4k pages): every entry, whatever its kind, is the first
+ * 32 bytes of an ngx_rbtree_node_t and a 96-byte body laid over its color
+ * and data bytes: 128 bytes, exactly one chunk of the slab's 128-byte
+ * class, plus 24 bytes of slab page header per 32 chunks.  Measured, the
+ * zone's own overhead included: a 16m zone holds 130,208 entries (128.9
+ * bytes each), a 10m zone 81,344, a 1m zone 8,064; a cached credential
+ * and a revoked session cost the same.
+ * ngx_esp_shm_stats() reports capacity and entry_size at run time.
+ *
+ * When the zone is full the least recently used entry goes, in this order
+ * of kinds: cached credentials, then failure counters of unblocked users,
+ * then active blocks, then revocations (the last two are logged, at most
+ * once a minute, since losing them weakens lockout and logoff).  A login
+ * never fails because the zone is full.
+ *
+ * Each call holds the zone's mutex for a tree lookup (about 3 us for a
+ * store, HMACs included, which are computed before locking).  No request
+ * or pool is needed, so a thread-pool task may call them too.
+ */
+
+
+#define NGX_ESP_SHM_MIN_SIZE      (8 * ngx_pagesize)
+#define NGX_ESP_SHM_DEFAULT_SIZE  (10 * 1024 * 1024)
+
+
+typedef struct {
+    ngx_uint_t                 cached;           /* credential cache */
+    ngx_uint_t                 lockouts;         /* counting or blocked */
+    ngx_uint_t                 blocked;          /* blocked now */
+    ngx_uint_t                 revoked_sessions;
+    ngx_uint_t                 revoked_users;
+
+    ngx_uint_t                 hits;             /* ngx_esp_cache_lookup() */
+    ngx_uint_t                 misses;           /* absent, stale, or
+                                                    another password */
+    ngx_uint_t                 evictions;        /* live entries dropped
+                                                    for room */
+    ngx_uint_t                 alloc_failures;   /* slab empty even after
+                                                    evicting: never expected */
+
+    size_t                     size;             /* the zone */
+    size_t                     used;
+    size_t                     free;             /* room for entries */
+    size_t                     entry_size;       /* slab chunk per entry */
+    ngx_uint_t                 capacity;         /* entries that fit now */
+} ngx_esp_shm_stats_t;
+
+
+/* the "esp_shared_zone" directive: conf is ngx_esp_main_conf_t */
+char *ngx_esp_shared_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+/* adds "esp_shared_zone esp:10m" when none was configured (init_main_conf) */
+char *ngx_esp_shm_default_zone(ngx_conf_t *cf, ngx_esp_main_conf_t *emcf);
+
+
+/*
+ * Basic credential cache, one entry per (domain, user); "user" is the
+ * normalised (lowercased) logon name.  lookup: NGX_OK on a fresh entry
+ * whose password matches, NGX_DECLINED otherwise (a wrong password keeps
+ * the entry).  store: replaces the previous password, NGX_OK or NGX_ERROR.
+ */
+ngx_int_t ngx_esp_cache_lookup(ngx_shm_zone_t *zone, ngx_str_t *domain,
+    ngx_str_t *user, ngx_str_t *password);
+ngx_int_t ngx_esp_cache_store(ngx_shm_zone_t *zone, ngx_str_t *domain,
+    ngx_str_t *user, ngx_str_t *password, time_t ttl);
+void ngx_esp_cache_forget(ngx_shm_zone_t *zone, ngx_str_t *domain,
+    ngx_str_t *user);
+
+
+/*
+ * Lockout per (domain, user).  check: NGX_BUSY while blocked (*until set
+ * when until is not NULL), NGX_OK otherwise, NGX_ERROR if the key could not
+ * be computed (out of memory in OpenSSL).  failure: NGX_BUSY if the user is
+ * blocked now (by this failure or before), NGX_OK otherwise; a failure
+ * while blocked does not extend the block.  success: clears the counter,
+ * but does not lift an active block (a bind can only succeed during a
+ * block through a race with the check).  unblock: NGX_OK if an entry was
+ * removed, NGX_DECLINED if there was none.  With max_failed_auths 0 none of
+ * them touches the zone.
+ */
+ngx_int_t ngx_esp_lockout_check(ngx_shm_zone_t *zone, ngx_esp_domain_t *d,
+    ngx_str_t *user, time_t *until);
+ngx_int_t ngx_esp_lockout_failure(ngx_shm_zone_t *zone, ngx_esp_domain_t *d,
+    ngx_str_t *user);
+void ngx_esp_lockout_success(ngx_shm_zone_t *zone, ngx_esp_domain_t *d,
+    ngx_str_t *user);
+ngx_int_t ngx_esp_lockout_unblock(ngx_shm_zone_t *zone, ngx_str_t *domain,
+    ngx_str_t *user);
+ngx_uint_t ngx_esp_lockout_active(ngx_shm_zone_t *zone);
+
+
+/*
+ * Revoked sessions, by session id (any bytes), until "expires", the
+ * session's own end.  revoke: NGX_OK or NGX_ERROR; an already expired
+ * session is not stored.  is_revoked: NGX_OK if revoked, NGX_DECLINED if
+ * not; NGX_OK too if the key cannot be computed (fail closed).
+ *
+ * user_revoke: the user's sessions issued up to "since" are revoked; the
+ * record is kept until "expires" (since plus the longest session
+ * lifetime), a later "since" wins, and the user's cached credential is
+ * dropped too.  user_revoked_since: that time, or 0 (now, failing closed,
+ * if the key cannot be computed).  Times are in seconds, so a session is
+ * revoked when issued <= since: a login in the very second of the
+ * revocation has to be repeated, rather than one just before it surviving.
+ */
+ngx_int_t ngx_esp_session_revoke(ngx_shm_zone_t *zone, u_char *id, size_t len,
+    time_t expires);
+ngx_int_t ngx_esp_session_is_revoked(ngx_shm_zone_t *zone, u_char *id,
+    size_t len);
+ngx_int_t ngx_esp_user_revoke(ngx_shm_zone_t *zone, ngx_str_t *domain,
+    ngx_str_t *user, time_t since, time_t expires);
+time_t ngx_esp_user_revoked_since(ngx_shm_zone_t *zone, ngx_str_t *domain,
+    ngx_str_t *user);
+
+
+void ngx_esp_shm_stats(ngx_shm_zone_t *zone, ngx_esp_shm_stats_t *st);
+
+
+#endif /* _NGX_ESP_SHM_H_INCLUDED_ */
