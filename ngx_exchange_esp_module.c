@@ -12,35 +12,30 @@
 #include "ngx_esp_match.h"
 #include "ngx_esp_domain.h"
 #include "ngx_esp_ldap.h"
+#include "ngx_esp_request.h"
+#include "ngx_esp_session.h"
+#include "ngx_esp_shm.h"
 
 
 #define NGX_ESP_LOG_USER_LEN  256
 
 
-typedef struct {
-    ngx_esp_ldap_req_t         lr;
-    ngx_str_t                  user;
-    ngx_int_t                  status;       /* the decision on re-entry */
-    ngx_esp_auth_result_e      result;
-    unsigned                   waiting:1;
-    unsigned                   done:1;
-    unsigned                   authenticated:1;
-} ngx_esp_ctx_t;
-
-
 static ngx_int_t ngx_esp_access_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_esp_host_allowed(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf);
 static ngx_int_t ngx_esp_gate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_uint_t *excluded);
 static ngx_int_t ngx_esp_basic(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
-static void ngx_esp_basic_done(ngx_esp_ldap_req_t *lr);
+static void ngx_esp_ldap_done(ngx_esp_ldap_req_t *lr);
+static ngx_int_t ngx_esp_auth_finish(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 static void ngx_esp_ctx_cleanup(void *data);
 static ngx_int_t ngx_esp_basic_challenge(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf);
 static ngx_int_t ngx_esp_server_auth(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf);
-static void ngx_esp_remove_header(ngx_list_t *list, ngx_table_elt_t *h);
-static void ngx_esp_log_login(ngx_http_request_t *r, ngx_esp_ctx_t *ctx);
+static ngx_int_t ngx_esp_header_filter(ngx_http_request_t *r);
 
 static ngx_int_t ngx_esp_user_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -49,6 +44,7 @@ static ngx_int_t ngx_esp_auth_result_variable(ngx_http_request_t *r,
 
 static ngx_int_t ngx_esp_add_variables(ngx_conf_t *cf);
 static void *ngx_esp_create_main_conf(ngx_conf_t *cf);
+static char *ngx_esp_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_esp_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_esp_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -60,6 +56,27 @@ static char *ngx_esp(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_esp_allowed_hosts(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_esp_dirs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_esp_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_esp_login_page(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_esp_local_url(ngx_conf_t *cf, void *post, void *data);
+static char *ngx_esp_password_form(ngx_conf_t *cf, void *post, void *data);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+
+
+static ngx_conf_post_handler_pt  ngx_esp_local_url_p = ngx_esp_local_url;
+static ngx_conf_post_handler_pt  ngx_esp_password_form_p =
+    ngx_esp_password_form;
+
+
+static ngx_conf_enum_t  ngx_esp_languages[] = {
+    { ngx_string("auto"), NGX_ESP_LANG_AUTO },
+    { ngx_string("en"), NGX_ESP_LANG_EN },
+    { ngx_string("de"), NGX_ESP_LANG_DE },
+    { ngx_null_string, 0 }
+};
 
 
 static ngx_conf_enum_t  ngx_esp_client_auth_modes[] = {
@@ -136,6 +153,104 @@ static ngx_command_t  ngx_esp_commands[] = {
       offsetof(ngx_esp_loc_conf_t, realm),
       NULL },
 
+    { ngx_string("esp_shared_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_esp_shared_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("esp_session_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_esp_session_key,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_esp_main_conf_t, keys),
+      NULL },
+
+    { ngx_string("esp_basic_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, basic_cache),
+      NULL },
+
+    { ngx_string("esp_greeting"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, greeting),
+      NULL },
+
+    { ngx_string("esp_title"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, title),
+      NULL },
+
+    { ngx_string("esp_language"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, lang),
+      &ngx_esp_languages },
+
+    { ngx_string("esp_public_private"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, public_private),
+      NULL },
+
+    { ngx_string("esp_password_form"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, password_form),
+      &ngx_esp_password_form_p },
+
+    { ngx_string("esp_logoff"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_esp_dirs,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, logoff),
+      NULL },
+
+    { ngx_string("esp_permitted_groups"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_str_array_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, permitted_groups),
+      NULL },
+
+    { ngx_string("esp_cookie"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_esp_cookie,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("esp_login_page"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_esp_login_page,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("esp_default_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, default_url),
+      &ngx_esp_local_url_p },
+
+    { ngx_string("esp_owa_auth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, owa_auth),
+      &ngx_esp_local_url_p },
+
       ngx_null_command
 };
 
@@ -145,7 +260,7 @@ static ngx_http_module_t  ngx_esp_module_ctx = {
     ngx_esp_init,                          /* postconfiguration */
 
     ngx_esp_create_main_conf,              /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_esp_init_main_conf,                /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -189,16 +304,22 @@ ngx_esp_access_handler(ngx_http_request_t *r)
     ngx_int_t            rc;
     ngx_uint_t           excluded;
     ngx_esp_ctx_t       *ctx;
-    ngx_pool_cleanup_t  *cln;
     ngx_esp_loc_conf_t  *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_exchange_esp_module);
 
+    ctx = ngx_esp_get_ctx(r, 0);
+
+    if (ctx && ctx->login && !ctx->done && elcf->domain == NULL) {
+        /* a login must never pass as a plain POST to where esp is off */
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "esp: login refused: esp is off at \"%V\"", &r->uri);
+        return NGX_HTTP_FORBIDDEN;
+    }
+
     if (elcf->domain == NULL) {
         return NGX_DECLINED;
     }
-
-    ctx = ngx_http_get_module_ctx(r, ngx_exchange_esp_module);
 
     if (ctx) {
         if (ctx->waiting) {
@@ -206,39 +327,40 @@ ngx_esp_access_handler(ngx_http_request_t *r)
         }
 
         if (ctx->done) {
-            if (ctx->status != NGX_OK) {
-                return ctx->status;
-            }
-
-            return ngx_esp_server_auth(r, elcf);
+            return ngx_esp_auth_finish(r, elcf, ctx);
         }
     }
 
-    rc = ngx_esp_gate(r, elcf, &excluded);
-
+    rc = ngx_esp_host_allowed(r, elcf);
     if (rc != NGX_OK) {
         return rc;
     }
 
-    if (excluded || elcf->client_auth == NGX_ESP_CLIENT_DELEGATE) {
-        return NGX_DECLINED;
-    }
-
     if (ctx == NULL) {
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_esp_ctx_t));
+        ctx = ngx_esp_get_ctx(r, 1);
         if (ctx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+    }
 
-        cln = ngx_pool_cleanup_add(r->pool, 0);
-        if (cln == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (ctx->login != NGX_ESP_LOGIN_FORM) {
+        rc = ngx_esp_form_endpoint(r, elcf, ctx);
+        if (rc != NGX_DECLINED) {
+            return rc;
         }
+    }
 
-        cln->handler = ngx_esp_ctx_cleanup;
-        cln->data = ctx;
+    rc = ngx_esp_gate(r, elcf, &excluded);
+    if (rc != NGX_OK) {
+        return rc;
+    }
 
-        ngx_http_set_ctx(r, ctx, ngx_exchange_esp_module);
+    if (ctx->login == NGX_ESP_LOGIN_FORM) {
+        return ngx_esp_form_access(r, elcf, ctx);
+    }
+
+    if (excluded || elcf->client_auth == NGX_ESP_CLIENT_DELEGATE) {
+        return NGX_DECLINED;
     }
 
     switch (elcf->client_auth) {
@@ -247,19 +369,84 @@ ngx_esp_access_handler(ngx_http_request_t *r)
         return ngx_esp_basic(r, elcf, ctx);
 
     default: /* NGX_ESP_CLIENT_FORM */
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "esp: \"%V\" needs a login", &r->uri);
-        return ngx_esp_basic_challenge(r, elcf);
+        return ngx_esp_form_access(r, elcf, ctx);
     }
 }
 
 
 /*
- * Steps 2 and 3 of the design: the host must be allowed, the path must be
- * inside the allowed directories as nginx reads it (r->uri) and as a
- * backend that decodes the raw request line once reads it; a path is
- * excluded from pre-authentication only if it is written plainly, so
- * that no encoding can make an excluded pattern cover a protected path.
+ * The state survives internal redirects (a login continues in the
+ * location of its return URL), which clear module contexts: it is found
+ * again through its pool cleanup, as the realip module does.
+ */
+
+ngx_esp_ctx_t *
+ngx_esp_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
+{
+    ngx_esp_ctx_t       *ctx;
+    ngx_pool_cleanup_t  *cln;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_exchange_esp_module);
+
+    if (ctx || !(r->internal || create)) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_esp_ctx_cleanup) {
+            ctx = cln->data;
+            ngx_http_set_ctx(r, ctx, ngx_exchange_esp_module);
+            return ctx;
+        }
+    }
+
+    if (!create) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_esp_ctx_t));
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    ctx = cln->data;
+    ngx_memzero(ctx, sizeof(ngx_esp_ctx_t));
+
+    cln->handler = ngx_esp_ctx_cleanup;
+
+    ngx_http_set_ctx(r, ctx, ngx_exchange_esp_module);
+
+    return ctx;
+}
+
+
+ngx_esp_main_conf_t *
+ngx_esp_main_conf(ngx_http_request_t *r)
+{
+    return ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
+}
+
+
+static ngx_int_t
+ngx_esp_host_allowed(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
+{
+    if (!ngx_esp_match_hosts(elcf->allowed_hosts, &r->headers_in.server)) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "esp: host \"%V\" is not allowed",
+                      &r->headers_in.server);
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Step 3 of the design: the path must be inside the allowed directories
+ * as nginx reads it (r->uri) and as a backend that decodes the raw
+ * request line once reads it; a path is excluded from pre-authentication
+ * only if it is written plainly, so that no encoding can make an excluded
+ * pattern cover a protected path.
  */
 
 static ngx_int_t
@@ -272,18 +459,17 @@ ngx_esp_gate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     *excluded = 0;
 
-    if (!ngx_esp_match_hosts(elcf->allowed_hosts, &r->headers_in.server)) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "esp: host \"%V\" is not allowed",
-                      &r->headers_in.server);
-        return NGX_HTTP_FORBIDDEN;
-    }
+    if (r->internal) {
+        /* a redirect of ours or the operator's: r->uri is what counts */
+        raw = r->uri;
 
-    raw = r->unparsed_uri;
+    } else {
+        raw = r->unparsed_uri;
 
-    q = ngx_strlchr(raw.data, raw.data + raw.len, '?');
-    if (q) {
-        raw.len = q - raw.data;
+        q = ngx_strlchr(raw.data, raw.data + raw.len, '?');
+        if (q) {
+            raw.len = q - raw.data;
+        }
     }
 
     canon.data = ngx_pnalloc(r->pool, raw.len + 1);
@@ -342,8 +528,7 @@ static ngx_int_t
 ngx_esp_basic(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx)
 {
-    ngx_int_t            rc;
-    ngx_esp_ldap_req_t  *lr;
+    ngx_int_t  rc;
 
     rc = ngx_http_auth_basic_user(r);
 
@@ -360,16 +545,87 @@ ngx_esp_basic(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     }
 
     ctx->user = r->headers_in.user;
+    ctx->password = r->headers_in.passwd;
+    ctx->login = NGX_ESP_LOGIN_BASIC;
 
+    return ngx_esp_authenticate(r, elcf, ctx);
+}
+
+
+/*
+ * One login: the gate's own lockout first (a blocked user never reaches a
+ * domain controller), then the Basic cache, then the directory.
+ */
+
+ngx_int_t
+ngx_esp_authenticate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx)
+{
+    size_t                i;
+    ngx_int_t             rc;
+    ngx_str_t             key;
+    ngx_esp_ldap_req_t   *lr;
+    ngx_esp_main_conf_t  *emcf;
+
+    emcf = ngx_esp_main_conf(r);
     lr = &ctx->lr;
+
     lr->domain = elcf->domain;
-    lr->user = r->headers_in.user;
-    lr->password = r->headers_in.passwd;
-    lr->groups = NULL;
-    lr->handler = ngx_esp_basic_done;
+    lr->user = ctx->user;
+    lr->password = ctx->password;
+    lr->groups = elcf->permitted_groups;
+    lr->handler = ngx_esp_ldap_done;
     lr->data = r;
     lr->log = r->connection->log;
     lr->pool = r->pool;
+
+    if (ctx->user.len == 0 || ctx->password.len == 0
+        || ctx->user.len > NGX_ESP_MAX_USER
+        || ctx->password.len > NGX_ESP_MAX_PASSWORD
+        || ngx_esp_ldap_build_logon_name(r->pool, elcf->domain, &ctx->user,
+                                         &lr->logon_name)
+           != NGX_OK)
+    {
+        lr->result = NGX_ESP_AUTH_INVALID;
+        ctx->done = 1;
+        return ngx_esp_auth_finish(r, elcf, ctx);
+    }
+
+    /* the lockout and cache key: the logon name, case-insensitive */
+
+    key.len = lr->logon_name.len;
+    key.data = ngx_pnalloc(r->pool, key.len);
+    if (key.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (i = 0; i < key.len; i++) {
+        key.data[i] = ngx_tolower(lr->logon_name.data[i]);
+    }
+
+    ctx->key = key;
+
+    if (emcf->shm_zone
+        && ngx_esp_lockout_check(emcf->shm_zone, elcf->domain, &key, NULL)
+           == NGX_BUSY)
+    {
+        lr->result = NGX_ESP_AUTH_BLOCKED;
+        ctx->done = 1;
+        return ngx_esp_auth_finish(r, elcf, ctx);
+    }
+
+    if (ctx->login == NGX_ESP_LOGIN_BASIC && elcf->basic_cache
+        && emcf->shm_zone && elcf->permitted_groups == NULL
+        && ngx_esp_cache_lookup(emcf->shm_zone, &elcf->domain->name, &key,
+                                &ctx->password)
+           == NGX_OK)
+    {
+        lr->result = NGX_ESP_AUTH_OK;
+        ngx_str_set(&lr->dc, "cache");
+        ctx->cached = 1;
+        ctx->done = 1;
+        return ngx_esp_auth_finish(r, elcf, ctx);
+    }
 
     rc = ngx_esp_ldap_authenticate(lr);
 
@@ -383,56 +639,25 @@ ngx_esp_basic(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_esp_basic_done(lr);
+    ctx->done = 1;
 
-    return ctx->status == NGX_OK ? ngx_esp_server_auth(r, elcf)
-                                 : ctx->status;
+    return ngx_esp_auth_finish(r, elcf, ctx);
 }
 
 
 static void
-ngx_esp_basic_done(ngx_esp_ldap_req_t *lr)
+ngx_esp_ldap_done(ngx_esp_ldap_req_t *lr)
 {
     ngx_http_request_t  *r = lr->data;
 
-    ngx_uint_t           resume;
-    ngx_connection_t    *c;
-    ngx_esp_ctx_t       *ctx;
-    ngx_esp_loc_conf_t  *elcf;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_exchange_esp_module);
-    elcf = ngx_http_get_module_loc_conf(r, ngx_exchange_esp_module);
-
-    resume = ctx->waiting;
-    ctx->waiting = 0;
-    ctx->done = 1;
-    ctx->result = lr->result;
-
-    ngx_esp_log_login(r, ctx);
-
-    switch (lr->result) {
-
-    case NGX_ESP_AUTH_OK:
-        ctx->authenticated = 1;
-        ctx->status = NGX_OK;
-        break;
-
-    case NGX_ESP_AUTH_UNAVAILABLE:
-    case NGX_ESP_AUTH_SERVICE_ACCOUNT:
-    case NGX_ESP_AUTH_ERROR:
-        ctx->status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        break;
-
-    default:
-        ctx->status = ngx_esp_basic_challenge(r, elcf);
-        break;
-    }
-
-    if (!resume) {
-        return;
-    }
+    ngx_connection_t  *c;
+    ngx_esp_ctx_t     *ctx;
 
     c = r->connection;
+    ctx = ngx_esp_get_ctx(r, 0);
+
+    ctx->waiting = 0;
+    ctx->done = 1;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "esp: resuming \"%V\" after the directory", &r->uri);
@@ -445,6 +670,106 @@ ngx_esp_basic_done(ngx_esp_ldap_req_t *lr)
 }
 
 
+/* the directory (or the cache, or the lockout) has decided */
+
+static ngx_int_t
+ngx_esp_auth_finish(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx)
+{
+    ngx_uint_t            login;
+    ngx_esp_ldap_req_t   *lr;
+    ngx_esp_main_conf_t  *emcf;
+
+    emcf = ngx_esp_main_conf(r);
+    lr = &ctx->lr;
+    login = ctx->login;
+
+    if (login == 0) {
+        /* decided earlier in this request: a later pass, e.g. error_page */
+        return ctx->authenticated ? NGX_DECLINED : NGX_HTTP_FORBIDDEN;
+    }
+
+    ctx->login = 0;
+    ctx->result = lr->result;
+
+    ngx_esp_log_login(r, ctx);
+
+    if (emcf->shm_zone && ctx->key.len) {
+
+        switch (lr->result) {
+
+        case NGX_ESP_AUTH_OK:
+            ngx_esp_lockout_success(emcf->shm_zone, elcf->domain, &ctx->key);
+
+            if (login == NGX_ESP_LOGIN_BASIC && elcf->basic_cache
+                && !ctx->cached && elcf->permitted_groups == NULL)
+            {
+                (void) ngx_esp_cache_store(emcf->shm_zone,
+                                           &elcf->domain->name, &ctx->key,
+                                           &ctx->password,
+                                           elcf->basic_cache);
+            }
+
+            break;
+
+        case NGX_ESP_AUTH_BAD_CREDENTIALS:
+            if (ngx_esp_lockout_failure(emcf->shm_zone, elcf->domain,
+                                        &ctx->key)
+                == NGX_BUSY)
+            {
+                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                              "esp: user \"%V\" of domain %V is blocked for "
+                              "%T s after %i failed logins", &ctx->key,
+                              &elcf->domain->name,
+                              elcf->domain->unblock_timeout,
+                              elcf->domain->max_failed_auths);
+            }
+
+            break;
+
+        case NGX_ESP_AUTH_BLOCKED:
+        case NGX_ESP_AUTH_INVALID:
+        case NGX_ESP_AUTH_UNAVAILABLE:
+        case NGX_ESP_AUTH_SERVICE_ACCOUNT:
+        case NGX_ESP_AUTH_ERROR:
+            break;
+
+        default:
+            /* locked, disabled, expired...: no cached way around it */
+            ngx_esp_cache_forget(emcf->shm_zone, &elcf->domain->name,
+                                 &ctx->key);
+            break;
+        }
+    }
+
+    if (lr->result == NGX_ESP_AUTH_OK) {
+        ctx->authenticated = 1;
+        ctx->user = lr->logon_name;
+    }
+
+    if (login == NGX_ESP_LOGIN_FORM) {
+        return ngx_esp_form_login_done(r, elcf, ctx);
+    }
+
+    switch (lr->result) {
+
+    case NGX_ESP_AUTH_OK:
+        return ngx_esp_server_auth(r, elcf);
+
+    case NGX_ESP_AUTH_UNAVAILABLE:
+    case NGX_ESP_AUTH_SERVICE_ACCOUNT:
+    case NGX_ESP_AUTH_ERROR:
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+
+    case NGX_ESP_AUTH_NOT_PERMITTED:
+        return NGX_HTTP_FORBIDDEN;
+
+    default:
+        return ngx_esp_basic_challenge(r, elcf);
+    }
+}
+
+
 static void
 ngx_esp_ctx_cleanup(void *data)
 {
@@ -454,15 +779,19 @@ ngx_esp_ctx_cleanup(void *data)
         ctx->waiting = 0;
         ngx_esp_ldap_abort(&ctx->lr);
     }
+
+    if (ctx->password.len) {
+        ngx_explicit_memzero(ctx->password.data, ctx->password.len);
+    }
 }
 
 
 static ngx_int_t
 ngx_esp_basic_challenge(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
 {
-    size_t            len;
-    u_char           *p;
-    ngx_table_elt_t  *h;
+    size_t  len;
+    u_char  *p;
+    ngx_str_t  value;
 
     len = sizeof("Basic realm=\"\", charset=\"UTF-8\"") - 1 + elcf->realm.len;
 
@@ -471,23 +800,19 @@ ngx_esp_basic_challenge(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "WWW-Authenticate");
-    h->value.data = p;
-
+    value.data = p;
     p = ngx_cpymem(p, "Basic realm=\"", sizeof("Basic realm=\"") - 1);
     p = ngx_cpymem(p, elcf->realm.data, elcf->realm.len);
     p = ngx_cpymem(p, "\", charset=\"UTF-8\"",
                    sizeof("\", charset=\"UTF-8\"") - 1);
+    value.len = p - value.data;
 
-    h->value.len = p - h->value.data;
-
-    r->headers_out.www_authenticate = h;
+    if (ngx_esp_set_header(r, &r->headers_out.headers, "WWW-Authenticate",
+                           &value, &r->headers_out.www_authenticate)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     return NGX_HTTP_UNAUTHORIZED;
 }
@@ -498,47 +823,149 @@ ngx_esp_basic_challenge(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
 static ngx_int_t
 ngx_esp_server_auth(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
 {
-    if (elcf->server_auth == NGX_ESP_SERVER_NONE
+    if (elcf->server_auth != NGX_ESP_SERVER_BASIC
         && r->headers_in.authorization)
     {
-        ngx_esp_remove_header(&r->headers_in.headers,
-                              r->headers_in.authorization);
-        r->headers_in.authorization = NULL;
+        if (ngx_esp_set_header(r, &r->headers_in.headers, "Authorization",
+                               NULL, &r->headers_in.authorization)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     return NGX_OK;
 }
 
 
-static void
-ngx_esp_remove_header(ngx_list_t *list, ngx_table_elt_t *h)
+/*
+ * Sets (value != NULL) or removes (value == NULL) a header; "slot" is the
+ * shortcut pointer nginx keeps for it, if any.  Removing shifts the list
+ * part, so that no walker (the proxy module) ever sees the header.
+ */
+
+ngx_int_t
+ngx_esp_set_header(ngx_http_request_t *r, ngx_list_t *headers, char *name,
+    ngx_str_t *value, ngx_table_elt_t **slot)
 {
+    size_t            len;
     ngx_uint_t        i;
     ngx_list_part_t  *part;
-    ngx_table_elt_t  *elts;
+    ngx_table_elt_t  *h;
 
-    for (part = &list->part; part; part = part->next) {
+    len = ngx_strlen(name);
 
-        elts = part->elts;
+    for (part = &headers->part; part; part = part->next) {
+
+        h = part->elts;
 
         for (i = 0; i < part->nelts; i++) {
 
-            if (&elts[i] != h) {
+            if (h[i].key.len != len
+                || ngx_strncasecmp(h[i].key.data, (u_char *) name, len) != 0)
+            {
                 continue;
             }
 
-            ngx_memmove(&elts[i], &elts[i + 1],
-                        (part->nelts - i - 1) * sizeof(ngx_table_elt_t));
-            part->nelts--;
+            if (value) {
+                h[i].value = *value;
+                h[i].hash = 1;
 
-            if (part == list->last || part->nelts) {
-                return;
+                if (slot) {
+                    *slot = &h[i];
+                }
+
+                return NGX_OK;
             }
 
-            /* an empty part in the middle is fine for list walkers */
-            return;
+            ngx_memmove(&h[i], &h[i + 1],
+                        (part->nelts - i - 1) * sizeof(ngx_table_elt_t));
+            part->nelts--;
+            i--;
+
+            if (slot) {
+                *slot = NULL;
+            }
         }
     }
+
+    if (value == NULL) {
+        return NGX_OK;
+    }
+
+    h = ngx_list_push(headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = len;
+    h->value = *value;
+    h->lowcase_key = (u_char *) name;
+
+    if (headers == &r->headers_in.headers) {
+        h->lowcase_key = ngx_pnalloc(r->pool, len);
+        if (h->lowcase_key == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_strlow(h->lowcase_key, (u_char *) name, len);
+        h->hash = ngx_hash_key(h->lowcase_key, len);
+    }
+
+    if (slot) {
+        *slot = h;
+    }
+
+    return NGX_OK;
+}
+
+
+/* our cookies, and the form login's say on Exchange's answers */
+
+static ngx_int_t
+ngx_esp_header_filter(ngx_http_request_t *r)
+{
+    u_char            *p, *last, *nl;
+    ngx_esp_ctx_t     *ctx;
+    ngx_table_elt_t   *h;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_exchange_esp_module);
+
+    if (ctx == NULL || r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    if (ngx_esp_form_header_filter(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    p = ctx->set_cookie.data;
+    last = p + ctx->set_cookie.len;
+
+    while (p < last) {
+        nl = ngx_strlchr(p, last, '\n');
+        if (nl == NULL) {
+            nl = last;
+        }
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Set-Cookie");
+        h->value.data = p;
+        h->value.len = nl - p;
+
+        p = nl + 1;
+    }
+
+    ctx->set_cookie.len = 0;
+
+    return ngx_http_next_header_filter(r);
 }
 
 
@@ -548,7 +975,7 @@ ngx_esp_remove_header(ngx_list_t *list, ngx_table_elt_t *h)
  *      dc=ldaps://192.0.2.11:636 result=ok ad_code=none
  */
 
-static void
+void
 ngx_esp_log_login(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
 {
     u_char               c, *p, *last, buf[NGX_ESP_LOG_USER_LEN * 4];
@@ -586,7 +1013,9 @@ ngx_esp_log_login(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
         ngx_str_set(&dc, "none");
     }
 
-    level = (lr->result == NGX_ESP_AUTH_OK) ? NGX_LOG_NOTICE : NGX_LOG_WARN;
+    /* a cache hit repeats a decision logged at its bind */
+    level = (lr->result != NGX_ESP_AUTH_OK) ? NGX_LOG_WARN
+            : ctx->cached ? NGX_LOG_INFO : NGX_LOG_NOTICE;
 
     if (lr->ad_code) {
         ngx_log_error(level, r->connection->log, 0,
@@ -685,6 +1114,12 @@ ngx_esp_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     emcf->shm_zone = NULL;
+     */
+
     if (ngx_array_init(&emcf->domains, cf->pool, 2,
                        sizeof(ngx_esp_domain_t *))
         != NGX_OK)
@@ -692,7 +1127,24 @@ ngx_esp_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    emcf->keys = NGX_CONF_UNSET_PTR;
+
     return emcf;
+}
+
+
+static char *
+ngx_esp_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_esp_main_conf_t *emcf = conf;
+
+    ngx_conf_init_ptr_value(emcf->keys, NULL);
+
+    if (emcf->domains.nelts == 0) {
+        return NGX_CONF_OK;
+    }
+
+    return ngx_esp_shm_default_zone(cf, emcf);
 }
 
 
@@ -711,6 +1163,13 @@ ngx_esp_create_loc_conf(ngx_conf_t *cf)
      *
      *     conf->off = 0;
      *     conf->realm = { 0, NULL };
+     *     conf->greeting = { 0, NULL };
+     *     conf->password_form = { 0, NULL };
+     *     conf->cookie_name = { 0, NULL };
+     *     conf->login_page = { 0, NULL };
+     *     conf->owa_auth = { 0, NULL };
+     *     conf->default_url = { 0, NULL };
+     *     conf->title = { 0, NULL };
      *     conf->esp_file = NULL;
      *     conf->esp_line = 0;
      */
@@ -721,6 +1180,12 @@ ngx_esp_create_loc_conf(ngx_conf_t *cf)
     conf->excluded_dirs = NGX_CONF_UNSET_PTR;
     conf->client_auth = NGX_CONF_UNSET_UINT;
     conf->server_auth = NGX_CONF_UNSET_UINT;
+    conf->basic_cache = NGX_CONF_UNSET;
+    conf->public_private = NGX_CONF_UNSET;
+    conf->logoff = NGX_CONF_UNSET_PTR;
+    conf->permitted_groups = NGX_CONF_UNSET_PTR;
+    conf->samesite = NGX_CONF_UNSET_UINT;
+    conf->lang = NGX_CONF_UNSET_UINT;
 
     return conf;
 }
@@ -732,6 +1197,7 @@ ngx_esp_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_esp_loc_conf_t *prev = parent;
     ngx_esp_loc_conf_t *conf = child;
 
+    ngx_esp_main_conf_t     *emcf;
     ngx_esp_path_pattern_t  *pp;
 
     if (conf->domain == NGX_CONF_UNSET_PTR) {
@@ -749,6 +1215,23 @@ ngx_esp_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->server_auth, prev->server_auth,
                               NGX_ESP_SERVER_NONE);
     ngx_conf_merge_str_value(conf->realm, prev->realm, "Exchange");
+    ngx_conf_merge_sec_value(conf->basic_cache, prev->basic_cache, 300);
+    ngx_conf_merge_str_value(conf->greeting, prev->greeting, "");
+    ngx_conf_merge_value(conf->public_private, prev->public_private, 1);
+    ngx_conf_merge_str_value(conf->password_form, prev->password_form, "");
+    ngx_conf_merge_ptr_value(conf->logoff, prev->logoff, NULL);
+    ngx_conf_merge_ptr_value(conf->permitted_groups, prev->permitted_groups,
+                             NULL);
+    ngx_conf_merge_str_value(conf->cookie_name, prev->cookie_name,
+                             "esp_session");
+    ngx_conf_merge_uint_value(conf->samesite, prev->samesite,
+                              NGX_ESP_SAMESITE_LAX);
+    ngx_conf_merge_str_value(conf->login_page, prev->login_page, "");
+    ngx_conf_merge_str_value(conf->owa_auth, prev->owa_auth,
+                             "/owa/auth.owa");
+    ngx_conf_merge_str_value(conf->default_url, prev->default_url, "/owa/");
+    ngx_conf_merge_str_value(conf->title, prev->title, "Outlook");
+    ngx_conf_merge_uint_value(conf->lang, prev->lang, NGX_ESP_LANG_AUTO);
 
     if (conf->allowed_dirs == NULL) {
         conf->allowed_dirs = ngx_array_create(cf->pool, 1,
@@ -765,11 +1248,34 @@ ngx_esp_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         ngx_str_set(&pp->pattern, "/*");
     }
 
-    if (conf->domain && conf->allowed_hosts == NULL) {
+    if (conf->domain == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    if (conf->allowed_hosts == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"esp\" in %s:%ui needs \"esp_allowed_hosts\": the "
                       "host names this service may be reached by",
                       conf->esp_file, conf->esp_line);
+        return NGX_CONF_ERROR;
+    }
+
+    emcf = ngx_http_conf_get_module_main_conf(cf, ngx_exchange_esp_module);
+
+    if (emcf->keys == NULL || emcf->keys == NGX_CONF_UNSET_PTR) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"esp\" in %s:%ui needs \"esp_session_key\" at http "
+                      "level: the key file(s) that seal session cookies "
+                      "(make one with \"openssl rand -hex 32\")",
+                      conf->esp_file, conf->esp_line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->permitted_groups && conf->domain->bind_dn.len == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"esp_permitted_groups\" needs \"ldap_bind_dn\" in "
+                      "esp_sso_domain \"%V\" for the group search",
+                      &conf->domain->name);
         return NGX_CONF_ERROR;
     }
 
@@ -798,6 +1304,9 @@ ngx_esp_init(ngx_conf_t *cf)
     }
 
     *h = ngx_esp_access_handler;
+
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_esp_header_filter;
 
     return NGX_OK;
 }
@@ -963,4 +1472,247 @@ ngx_esp_dirs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* esp_cookie name [samesite=lax|strict|none|off] */
+
+static char *
+ngx_esp_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_esp_loc_conf_t *elcf = conf;
+
+    ngx_str_t   *value, v;
+    ngx_uint_t   i;
+
+    if (elcf->cookie_name.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (i = 0; i < value[1].len; i++) {
+        if (!(ngx_esp_isalnum(value[1].data[i]) || value[1].data[i] == '_'
+              || value[1].data[i] == '-'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid cookie name \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (value[1].len == 0) {
+        return "has an empty cookie name";
+    }
+
+    elcf->cookie_name = value[1];
+
+    if (cf->args->nelts == 2) {
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(value[2].data, "samesite=", 9) != 0) {
+        goto invalid;
+    }
+
+    v.data = value[2].data + 9;
+    v.len = value[2].len - 9;
+
+    if (v.len == 3 && ngx_strncasecmp(v.data, (u_char *) "lax", 3) == 0) {
+        elcf->samesite = NGX_ESP_SAMESITE_LAX;
+
+    } else if (v.len == 6
+               && ngx_strncasecmp(v.data, (u_char *) "strict", 6) == 0)
+    {
+        elcf->samesite = NGX_ESP_SAMESITE_STRICT;
+
+    } else if (v.len == 4
+               && ngx_strncasecmp(v.data, (u_char *) "none", 4) == 0)
+    {
+        elcf->samesite = NGX_ESP_SAMESITE_NONE;
+
+    } else if (v.len == 3 && ngx_strncasecmp(v.data, (u_char *) "off", 3) == 0)
+    {
+        elcf->samesite = NGX_ESP_SAMESITE_OFF;
+
+    } else {
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\": expected "
+                       "\"samesite=lax|strict|none|off\"", &value[2]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* esp_login_page file: a custom template, read once */
+
+static char *
+ngx_esp_login_page(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_esp_loc_conf_t *elcf = conf;
+
+    u_char           *p, *last, *end;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t        *value, name;
+    ngx_uint_t        i, known;
+    ngx_file_info_t   fi;
+
+    static char  *names[] = {
+        "lang", "title", "greeting", "action", "url", "csrf", "username",
+        "message", "message_class", "public_private", "t_heading",
+        "t_username", "t_username_hint", "t_password", "t_submit",
+        "t_footer", NULL
+    };
+
+    if (elcf->login_page.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%s\" failed", name.data);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) == 0 || ngx_file_size(&fi) > 256 * 1024)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "login page \"%s\" must hold 1 byte to 256k",
+                           name.data);
+        (void) ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    elcf->login_page.len = ngx_file_size(&fi);
+    elcf->login_page.data = ngx_pnalloc(cf->pool, elcf->login_page.len);
+    if (elcf->login_page.data == NULL) {
+        (void) ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_fd(fd, elcf->login_page.data, elcf->login_page.len);
+    (void) ngx_close_file(fd);
+
+    if (n != (ssize_t) elcf->login_page.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_read_fd_n " \"%s\" failed", name.data);
+        return NGX_CONF_ERROR;
+    }
+
+    /* every placeholder must be one the module fills */
+
+    p = elcf->login_page.data;
+    last = p + elcf->login_page.len;
+
+    while ((p = ngx_strlcasestrn(p, last, (u_char *) "{{", 2 - 1)) != NULL) {
+
+        end = ngx_strlcasestrn(p + 2, last, (u_char *) "}}", 2 - 1);
+        if (end == NULL) {
+            break;
+        }
+
+        known = 0;
+
+        for (i = 0; names[i]; i++) {
+            if ((size_t) (end - p - 2) == ngx_strlen(names[i])
+                && ngx_strncmp(p + 2, names[i], end - p - 2) == 0)
+            {
+                known = 1;
+                break;
+            }
+        }
+
+        if (!known) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "unknown placeholder \"%*s\" in login page "
+                               "\"%s\"", end - p + 2, p, name.data);
+            return NGX_CONF_ERROR;
+        }
+
+        p = end + 2;
+    }
+
+    if (ngx_strlcasestrn(elcf->login_page.data, last,
+                         (u_char *) "{{csrf}}", 8 - 1) == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "login page \"%s\" has no {{csrf}}: the form "
+                           "would always be refused", name.data);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* a path on this site: "/..." */
+
+static char *
+ngx_esp_local_url(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t  *url = data;
+
+    if (url->len == 0 || url->data[0] != '/'
+        || (url->len > 1 && (url->data[1] == '/' || url->data[1] == '\\')))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must be a path on this site, such as "
+                           "\"/owa/\"", url);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the User Password Form: a path, or an https URL */
+
+static char *
+ngx_esp_password_form(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t  *url = data;
+
+    ngx_uint_t  i;
+
+    for (i = 0; i < url->len; i++) {
+        if (url->data[i] <= 0x20 || url->data[i] == 0x7f) {
+            goto invalid;
+        }
+    }
+
+    if (url->len > 8
+        && ngx_strncasecmp(url->data, (u_char *) "https://", 8) == 0)
+    {
+        return NGX_CONF_OK;
+    }
+
+    if (url->len && url->data[0] == '/'
+        && !(url->len > 1 && (url->data[1] == '/' || url->data[1] == '\\')))
+    {
+        return NGX_CONF_OK;
+    }
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"%V\" must be an https:// URL or a path, such as "
+                       "\"https://mail.contoso.com/owa/auth/"
+                       "expiredpassword.aspx?url=/owa/auth.owa\"", url);
+    return NGX_CONF_ERROR;
 }

@@ -23,10 +23,26 @@
 #define NGX_ESP_SERVER_BASIC      2
 #define NGX_ESP_SERVER_FORM       3
 
+/* esp_cookie samesite= */
+#define NGX_ESP_SAMESITE_OFF      1
+#define NGX_ESP_SAMESITE_LAX      2
+#define NGX_ESP_SAMESITE_STRICT   3
+#define NGX_ESP_SAMESITE_NONE     4
+
+/* esp_language */
+#define NGX_ESP_LANG_AUTO         0
+#define NGX_ESP_LANG_EN           1
+#define NGX_ESP_LANG_DE           2
+
 /* logon_format */
 #define NGX_ESP_LOGON_PRINCIPAL   1
 #define NGX_ESP_LOGON_USERNAME    2
 #define NGX_ESP_LOGON_UNSPECIFIED 3
+
+
+#define ngx_esp_isalnum(c)                                                    \
+    (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z')                 \
+     || ((c) >= '0' && (c) <= '9'))
 
 
 typedef struct ngx_esp_domain_s  ngx_esp_domain_t;
@@ -78,6 +94,8 @@ struct ngx_esp_domain_s {
 
 typedef struct {
     ngx_array_t                domains;      /* ngx_esp_domain_t * */
+    ngx_array_t               *keys;         /* ngx_esp_key_t */
+    ngx_shm_zone_t            *shm_zone;
 } ngx_esp_main_conf_t;
 
 
@@ -105,6 +123,21 @@ typedef struct {
     ngx_uint_t                 client_auth;
     ngx_uint_t                 server_auth;
     ngx_str_t                  realm;            /* esp_realm */
+    time_t                     basic_cache;      /* esp_basic_cache */
+
+    /* form login */
+    ngx_str_t                  greeting;
+    ngx_flag_t                 public_private;
+    ngx_str_t                  password_form;
+    ngx_array_t               *logoff;           /* ngx_esp_path_pattern_t */
+    ngx_array_t               *permitted_groups; /* ngx_str_t DNs */
+    ngx_str_t                  cookie_name;
+    ngx_uint_t                 samesite;
+    ngx_str_t                  login_page;       /* custom template */
+    ngx_str_t                  owa_auth;         /* where auth.owa is */
+    ngx_str_t                  default_url;
+    ngx_str_t                  title;
+    ngx_uint_t                 lang;
 
     u_char                    *esp_file;         /* where "esp" was set */
     ngx_uint_t                 esp_line;

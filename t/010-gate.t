@@ -8,6 +8,7 @@ use lib 't/lib';
 use EspTest;
 
 our $Domain = <<'_EOC_';
+esp_session_key $ESP_RUN/keys/session.key;
 esp_sso_domain contoso {
     ldap_server ldaps://$AD_DC1:636;
     ldap_server ldaps://$AD_DC2:636;
@@ -199,12 +200,14 @@ GET /OWA/Auth/ExpiredPassword.ASPX
 
 
 
-=== TEST 15: a protected path needs authentication and is not proxied
+=== TEST 15: a protected path sends the browser to the login form, not to Exchange
 --- http_config eval: $::Domain
 --- config eval: $::Gate
 --- request
 GET /owa/
---- error_code: 401
+--- error_code: 302
+--- response_headers_like
+Location: ^https?://[^/]+/_esp/login\?url=
 --- backend: none
 
 
@@ -224,7 +227,9 @@ GET /owa/9C9F0F4B-1C1A-4D7E-9A61-0B3F9C3C1E55@Contoso.com/prem/15.2/scripts/boot
 --- config eval: $::Gate
 --- request
 GET /owa/9c9f0f4b-1c1a-4d7e-9a61-0b3f9c3c1e55@contoso.community/x
---- error_code: 401
+--- error_code: 302
+--- response_headers_like
+Location: ^https?://[^/]+/_esp/login\?url=
 --- backend: none
 
 
@@ -234,7 +239,9 @@ GET /owa/9c9f0f4b-1c1a-4d7e-9a61-0b3f9c3c1e55@contoso.community/x
 --- config eval: $::Gate
 --- raw_request eval
 "GET /owa/9c9f0f4b-1c1a-4d7e-9a61-0b3f9c3c1e55\@contoso.com/../../ecp/ HTTP/1.1\r\nHost: mail.contoso.com\r\nConnection: close\r\n\r\n"
---- error_code: 401
+--- error_code: 302
+--- response_headers_like
+Location: ^https?://[^/]+/_esp/login\?url=
 --- backend: none
 
 
@@ -244,7 +251,9 @@ GET /owa/9c9f0f4b-1c1a-4d7e-9a61-0b3f9c3c1e55@contoso.community/x
 --- config eval: $::Gate
 --- raw_request eval
 "GET /owa/9c9f0f4b-1c1a-4d7e-9a61-0b3f9c3c1e55\@contoso.com/%2e%2e/%2E%2E/ecp/ HTTP/1.1\r\nHost: mail.contoso.com\r\nConnection: close\r\n\r\n"
---- error_code: 401
+--- error_code: 302
+--- response_headers_like
+Location: ^https?://[^/]+/_esp/login\?url=
 --- backend: none
 
 
@@ -254,7 +263,9 @@ GET /owa/9c9f0f4b-1c1a-4d7e-9a61-0b3f9c3c1e55@contoso.community/x
 --- config eval: $::Gate
 --- raw_request eval
 "GET /owa/auth/expiredpassword.aspx%2f..%2f..%2f..%2fecp%2f HTTP/1.1\r\nHost: mail.contoso.com\r\nConnection: close\r\n\r\n"
---- error_code: 401
+--- error_code: 302
+--- response_headers_like
+Location: ^https?://[^/]+/_esp/login\?url=
 --- backend: none
 
 
@@ -264,7 +275,9 @@ GET /owa/9c9f0f4b-1c1a-4d7e-9a61-0b3f9c3c1e55@contoso.community/x
 --- config eval: $::Gate
 --- raw_request eval
 "GET /owa/9c9f0f4b-1c1a-4d7e-9a61-0b3f9c3c1e55\@contoso.com/%252e%252e/%252e%252e/ecp/ HTTP/1.1\r\nHost: mail.contoso.com\r\nConnection: close\r\n\r\n"
---- error_code: 401
+--- error_code: 302
+--- response_headers_like
+Location: ^https?://[^/]+/_esp/login\?url=
 --- backend: none
 
 
@@ -274,7 +287,9 @@ GET /owa/9c9f0f4b-1c1a-4d7e-9a61-0b3f9c3c1e55@contoso.community/x
 --- config eval: $::Gate
 --- raw_request eval
 "GET /owa/9c9f0f4b-1c1a-4d7e-9a61-0b3f9c3c1e55\@contoso.com/..;/..;/ecp/ HTTP/1.1\r\nHost: mail.contoso.com\r\nConnection: close\r\n\r\n"
---- error_code: 401
+--- error_code: 302
+--- response_headers_like
+Location: ^https?://[^/]+/_esp/login\?url=
 --- backend: none
 --- error_log
 is not written plainly
@@ -286,7 +301,9 @@ is not written plainly
 --- config eval: $::Gate
 --- raw_request eval
 "GET /owa/9c9f0f4b-1c1a-4d7e-9a61-0b3f9c3c1e55\@contoso.com//ecp/ HTTP/1.1\r\nHost: mail.contoso.com\r\nConnection: close\r\n\r\n"
---- error_code: 401
+--- error_code: 302
+--- response_headers_like
+Location: ^https?://[^/]+/_esp/login\?url=
 --- backend: none
 
 
@@ -296,7 +313,9 @@ is not written plainly
 --- config eval: $::Gate
 --- raw_request eval
 "GET /owa/9c9f0f4b-1c1a-4d7e-9a61-0b3f9c3c1e55\@contoso.com/x./ HTTP/1.1\r\nHost: mail.contoso.com\r\nConnection: close\r\n\r\n"
---- error_code: 401
+--- error_code: 302
+--- response_headers_like
+Location: ^https?://[^/]+/_esp/login\?url=
 --- backend: none
 
 

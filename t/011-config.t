@@ -6,7 +6,11 @@ use warnings;
 use lib 't/lib';
 use EspTest;
 
-our $Domain = <<'_EOC_';
+our $Keys = <<'_EOC_';
+esp_session_key $ESP_RUN/keys/session.key;
+_EOC_
+
+our $Domain = $Keys . <<'_EOC_';
 esp_sso_domain contoso {
     ldap_server ldaps://$AD_DC1:636;
     ldap_ca_certificate $ESP_CA;
@@ -19,6 +23,8 @@ __DATA__
 
 === TEST 1: a full domain block with every directive loads
 --- http_config
+esp_session_key $ESP_RUN/keys/session.key $ESP_RUN/keys/session-old.key;
+esp_shared_zone esp:1m;
 esp_sso_domain contoso {
     ldap_server ldaps://$AD_DC1:636;
     ldap_server ldap://$AD_DC2:389 starttls;
@@ -45,7 +51,7 @@ esp_allowed_hosts mail.contoso.com;
 location / { proxy_pass https://exchange; }
 --- request
 GET /owa/healthcheck.htm
---- error_code: 401
+--- error_code: 302
 
 
 
@@ -61,14 +67,20 @@ qr/unknown SSO domain "nope" in "esp" directive in \S+nginx\.conf:\d+/
 
 
 === TEST 3: a domain may be defined after the server that uses it
+--- http_config
+esp_session_key $ESP_RUN/keys/session.key;
 --- config
 esp contoso;
 esp_allowed_hosts mail.contoso.com;
 location / { proxy_pass https://exchange; }
---- server_config eval: $::Domain
+--- server_config
+esp_sso_domain contoso {
+    ldap_server ldaps://$AD_DC1:636;
+    ldap_ca_certificate $ESP_CA;
+}
 --- request
 GET /owa/
---- error_code: 401
+--- error_code: 302
 
 
 

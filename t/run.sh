@@ -4,6 +4,7 @@
 #   t/run.sh                      prove -I t/lib -r t/
 #   t/run.sh [prove args...]      prove -I t/lib ARGS   (e.g. -v t/000-harness.t)
 #   t/run.sh --shell              fixtures up, then an interactive bash inside
+#   t/run.sh --exec CMD [ARGS]    fixtures up, then CMD inside (make bench)
 #
 # Environment:
 #   ESP_MODULE       the built module (make test sets it); required, unless
@@ -71,8 +72,12 @@ fi
 # ----------------------------------------------------------------- inside
 (($$ == 1)) || die "already inside a run: use prove -I t/lib ... here"
 SHELL_MODE=0
+EXEC_MODE=0
 if [[ ${1:-} == --shell ]]; then
     SHELL_MODE=1
+    shift
+elif [[ ${1:-} == --exec ]]; then
+    EXEC_MODE=1
     shift
 fi
 
@@ -148,6 +153,14 @@ mkdir -p "$ESP_RUN/nginx" "$ESP_RUN/exchange"
 # PKI.
 [[ -x $PKI_SH ]] || die "$PKI_SH is missing"
 "$PKI_SH" || die "pki.sh failed"
+
+# session keys: the one that seals, an older one that still opens, and a
+# stranger's (tests of key rotation and of foreign cookies)
+mkdir -p "$ESP_RUN/keys"
+for k in session session-old foreign; do
+    [[ -s $ESP_RUN/keys/$k.key ]] ||
+        (umask 077; openssl rand -hex 32 > "$ESP_RUN/keys/$k.key")
+done
 export ESP_CA=$ESP_RUN/pki/ca.pem
 
 # Active Directory.
@@ -209,8 +222,15 @@ if ((SHELL_MODE)); then
     exit $?
 fi
 
-(($#)) || set -- -r t/
 set +e
+if ((EXEC_MODE)); then
+    "$@" &
+    PROVE_PID=$!
+    wait "$PROVE_PID"
+    exit $?
+fi
+
+(($#)) || set -- -r t/
 prove -I t/lib "$@" &
 PROVE_PID=$!
 wait "$PROVE_PID"       # returns at once on INT/TERM, so the trap runs

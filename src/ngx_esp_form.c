@@ -1,0 +1,2483 @@
+
+/*
+ * Copyright (C) ngx_exchange_esp authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "ngx_esp_request.h"
+#include "ngx_esp_match.h"
+#include "ngx_esp_shm.h"
+#include "ngx_esp_pages.h"
+
+
+#define NGX_ESP_CSRF_COOKIE     "esp_csrf"
+#define NGX_ESP_CSRF_LEN        32            /* hex digits */
+#define NGX_ESP_MAX_LOGIN_BODY  8192
+#define NGX_ESP_MAX_VARS        24
+
+/*
+ * ctx->login while a GET of the login endpoint is on its way to the
+ * location of its return URL, whose settings (domain, texts, template,
+ * public/private choice) the form is shown with; the message to show
+ * waits in ctx->status
+ */
+#define NGX_ESP_LOGIN_PAGE      16
+
+
+/* the texts of the pages, English and German */
+typedef enum {
+    NGX_ESP_T_HEADING = 0,
+    NGX_ESP_T_USERNAME,
+    NGX_ESP_T_USERNAME_HINT,
+    NGX_ESP_T_PASSWORD,
+    NGX_ESP_T_SUBMIT,
+    NGX_ESP_T_COMPUTER,
+    NGX_ESP_T_PUBLIC,
+    NGX_ESP_T_PUBLIC_HINT,
+    NGX_ESP_T_PRIVATE,
+    NGX_ESP_T_PRIVATE_HINT,
+    NGX_ESP_T_FOOTER,
+    NGX_ESP_T_LOGOUT_HEADING,
+    NGX_ESP_T_LOGOUT_TEXT,
+    NGX_ESP_T_AGAIN,
+
+    NGX_ESP_MSG_NONE,
+    NGX_ESP_MSG_BAD_CREDENTIALS,
+    NGX_ESP_MSG_EMPTY,
+    NGX_ESP_MSG_BLOCKED,
+    NGX_ESP_MSG_DISABLED,
+    NGX_ESP_MSG_ACCOUNT_EXPIRED,
+    NGX_ESP_MSG_LOCKED_OUT,
+    NGX_ESP_MSG_LOGON_HOURS,
+    NGX_ESP_MSG_WORKSTATION,
+    NGX_ESP_MSG_NOT_PERMITTED,
+    NGX_ESP_MSG_UNAVAILABLE,
+    NGX_ESP_MSG_SESSION_EXPIRED,
+    NGX_ESP_MSG_SIGNED_OUT,
+    NGX_ESP_MSG_FORM_EXPIRED,
+    NGX_ESP_MSG_PASSWORD_CHANGE,
+
+    NGX_ESP_TEXTS
+} ngx_esp_text_e;
+
+
+typedef struct {
+    char                      *en;
+    char                      *de;
+} ngx_esp_text_t;
+
+
+typedef struct {
+    ngx_str_t                  name;
+    ngx_str_t                  value;
+    ngx_uint_t                 raw;          /* already HTML */
+} ngx_esp_var_t;
+
+
+typedef struct {
+    ngx_str_t                  username;
+    ngx_str_t                  password;
+    ngx_str_t                  url;
+    ngx_str_t                  csrf;
+    ngx_str_t                  trusted;
+} ngx_esp_login_form_t;
+
+
+static ngx_int_t ngx_esp_login_page(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx, ngx_uint_t status,
+    ngx_esp_text_e msg, ngx_str_t *url, ngx_str_t *user);
+static ngx_int_t ngx_esp_logout_page(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
+static ngx_int_t ngx_esp_render(ngx_http_request_t *r, u_char *tpl,
+    size_t len, ngx_esp_var_t *vars, ngx_uint_t n, ngx_str_t *out);
+static ngx_int_t ngx_esp_send_page(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body);
+static ngx_int_t ngx_esp_send_440(ngx_http_request_t *r);
+static ngx_int_t ngx_esp_redirect(ngx_http_request_t *r, ngx_str_t *url);
+static ngx_int_t ngx_esp_redirect_to_login(ngx_http_request_t *r,
+    ngx_esp_ctx_t *ctx, ngx_str_t *back, ngx_uint_t expired);
+static ngx_int_t ngx_esp_login_url(ngx_http_request_t *r, ngx_str_t *back,
+    ngx_uint_t expired, ngx_str_t *url);
+static time_t ngx_esp_session_end(ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx);
+static ngx_table_elt_t *ngx_esp_location_header(ngx_http_request_t *r);
+static void ngx_esp_login_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_esp_login_post(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
+static ngx_uint_t ngx_esp_is_form_post(ngx_http_request_t *r);
+static ngx_int_t ngx_esp_continue_at(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_str_t *url, ngx_uint_t with_args);
+static ngx_uint_t ngx_esp_same_origin(ngx_http_request_t *r);
+static ngx_int_t ngx_esp_groups_fingerprint(ngx_http_request_t *r,
+    ngx_array_t *groups, u_char *fp);
+static ngx_int_t ngx_esp_parse_form(ngx_http_request_t *r,
+    ngx_esp_login_form_t *f, const char **reason);
+static ngx_int_t ngx_esp_form_unescape(ngx_pool_t *pool, ngx_str_t *in,
+    ngx_str_t *out);
+static ngx_uint_t ngx_esp_valid_return_url(ngx_str_t *url);
+static ngx_int_t ngx_esp_arg_url(ngx_http_request_t *r, ngx_str_t *url);
+static ngx_int_t ngx_esp_find_session(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx, ngx_uint_t *stale);
+static ngx_int_t ngx_esp_issue_cookie(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
+static ngx_int_t ngx_esp_clear_cookie(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
+static ngx_int_t ngx_esp_add_cookie(ngx_http_request_t *r,
+    ngx_esp_ctx_t *ctx, ngx_str_t *name, ngx_str_t *value, char *path,
+    time_t max_age, ngx_uint_t samesite);
+static ngx_int_t ngx_esp_cookie_next(ngx_http_request_t *r, ngx_uint_t *i,
+    u_char **pos, ngx_str_t *name, ngx_str_t *value);
+static ngx_int_t ngx_esp_csrf_token(ngx_http_request_t *r, ngx_str_t *token,
+    ngx_uint_t *fresh);
+static ngx_int_t ngx_esp_handoff(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
+static u_char *ngx_esp_form_escape(u_char *dst, ngx_str_t *src);
+static size_t ngx_esp_form_escaped_len(ngx_str_t *src);
+static ngx_int_t ngx_esp_self_url(ngx_http_request_t *r, ngx_str_t *path,
+    ngx_str_t *out);
+static void ngx_esp_wipe_str(void *data);
+static ngx_int_t ngx_esp_wipe_later(ngx_pool_t *pool, u_char *p, size_t len);
+static ngx_uint_t ngx_esp_is_german(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf);
+static char *ngx_esp_text(ngx_esp_ctx_t *ctx, ngx_esp_text_e t);
+
+
+static ngx_esp_text_t  ngx_esp_texts[NGX_ESP_TEXTS] = {
+
+    { "Sign in", "Anmelden" },
+    { "User name", "Benutzername" },
+    { NULL, NULL },                              /* built per domain */
+    { "Password", "Kennwort" },
+    { "Sign in", "Anmelden" },
+    { "Which computer are you using?", "Welchen Computer verwenden Sie?" },
+    { "Public or shared computer",
+      "\xc3\x96" "ffentlicher oder gemeinsam genutzter Computer" },
+    { "Signs you out sooner. Choose this on a shared or borrowed computer.",
+      "Sie werden fr\xc3\xbcher abgemeldet. W\xc3\xa4hlen Sie dies an einem "
+      "gemeinsam genutzten oder fremden Computer." },
+    { "Private computer", "Privater Computer" },
+    { "Keeps you signed in longer. Choose this only on a computer that only "
+      "you use.",
+      "Sie bleiben l\xc3\xa4nger angemeldet. W\xc3\xa4hlen Sie dies nur an "
+      "einem Computer, den nur Sie verwenden." },
+    { "For authorised users only. Sign-in attempts are logged.",
+      "Nur f\xc3\xbcr berechtigte Benutzer. Anmeldeversuche werden "
+      "protokolliert." },
+    { "You have signed out", "Sie haben sich abgemeldet" },
+    { "For your security, close all browser windows when you have "
+      "finished.",
+      "Schlie\xc3\x9f" "en Sie zu Ihrer Sicherheit alle Browserfenster, "
+      "wenn Sie fertig sind." },
+    { "Sign in again", "Erneut anmelden" },
+
+    { "", "" },
+    { "The user name or password is incorrect. Please try again.",
+      "Der Benutzername oder das Kennwort ist falsch. Bitte versuchen Sie "
+      "es erneut." },
+    { "Please enter your user name and password.",
+      "Bitte geben Sie Ihren Benutzernamen und Ihr Kennwort ein." },
+    { "Too many failed sign-in attempts. Please try again later.",
+      "Zu viele fehlgeschlagene Anmeldeversuche. Bitte versuchen Sie es "
+      "sp\xc3\xa4ter erneut." },
+    { "Your account is disabled. Please contact your administrator.",
+      "Ihr Konto ist deaktiviert. Bitte wenden Sie sich an Ihren "
+      "Administrator." },
+    { "Your account has expired. Please contact your administrator.",
+      "Ihr Konto ist abgelaufen. Bitte wenden Sie sich an Ihren "
+      "Administrator." },
+    { "Your account is locked. Please try again later or contact your "
+      "administrator.",
+      "Ihr Konto ist gesperrt. Bitte versuchen Sie es sp\xc3\xa4ter erneut "
+      "oder wenden Sie sich an Ihren Administrator." },
+    { "You are not permitted to sign in at this time.",
+      "Sie d\xc3\xbcrfen sich zu dieser Zeit nicht anmelden." },
+    { "You are not permitted to sign in from this computer.",
+      "Sie d\xc3\xbcrfen sich von diesem Computer aus nicht anmelden." },
+    { "You are not permitted to use this service. Please contact your "
+      "administrator.",
+      "Sie sind nicht berechtigt, diesen Dienst zu verwenden. Bitte wenden "
+      "Sie sich an Ihren Administrator." },
+    { "The sign-in service is temporarily unavailable. Please try again in "
+      "a few minutes.",
+      "Der Anmeldedienst ist vor\xc3\xbc" "bergehend nicht verf\xc3\xbc"
+      "gbar. Bitte versuchen Sie es in einigen Minuten erneut." },
+    { "Your session has expired. Please sign in again.",
+      "Ihre Sitzung ist abgelaufen. Bitte melden Sie sich erneut an." },
+    { "You have signed out.", "Sie haben sich abgemeldet." },
+    { "The sign-in form has expired or was sent from another site. Please "
+      "try again.",
+      "Das Anmeldeformular ist abgelaufen oder wurde von einer anderen "
+      "Website gesendet. Bitte versuchen Sie es erneut." },
+    { "Your password has expired or must be changed. You are being taken "
+      "to the page where you can change it.",
+      "Ihr Kennwort ist abgelaufen oder muss ge\xc3\xa4ndert werden. Sie "
+      "werden zu der Seite weitergeleitet, auf der Sie es \xc3\xa4ndern "
+      "k\xc3\xb6nnen." },
+};
+
+
+static ngx_str_t  ngx_esp_login_path = ngx_string(NGX_ESP_LOGIN_PATH);
+static ngx_str_t  ngx_esp_logout_path = ngx_string(NGX_ESP_LOGOUT_PATH);
+static ngx_str_t  ngx_esp_csrf_name = ngx_string(NGX_ESP_CSRF_COOKIE);
+
+
+/*
+ * The module's own endpoints: the login form (GET), the credentials
+ * (POST) and the signed-out page.  Called after the host check, before
+ * the directory checks, since the endpoints are not Exchange's.
+ */
+
+ngx_int_t
+ngx_esp_form_endpoint(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+    ngx_str_t  url;
+
+    if (ctx->login == NGX_ESP_LOGIN_PAGE) {
+        /* a GET of the login endpoint, now in its return URL's place */
+        ctx->login = 0;
+
+        return ngx_esp_login_page(r, elcf, ctx, NGX_HTTP_OK,
+                                  (ngx_esp_text_e) ctx->status,
+                                  &ctx->return_url, NULL);
+    }
+
+    if (r->uri.len == ngx_esp_logout_path.len
+        && ngx_strncasecmp(r->uri.data, ngx_esp_logout_path.data,
+                           r->uri.len) == 0)
+    {
+        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+            return NGX_HTTP_NOT_ALLOWED;
+        }
+
+        return ngx_esp_logout_page(r, elcf, ctx);
+    }
+
+    if (r->uri.len != ngx_esp_login_path.len
+        || ngx_strncasecmp(r->uri.data, ngx_esp_login_path.data, r->uri.len)
+           != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+
+        if (ngx_esp_arg_url(r, &url) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->status = (r->args.len
+                       && ngx_strlcasestrn(r->args.data,
+                                           r->args.data + r->args.len,
+                                           (u_char *) "reason=timeout",
+                                           14 - 1))
+                      ? NGX_ESP_MSG_SESSION_EXPIRED : NGX_ESP_MSG_NONE;
+        ctx->return_url = url;
+        ctx->login = NGX_ESP_LOGIN_PAGE;
+
+        rc = ngx_esp_continue_at(r, elcf, &url, 0);
+
+        if (rc == NGX_DECLINED) {
+            /* no place to go: the form as this location has it */
+            ctx->login = 0;
+
+            return ngx_esp_login_page(r, elcf, ctx, NGX_HTTP_OK,
+                                      (ngx_esp_text_e) ctx->status, &url,
+                                      NULL);
+        }
+
+        return rc;
+    }
+
+    if (r->method != NGX_HTTP_POST) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    if (ctx->body_read) {
+        return ngx_esp_login_post(r, elcf, ctx);
+    }
+
+    /* a login body is small and a form; anything else is refused early */
+
+    if (!ngx_esp_is_form_post(r)) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "esp: login refused: not a form post");
+        return NGX_HTTP_UNSUPPORTED_MEDIA_TYPE;
+    }
+
+    if (r->headers_in.content_length_n > NGX_ESP_MAX_LOGIN_BODY) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "esp: login refused: body of %O bytes",
+                      r->headers_in.content_length_n);
+        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+    }
+
+    rc = ngx_http_read_client_request_body(r, ngx_esp_login_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    ngx_http_finalize_request(r, NGX_DONE);
+    return NGX_DONE;
+}
+
+
+/* "application/x-www-form-urlencoded", perhaps with parameters */
+
+static ngx_uint_t
+ngx_esp_is_form_post(ngx_http_request_t *r)
+{
+    size_t      len;
+    ngx_str_t  *type;
+
+    len = sizeof("application/x-www-form-urlencoded") - 1;
+
+    if (r->headers_in.content_type == NULL) {
+        return 0;
+    }
+
+    type = &r->headers_in.content_type->value;
+
+    return type->len >= len
+           && ngx_strncasecmp(type->data,
+                              (u_char *) "application/x-www-form-urlencoded",
+                              len) == 0
+           && (type->len == len || type->data[len] == ';'
+               || type->data[len] == ' ' || type->data[len] == '\t');
+}
+
+
+static void
+ngx_esp_login_body_handler(ngx_http_request_t *r)
+{
+    ngx_esp_ctx_t  *ctx;
+
+    ctx = ngx_esp_get_ctx(r, 0);
+    if (ctx == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ctx->body_read = 1;
+
+    r->preserve_body = 1;
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
+}
+
+
+/*
+ * The credentials arrived.  The login is then carried out by the location
+ * of the page the user wants, with its own domain, groups and server
+ * authentication: an internal redirect takes the request there, and the
+ * access handler there finds ctx->login set.
+ */
+
+static ngx_int_t
+ngx_esp_login_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx)
+{
+    u_char                *q;
+    ngx_int_t              rc;
+    ngx_str_t              token, name, value;
+    ngx_uint_t             i;
+    const char            *reason;
+    ngx_esp_login_form_t   f;
+
+    ngx_memzero(&f, sizeof(ngx_esp_login_form_t));
+
+    rc = ngx_esp_parse_form(r, &f, &reason);
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "esp: login refused: %s", reason);
+        return rc;
+    }
+
+    if (f.url.len == 0 || !ngx_esp_valid_return_url(&f.url)) {
+        if (f.url.len) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "esp: login return URL refused, using \"%V\"",
+                          &elcf->default_url);
+        }
+
+        f.url = elcf->default_url;
+    }
+
+    /* the double-submitted token: a cookie no other site can set */
+
+    token.len = 0;
+    i = 0;
+    q = NULL;
+
+    while (ngx_esp_cookie_next(r, &i, &q, &name, &value) == NGX_OK) {
+        if (name.len == ngx_esp_csrf_name.len
+            && ngx_strncmp(name.data, ngx_esp_csrf_name.data, name.len) == 0
+            && value.len == NGX_ESP_CSRF_LEN
+            && f.csrf.len == NGX_ESP_CSRF_LEN
+            && CRYPTO_memcmp(value.data, f.csrf.data, NGX_ESP_CSRF_LEN) == 0)
+        {
+            token = value;
+            break;
+        }
+    }
+
+    if (token.len && !ngx_esp_same_origin(r)) {
+        token.len = 0;
+
+    } else if (token.len == 0) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "esp: login refused: missing or foreign form token "
+                      "(cross-site post or stale form)");
+    }
+
+    if (token.len == 0) {
+        return ngx_esp_login_page(r, elcf, ctx, NGX_HTTP_FORBIDDEN,
+                                  NGX_ESP_MSG_FORM_EXPIRED, &f.url,
+                                  &f.username);
+    }
+
+    if (f.username.len == 0 || f.password.len == 0) {
+        return ngx_esp_login_page(r, elcf, ctx, NGX_HTTP_OK,
+                                  NGX_ESP_MSG_EMPTY, &f.url, &f.username);
+    }
+
+    ctx->user = f.username;
+    ctx->password = f.password;
+    ctx->return_url = f.url;
+
+    /* the choice counts where the location offers it (form_access) */
+    ctx->private = (f.trusted.len == 1 && f.trusted.data[0] == '1');
+    ctx->login = NGX_ESP_LOGIN_FORM;
+
+    rc = ngx_esp_continue_at(r, elcf, &ctx->return_url, 1);
+
+    if (rc == NGX_DECLINED) {
+        ctx->return_url = elcf->default_url;
+        rc = ngx_esp_continue_at(r, elcf, &ctx->return_url, 1);
+    }
+
+    if (rc == NGX_DECLINED) {
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    return rc;
+}
+
+
+/*
+ * Takes the request to the location of "url" (its path decoded, as nginx
+ * would match it), with the query string if "with_args"; NGX_DECLINED if
+ * the path is not one to go to.
+ */
+
+static ngx_int_t
+ngx_esp_continue_at(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_str_t *url, ngx_uint_t with_args)
+{
+    u_char      *q;
+    ngx_str_t    path, args, name;
+    const char  *reason;
+
+    path = *url;
+    args.len = 0;
+    args.data = NULL;
+
+    q = ngx_strlchr(path.data, path.data + path.len, '?');
+    if (q) {
+        if (with_args) {
+            args.data = q + 1;
+            args.len = path.data + path.len - args.data;
+        }
+
+        path.len = q - path.data;
+    }
+
+    name.data = ngx_pnalloc(r->pool, path.len + 1);
+    if (name.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_esp_canonical_path(path.data, path.len, &name, &reason)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "esp: login return URL refused: %s", reason);
+        return NGX_DECLINED;
+    }
+
+    /* never back to our own endpoints */
+
+    if (name.len >= sizeof("/_esp/") - 1
+        && ngx_strncasecmp(name.data, (u_char *) "/_esp/",
+                           sizeof("/_esp/") - 1) == 0)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "esp: login return URL refused: \"%V\"", &name);
+        return NGX_DECLINED;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "esp: login continues in the location of \"%V?%V\"",
+                   &name, &args);
+
+    (void) ngx_http_internal_redirect(r, &name, &args);
+    ngx_http_finalize_request(r, NGX_DONE);
+
+    return NGX_DONE;
+}
+
+
+/*
+ * The location of the return URL: step 5 of the design for a location
+ * with esp_client_auth form, and the second half of a login.
+ */
+
+ngx_int_t
+ngx_esp_form_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx)
+{
+    ngx_int_t    rc;
+    ngx_str_t    back;
+    ngx_uint_t   stale;
+
+    if (ctx->login == NGX_ESP_LOGIN_FORM) {
+
+        if (elcf->client_auth != NGX_ESP_CLIENT_FORM) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "esp: login refused: \"%V\" is not a form login "
+                          "location", &r->uri);
+            return NGX_HTTP_FORBIDDEN;
+        }
+
+        if (!elcf->public_private) {
+            ctx->private = 0;
+        }
+
+        return ngx_esp_authenticate(r, elcf, ctx);
+    }
+
+    rc = ngx_esp_find_session(r, elcf, ctx, &stale);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+
+        if (elcf->logoff
+            && ngx_esp_match_paths(elcf->logoff, &r->uri))
+        {
+            /* Exchange still sees the logoff, to clear its own cookies */
+
+            ctx->logoff = 1;
+
+            if (ngx_esp_main_conf(r)->shm_zone) {
+                (void) ngx_esp_session_revoke(ngx_esp_main_conf(r)->shm_zone,
+                                              ctx->session.id,
+                                              NGX_ESP_SESSION_ID_LEN,
+                                              ngx_esp_session_end(elcf, ctx));
+            }
+
+            ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                          "esp: logoff user=\"%V\" client=%V domain=%V",
+                          &ctx->session.user, &r->connection->addr_text,
+                          &elcf->domain->name);
+
+            if (ngx_esp_clear_cookie(r, elcf, ctx) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ngx_str_set(&ctx->location, NGX_ESP_LOGOUT_PATH);
+        }
+
+        return ngx_esp_form_server_basic(r, ctx);
+    }
+
+    /* no valid session */
+
+    if (stale && ngx_esp_clear_cookie(r, elcf, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (elcf->logoff && ngx_esp_match_paths(elcf->logoff, &r->uri)) {
+        if (ngx_esp_clear_cookie(r, elcf, ctx) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_str_set(&back, NGX_ESP_LOGOUT_PATH);
+        return ngx_esp_redirect(r, &back);
+    }
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "esp: %V \"%V\" without a session: 440",
+                      &r->method_name, &r->uri);
+        return ngx_esp_send_440(r);
+    }
+
+    back = r->unparsed_uri;
+
+    if (!ngx_esp_valid_return_url(&back)) {
+        back = elcf->default_url;
+    }
+
+    return ngx_esp_redirect_to_login(r, ctx, &back, stale == 2);
+}
+
+
+/* the directory answered a form login; we are in the return URL's place */
+
+ngx_int_t
+ngx_esp_form_login_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx)
+{
+    ngx_str_t        url;
+    ngx_esp_text_e   msg;
+
+    switch (ctx->result) {
+
+    case NGX_ESP_AUTH_OK:
+
+        ngx_memzero(&ctx->session, sizeof(ngx_esp_session_t));
+
+        if (RAND_bytes(ctx->session.id, NGX_ESP_SESSION_ID_LEN) != 1) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->session.issued = ngx_time();
+        ctx->session.last_seen = ctx->session.issued;
+        ctx->session.flags = ctx->private ? NGX_ESP_SESSION_PRIVATE : 0;
+        ctx->session.domain = elcf->domain->name;
+        ctx->session.user = ctx->lr.logon_name;
+
+        if (ngx_esp_groups_fingerprint(r, elcf->permitted_groups,
+                                       ctx->session.groups)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (elcf->server_auth == NGX_ESP_SERVER_BASIC) {
+            ctx->session.password = ctx->password;
+        }
+
+        ctx->has_session = 1;
+        ctx->authenticated = 1;
+
+        if (ngx_esp_issue_cookie(r, elcf, ctx) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (elcf->server_auth == NGX_ESP_SERVER_FORM) {
+            return ngx_esp_handoff(r, elcf, ctx);
+        }
+
+        return ngx_esp_redirect(r, &ctx->return_url);
+
+    case NGX_ESP_AUTH_PASSWORD_EXPIRED:
+    case NGX_ESP_AUTH_MUST_CHANGE:
+
+        if (elcf->password_form.len) {
+            url = elcf->password_form;
+            return ngx_esp_redirect(r, &url);
+        }
+
+        msg = NGX_ESP_MSG_PASSWORD_CHANGE;
+        break;
+
+    case NGX_ESP_AUTH_BLOCKED:
+        msg = NGX_ESP_MSG_BLOCKED;
+        break;
+
+    case NGX_ESP_AUTH_DISABLED:
+        msg = NGX_ESP_MSG_DISABLED;
+        break;
+
+    case NGX_ESP_AUTH_ACCOUNT_EXPIRED:
+        msg = NGX_ESP_MSG_ACCOUNT_EXPIRED;
+        break;
+
+    case NGX_ESP_AUTH_LOCKED:
+        msg = NGX_ESP_MSG_LOCKED_OUT;
+        break;
+
+    case NGX_ESP_AUTH_LOGON_HOURS:
+        msg = NGX_ESP_MSG_LOGON_HOURS;
+        break;
+
+    case NGX_ESP_AUTH_WORKSTATION:
+        msg = NGX_ESP_MSG_WORKSTATION;
+        break;
+
+    case NGX_ESP_AUTH_NOT_PERMITTED:
+        msg = NGX_ESP_MSG_NOT_PERMITTED;
+        break;
+
+    case NGX_ESP_AUTH_INVALID:
+        msg = NGX_ESP_MSG_EMPTY;
+        break;
+
+    case NGX_ESP_AUTH_UNAVAILABLE:
+    case NGX_ESP_AUTH_SERVICE_ACCOUNT:
+    case NGX_ESP_AUTH_ERROR:
+        msg = NGX_ESP_MSG_UNAVAILABLE;
+        break;
+
+    default:
+        msg = NGX_ESP_MSG_BAD_CREDENTIALS;
+        break;
+    }
+
+    return ngx_esp_login_page(r, elcf, ctx,
+                              msg == NGX_ESP_MSG_UNAVAILABLE
+                              ? NGX_HTTP_SERVICE_UNAVAILABLE : NGX_HTTP_OK,
+                              msg, &ctx->return_url, &ctx->user);
+}
+
+
+/*
+ * Single sign-on to OWA/ECP: the login request becomes Exchange's own
+ * forms login, POST auth.owa, sent by the location's upstream; Exchange's
+ * answer (its cadata cookies and the redirect to the destination) goes to
+ * the browser with our session cookie.
+ */
+
+static ngx_int_t
+ngx_esp_handoff(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx)
+{
+    u_char       *p;
+    size_t        len;
+    ngx_buf_t    *b;
+    ngx_str_t     dest, flags;
+    ngx_chain_t  *cl;
+
+    if (ngx_esp_self_url(r, &ctx->return_url, &dest) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->private) {
+        ngx_str_set(&flags, "4");
+
+    } else {
+        ngx_str_set(&flags, "0");
+    }
+
+    len = sizeof("destination=&flags=&forcedownlevel=0&username="
+                 "&password=&passwordText=&isUtf8=1") - 1
+          + ngx_esp_form_escaped_len(&dest) + flags.len
+          + ngx_esp_form_escaped_len(&ctx->lr.logon_name)
+          + ngx_esp_form_escaped_len(&ctx->password);
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_esp_wipe_later(r->pool, b->start, len) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = b->last;
+    p = ngx_cpymem(p, "destination=", sizeof("destination=") - 1);
+    p = ngx_esp_form_escape(p, &dest);
+    p = ngx_cpymem(p, "&flags=", sizeof("&flags=") - 1);
+    p = ngx_cpymem(p, flags.data, flags.len);
+    p = ngx_cpymem(p, "&forcedownlevel=0&username=",
+                   sizeof("&forcedownlevel=0&username=") - 1);
+    p = ngx_esp_form_escape(p, &ctx->lr.logon_name);
+    p = ngx_cpymem(p, "&password=", sizeof("&password=") - 1);
+    p = ngx_esp_form_escape(p, &ctx->password);
+    p = ngx_cpymem(p, "&passwordText=&isUtf8=1",
+                   sizeof("&passwordText=&isUtf8=1") - 1);
+    b->last = p;
+    b->last_buf = 1;
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    if (r->request_body == NULL) {
+        r->request_body = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
+        if (r->request_body == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    r->request_body->bufs = cl;
+    r->request_body->buf = b;
+    r->request_body->temp_file = NULL;
+    r->request_body->rest = 0;
+
+    r->headers_in.content_length_n = b->last - b->pos;
+    r->headers_in.chunked = 0;
+    r->request_body_in_file_only = 0;
+
+    if (r->headers_in.content_length) {
+        p = ngx_pnalloc(r->pool, NGX_OFF_T_LEN);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        r->headers_in.content_length->value.data = p;
+        r->headers_in.content_length->value.len =
+                    ngx_sprintf(p, "%O", r->headers_in.content_length_n) - p;
+    }
+
+    r->method = NGX_HTTP_POST;
+    ngx_str_set(&r->method_name, "POST");
+    r->uri = elcf->owa_auth;
+    r->args.len = 0;
+    r->args.data = NULL;
+    r->valid_unparsed_uri = 0;
+
+    ctx->handoff = 1;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "esp: handing the login to Exchange at \"%V\"", &r->uri);
+
+    return NGX_OK;
+}
+
+
+/* server auth basic for a form session: the sealed password, as Basic */
+
+ngx_int_t
+ngx_esp_form_server_basic(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
+{
+    u_char              *p;
+    size_t               len;
+    ngx_str_t            plain, encoded, value, back;
+    ngx_esp_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_exchange_esp_module);
+
+    if (elcf->server_auth != NGX_ESP_SERVER_BASIC) {
+        if (r->headers_in.authorization
+            && elcf->server_auth == NGX_ESP_SERVER_NONE)
+        {
+            return ngx_esp_set_header(r, &r->headers_in.headers,
+                                      "Authorization", NULL,
+                                      &r->headers_in.authorization);
+        }
+
+        return NGX_OK;
+    }
+
+    if (ctx->session.password.len == 0) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "esp: the session of \"%V\" carries no password for "
+                      "esp_server_auth basic: sign in again",
+                      &ctx->session.user);
+
+        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+            return ngx_esp_send_440(r);
+        }
+
+        back = r->unparsed_uri;
+
+        if (!ngx_esp_valid_return_url(&back)) {
+            back = elcf->default_url;
+        }
+
+        return ngx_esp_redirect_to_login(r, ctx, &back, 0);
+    }
+
+    len = ctx->session.user.len + 1 + ctx->session.password.len;
+
+    plain.data = ngx_pnalloc(r->pool, len);
+    if (plain.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(plain.data, ctx->session.user.data, ctx->session.user.len);
+    *p++ = ':';
+    ngx_memcpy(p, ctx->session.password.data, ctx->session.password.len);
+    plain.len = len;
+
+    value.len = sizeof("Basic ") - 1 + ngx_base64_encoded_length(len);
+    value.data = ngx_pnalloc(r->pool, value.len);
+    if (value.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_esp_wipe_later(r->pool, plain.data, plain.len) != NGX_OK
+        || ngx_esp_wipe_later(r->pool, value.data, value.len) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(value.data, "Basic ", sizeof("Basic ") - 1);
+    encoded.data = p;
+    ngx_encode_base64(&encoded, &plain);
+    value.len = sizeof("Basic ") - 1 + encoded.len;
+
+    return ngx_esp_set_header(r, &r->headers_in.headers, "Authorization",
+                              &value, &r->headers_in.authorization);
+}
+
+
+/*
+ * What Exchange answers goes to the browser with our cookies; a logoff
+ * ends on our signed-out page; and when Exchange sends a user whose
+ * session with us is valid to its own login page (its session ended
+ * first), our session ends too and the user signs in once, with us.
+ */
+
+ngx_int_t
+ngx_esp_form_header_filter(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
+{
+    ngx_str_t            back;
+    ngx_table_elt_t     *h;
+    ngx_esp_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_exchange_esp_module);
+
+    h = ngx_esp_location_header(r);
+
+    if (h == NULL || elcf->domain == NULL
+        || elcf->client_auth != NGX_ESP_CLIENT_FORM
+        || (r->headers_out.status != NGX_HTTP_MOVED_TEMPORARILY
+            && r->headers_out.status != NGX_HTTP_SEE_OTHER))
+    {
+        return NGX_OK;
+    }
+
+    if (ctx->logoff) {
+        ngx_str_set(&h->value, NGX_ESP_LOGOUT_PATH);
+        return NGX_OK;
+    }
+
+    if (elcf->server_auth != NGX_ESP_SERVER_FORM
+        || !(ctx->has_session || ctx->handoff)
+        || ngx_strlcasestrn(h->value.data, h->value.data + h->value.len,
+                            (u_char *) "/auth/logon.aspx", 16 - 1)
+           == NULL)
+    {
+        return NGX_OK;
+    }
+
+    if (ctx->handoff) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "esp: Exchange refused the forms login of \"%V\" "
+                      "that the directory accepted", &ctx->lr.logon_name);
+        back = ctx->return_url;
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "esp: Exchange asks \"%V\" to sign in again: "
+                      "ending the session", &ctx->session.user);
+        back = r->unparsed_uri;
+    }
+
+    if (ngx_esp_main_conf(r)->shm_zone) {
+        (void) ngx_esp_session_revoke(ngx_esp_main_conf(r)->shm_zone,
+                                      ctx->session.id, NGX_ESP_SESSION_ID_LEN,
+                                      ngx_esp_session_end(elcf, ctx));
+    }
+
+    ctx->set_cookie.len = 0;
+
+    if (ngx_esp_clear_cookie(r, elcf, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (!ngx_esp_valid_return_url(&back)) {
+        back = elcf->default_url;
+    }
+
+    return ngx_esp_login_url(r, &back, !ctx->handoff, &h->value);
+}
+
+
+/*
+ * The upstream module sets r->headers_out.location only for an absolute
+ * Location it did not rewrite; a relative one is just in the list.
+ */
+
+static ngx_table_elt_t *
+ngx_esp_location_header(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    if (r->headers_out.location) {
+        return r->headers_out.location;
+    }
+
+    for (part = &r->headers_out.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].hash && h[i].key.len == sizeof("Location") - 1
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "Location",
+                                   sizeof("Location") - 1) == 0)
+            {
+                return &h[i];
+            }
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_esp_redirect_to_login(ngx_http_request_t *r, ngx_esp_ctx_t *ctx,
+    ngx_str_t *back, ngx_uint_t expired)
+{
+    ngx_str_t  url;
+
+    if (ngx_esp_login_url(r, back, expired, &url) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_esp_redirect(r, &url);
+}
+
+
+static ngx_int_t
+ngx_esp_login_url(ngx_http_request_t *r, ngx_str_t *back, ngx_uint_t expired,
+    ngx_str_t *url)
+{
+    u_char  *p;
+    size_t   len;
+
+    len = sizeof(NGX_ESP_LOGIN_PATH "?url=") - 1
+          + 3 * back->len + sizeof("&reason=timeout") - 1;
+
+    url->data = ngx_pnalloc(r->pool, len);
+    if (url->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(url->data, NGX_ESP_LOGIN_PATH "?url=",
+                   sizeof(NGX_ESP_LOGIN_PATH "?url=") - 1);
+    p = (u_char *) ngx_escape_uri(p, back->data, back->len,
+                                  NGX_ESCAPE_URI_COMPONENT);
+
+    if (expired) {
+        p = ngx_cpymem(p, "&reason=timeout", sizeof("&reason=timeout") - 1);
+    }
+
+    url->len = p - url->data;
+
+    return NGX_OK;
+}
+
+
+static time_t
+ngx_esp_session_end(ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx)
+{
+    if (!ctx->has_session) {
+        return ngx_time() + elcf->domain->private_max;
+    }
+
+    return ctx->session.issued
+           + ((ctx->session.flags & NGX_ESP_SESSION_PRIVATE)
+              ? elcf->domain->private_max : elcf->domain->public_max);
+}
+
+
+static ngx_int_t
+ngx_esp_redirect(ngx_http_request_t *r, ngx_str_t *url)
+{
+    ngx_table_elt_t  *h;
+
+    ngx_http_clear_location(r);
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Location");
+    h->value = *url;
+
+    r->headers_out.location = h;
+
+    return NGX_HTTP_MOVED_TEMPORARILY;
+}
+
+
+/*
+ * Sessions: the first of our cookies that opens, is ours for this domain,
+ * is not expired and not revoked.  *stale: 0 = no cookie of ours, 1 = a
+ * bad one, 2 = an expired one.
+ */
+
+static ngx_int_t
+ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx, ngx_uint_t *stale)
+{
+    u_char               *pos;
+    time_t                now, idle, max, since, refresh;
+    ngx_int_t             rc;
+    u_char                groups[NGX_ESP_GROUPS_LEN];
+    ngx_str_t             name, value;
+    ngx_uint_t            i;
+    const char           *reason;
+    ngx_esp_session_t     s;
+    ngx_esp_main_conf_t  *emcf;
+
+    *stale = 0;
+
+    if (ctx->has_session) {
+        return NGX_OK;
+    }
+
+    if (ngx_esp_groups_fingerprint(r, elcf->permitted_groups, groups)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    emcf = ngx_esp_main_conf(r);
+    now = ngx_time();
+    i = 0;
+    pos = NULL;
+
+    while (ngx_esp_cookie_next(r, &i, &pos, &name, &value) == NGX_OK) {
+
+        if (name.len != elcf->cookie_name.len
+            || ngx_strncmp(name.data, elcf->cookie_name.data, name.len) != 0)
+        {
+            continue;
+        }
+
+        ngx_memzero(&s, sizeof(ngx_esp_session_t));
+
+        rc = ngx_esp_session_open(r->pool, emcf->keys, &value, &s, &reason);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc != NGX_OK) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "esp: session cookie refused: %s", reason);
+            *stale = ngx_max(*stale, 1);
+            continue;
+        }
+
+        if (s.domain.len != elcf->domain->name.len
+            || ngx_strncmp(s.domain.data, elcf->domain->name.data,
+                           s.domain.len) != 0)
+        {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "esp: session of \"%V\" is for domain \"%V\"",
+                          &s.user, &s.domain);
+            *stale = ngx_max(*stale, 1);
+            continue;
+        }
+
+        if (s.flags & NGX_ESP_SESSION_PRIVATE) {
+            idle = elcf->domain->private_idle;
+            max = elcf->domain->private_max;
+
+        } else {
+            idle = elcf->domain->public_idle;
+            max = elcf->domain->public_max;
+        }
+
+        if (now - s.last_seen >= idle || now - s.issued >= max
+            || s.issued > now + 60)
+        {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "esp: session of \"%V\" expired (%s)", &s.user,
+                          now - s.issued >= max ? "maximum lifetime"
+                                                : "idle");
+            *stale = 2;
+            continue;
+        }
+
+        if (emcf->shm_zone) {
+            if (ngx_esp_session_is_revoked(emcf->shm_zone, s.id,
+                                           NGX_ESP_SESSION_ID_LEN)
+                == NGX_OK)
+            {
+                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                              "esp: session of \"%V\" was ended by logoff",
+                              &s.user);
+                *stale = ngx_max(*stale, 1);
+                continue;
+            }
+
+            since = ngx_esp_user_revoked_since(emcf->shm_zone, &s.domain,
+                                               &s.user);
+            if (since && s.issued <= since) {
+                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                              "esp: session of \"%V\" was revoked",
+                              &s.user);
+                *stale = ngx_max(*stale, 1);
+                continue;
+            }
+        }
+
+        if (elcf->permitted_groups
+            && CRYPTO_memcmp(s.groups, groups, NGX_ESP_GROUPS_LEN) != 0)
+        {
+            /* valid elsewhere: kept, but this location asks for more */
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "esp: session of \"%V\" was not checked against "
+                          "the permitted groups here: sign in again",
+                          &s.user);
+            continue;
+        }
+
+        ctx->session = s;
+        ctx->has_session = 1;
+        ctx->authenticated = 1;
+        ctx->user = s.user;
+
+        /* idle tracking needs a fresh cookie now and then, not always */
+
+        refresh = ngx_max(idle / 10, 1);
+
+        if (now - s.last_seen >= refresh) {
+            ctx->session.last_seen = now;
+
+            if (ngx_esp_issue_cookie(r, elcf, ctx) != NGX_OK) {
+                return NGX_ERROR;
+            }
+        }
+
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_esp_issue_cookie(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx)
+{
+    ngx_str_t             sealed;
+    ngx_esp_main_conf_t  *emcf;
+
+    emcf = ngx_esp_main_conf(r);
+
+    if (ngx_esp_session_seal(r->pool, emcf->keys, &ctx->session, &sealed)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "esp: could not seal a session");
+        return NGX_ERROR;
+    }
+
+    return ngx_esp_add_cookie(r, ctx, &elcf->cookie_name, &sealed, "/", -1,
+                              elcf->samesite);
+}
+
+
+static ngx_int_t
+ngx_esp_clear_cookie(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx)
+{
+    ngx_str_t  empty = ngx_null_string;
+
+    return ngx_esp_add_cookie(r, ctx, &elcf->cookie_name, &empty, "/", 0,
+                              elcf->samesite);
+}
+
+
+/*
+ * Set-Cookie lines wait in ctx->set_cookie (separated by "\n") for the
+ * header filter, since an upstream's answer may come in between.
+ */
+
+static ngx_int_t
+ngx_esp_add_cookie(ngx_http_request_t *r, ngx_esp_ctx_t *ctx,
+    ngx_str_t *name, ngx_str_t *value, char *path, time_t max_age,
+    ngx_uint_t samesite)
+{
+    u_char     *p;
+    size_t      len;
+    ngx_uint_t  secure;
+
+    secure = 0;
+
+#if (NGX_HTTP_SSL)
+    secure = (r->connection->ssl != NULL);
+#endif
+
+    len = ctx->set_cookie.len + 1 + name->len + 1 + value->len
+          + sizeof("; Path=") - 1 + ngx_strlen(path)
+          + sizeof("; Max-Age=") - 1 + NGX_TIME_T_LEN
+          + sizeof("; Secure; HttpOnly; SameSite=Strict") - 1;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = ctx->set_cookie.len;
+    ngx_memcpy(p, ctx->set_cookie.data, len);
+    ctx->set_cookie.data = p;
+    p += len;
+
+    if (len) {
+        *p++ = '\n';
+    }
+
+    p = ngx_cpymem(p, name->data, name->len);
+    *p++ = '=';
+    p = ngx_cpymem(p, value->data, value->len);
+    p = ngx_cpymem(p, "; Path=", sizeof("; Path=") - 1);
+    p = ngx_cpymem(p, path, ngx_strlen(path));
+
+    if (max_age >= 0) {
+        p = ngx_sprintf(p, "; Max-Age=%T", max_age);
+    }
+
+    if (secure) {
+        p = ngx_cpymem(p, "; Secure", sizeof("; Secure") - 1);
+    }
+
+    p = ngx_cpymem(p, "; HttpOnly", sizeof("; HttpOnly") - 1);
+
+    switch (samesite) {
+
+    case NGX_ESP_SAMESITE_STRICT:
+        p = ngx_cpymem(p, "; SameSite=Strict", sizeof("; SameSite=Strict") - 1);
+        break;
+
+    case NGX_ESP_SAMESITE_LAX:
+        p = ngx_cpymem(p, "; SameSite=Lax", sizeof("; SameSite=Lax") - 1);
+        break;
+
+    case NGX_ESP_SAMESITE_NONE:
+        p = ngx_cpymem(p, "; SameSite=None", sizeof("; SameSite=None") - 1);
+        break;
+
+    default: /* NGX_ESP_SAMESITE_OFF */
+        break;
+    }
+
+    ctx->set_cookie.len = p - ctx->set_cookie.data;
+
+    return NGX_OK;
+}
+
+
+/* walks every "name=value" pair of every Cookie header */
+
+static ngx_int_t
+ngx_esp_cookie_next(ngx_http_request_t *r, ngx_uint_t *i, u_char **pos,
+    ngx_str_t *name, ngx_str_t *value)
+{
+    u_char            *p, *last, *start;
+    ngx_table_elt_t  **h;
+
+    h = r->headers_in.cookies.elts;
+
+    while (*i < r->headers_in.cookies.nelts) {
+
+        last = h[*i]->value.data + h[*i]->value.len;
+        p = *pos ? *pos : h[*i]->value.data;
+
+        while (p < last) {
+
+            while (p < last && (*p == ' ' || *p == ';' || *p == '\t')) {
+                p++;
+            }
+
+            start = p;
+
+            while (p < last && *p != ';') {
+                p++;
+            }
+
+            if (p == start) {
+                continue;
+            }
+
+            *pos = p;
+
+            name->data = start;
+            value->data = ngx_strlchr(start, p, '=');
+
+            if (value->data == NULL) {
+                continue;
+            }
+
+            name->len = value->data - start;
+            value->data++;
+            value->len = p - value->data;
+
+            while (name->len && name->data[name->len - 1] == ' ') {
+                name->len--;
+            }
+
+            while (value->len && value->data[value->len - 1] == ' ') {
+                value->len--;
+            }
+
+            if (value->len >= 2 && value->data[0] == '"'
+                && value->data[value->len - 1] == '"')
+            {
+                value->data++;
+                value->len -= 2;
+            }
+
+            return NGX_OK;
+        }
+
+        (*i)++;
+        *pos = NULL;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* the token of the double-submit cookie: the one the browser has, or new */
+
+static ngx_int_t
+ngx_esp_csrf_token(ngx_http_request_t *r, ngx_str_t *token,
+    ngx_uint_t *fresh)
+{
+    u_char      *pos, rnd[NGX_ESP_CSRF_LEN / 2];
+    ngx_str_t    name, value;
+    ngx_uint_t   i, k;
+
+    *fresh = 0;
+    i = 0;
+    pos = NULL;
+
+    while (ngx_esp_cookie_next(r, &i, &pos, &name, &value) == NGX_OK) {
+
+        if (name.len != ngx_esp_csrf_name.len
+            || ngx_strncmp(name.data, ngx_esp_csrf_name.data, name.len) != 0
+            || value.len != NGX_ESP_CSRF_LEN)
+        {
+            continue;
+        }
+
+        for (k = 0; k < value.len; k++) {
+            if (!((value.data[k] >= '0' && value.data[k] <= '9')
+                  || (value.data[k] >= 'a' && value.data[k] <= 'f')))
+            {
+                break;
+            }
+        }
+
+        if (k == value.len) {
+            *token = value;
+            return NGX_OK;
+        }
+    }
+
+    token->data = ngx_pnalloc(r->pool, NGX_ESP_CSRF_LEN);
+    if (token->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        return NGX_ERROR;
+    }
+
+    ngx_hex_dump(token->data, rnd, sizeof(rnd));
+    token->len = NGX_ESP_CSRF_LEN;
+    *fresh = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_esp_login_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx, ngx_uint_t status, ngx_esp_text_e msg,
+    ngx_str_t *url, ngx_str_t *user)
+{
+    u_char         *tpl, *p;
+    size_t          len;
+    ngx_str_t       token, body, pp, hint, empty = ngx_null_string;
+    ngx_uint_t      n, fresh;
+    ngx_esp_var_t   vars[NGX_ESP_MAX_VARS];
+
+    ctx->de = ngx_esp_is_german(r, elcf);
+
+    if (ngx_esp_csrf_token(r, &token, &fresh) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (fresh
+        && ngx_esp_add_cookie(r, ctx, &ngx_esp_csrf_name, &token,
+                              NGX_ESP_LOGIN_PATH, -1, NGX_ESP_SAMESITE_STRICT)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the user name hint names this domain's own forms */
+
+    len = sizeof("For example user@ or \\user") - 1 + 24
+          + elcf->domain->logon_domain.len + elcf->domain->netbios_domain.len;
+
+    hint.data = ngx_pnalloc(r->pool, len);
+    if (hint.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (elcf->domain->logon_domain.len && elcf->domain->netbios_domain.len) {
+        p = ngx_sprintf(hint.data,
+                        ctx->de ? "Zum Beispiel benutzer@%V oder %V\\benutzer"
+                                : "For example user@%V or %V\\user",
+                        &elcf->domain->logon_domain,
+                        &elcf->domain->netbios_domain);
+        hint.len = p - hint.data;
+
+    } else {
+        hint.len = 0;
+    }
+
+    n = 0;
+
+#define ngx_esp_var(nm, val, rw)                                              \
+    ngx_str_set(&vars[n].name, nm);                                           \
+    vars[n].value = val;                                                      \
+    vars[n].raw = rw;                                                         \
+    n++
+
+#define ngx_esp_var_text(nm, t)                                               \
+    ngx_str_set(&vars[n].name, nm);                                           \
+    vars[n].value.data = (u_char *) ngx_esp_text(ctx, t);                     \
+    vars[n].value.len = ngx_strlen(vars[n].value.data);                       \
+    vars[n].raw = 0;                                                          \
+    n++
+
+    ngx_esp_var_text("t_computer", NGX_ESP_T_COMPUTER);
+    ngx_esp_var_text("t_public", NGX_ESP_T_PUBLIC);
+    ngx_esp_var_text("t_public_hint", NGX_ESP_T_PUBLIC_HINT);
+    ngx_esp_var_text("t_private", NGX_ESP_T_PRIVATE);
+    ngx_esp_var_text("t_private_hint", NGX_ESP_T_PRIVATE_HINT);
+
+    pp.len = 0;
+
+    if (elcf->public_private
+        && ngx_esp_render(r, ngx_esp_page_public_private,
+                          NGX_ESP_PAGE_PUBLIC_PRIVATE_LEN, vars, n, &pp)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    n = 0;
+
+    ngx_esp_var("lang", empty, 0);
+    ngx_str_set(&vars[n - 1].value, "en");
+    if (ctx->de) {
+        ngx_str_set(&vars[n - 1].value, "de");
+    }
+
+    ngx_esp_var("title", elcf->title, 0);
+    ngx_esp_var("greeting", elcf->greeting, 0);
+    ngx_esp_var("action", ngx_esp_login_path, 0);
+    ngx_esp_var("url", *url, 0);
+    ngx_esp_var("csrf", token, 0);
+    ngx_esp_var("username", user ? *user : empty, 0);
+    ngx_esp_var_text("message", msg);
+    ngx_esp_var("message_class", empty, 0);
+
+    switch (msg) {
+    case NGX_ESP_MSG_NONE:
+        ngx_str_set(&vars[n - 1].value, "msg hidden");
+        break;
+    case NGX_ESP_MSG_SESSION_EXPIRED:
+    case NGX_ESP_MSG_SIGNED_OUT:
+    case NGX_ESP_MSG_PASSWORD_CHANGE:
+        ngx_str_set(&vars[n - 1].value, "msg info");
+        break;
+    default:
+        ngx_str_set(&vars[n - 1].value, "msg");
+        break;
+    }
+
+    ngx_esp_var("public_private", pp, 1);
+    ngx_esp_var_text("t_heading", NGX_ESP_T_HEADING);
+    ngx_esp_var_text("t_username", NGX_ESP_T_USERNAME);
+    ngx_esp_var("t_username_hint", hint, 0);
+    ngx_esp_var_text("t_password", NGX_ESP_T_PASSWORD);
+    ngx_esp_var_text("t_submit", NGX_ESP_T_SUBMIT);
+    ngx_esp_var_text("t_footer", NGX_ESP_T_FOOTER);
+
+    if (elcf->login_page.len) {
+        tpl = elcf->login_page.data;
+        len = elcf->login_page.len;
+
+    } else {
+        tpl = ngx_esp_page_login;
+        len = NGX_ESP_PAGE_LOGIN_LEN;
+    }
+
+    if (ngx_esp_render(r, tpl, len, vars, n, &body) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_esp_send_page(r, status, &body);
+}
+
+
+static ngx_int_t
+ngx_esp_logout_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx)
+{
+    ngx_str_t       body, lang, login;
+    ngx_uint_t      n;
+    ngx_esp_var_t   vars[NGX_ESP_MAX_VARS];
+
+    ctx->de = ngx_esp_is_german(r, elcf);
+
+    if (ctx->de) {
+        ngx_str_set(&lang, "de");
+
+    } else {
+        ngx_str_set(&lang, "en");
+    }
+
+    login = elcf->default_url;
+    n = 0;
+
+    ngx_esp_var("lang", lang, 0);
+    ngx_esp_var("title", elcf->title, 0);
+    ngx_esp_var_text("t_heading", NGX_ESP_T_LOGOUT_HEADING);
+    ngx_esp_var_text("t_text", NGX_ESP_T_LOGOUT_TEXT);
+    ngx_esp_var_text("t_again", NGX_ESP_T_AGAIN);
+    ngx_esp_var("login_url", login, 0);
+
+#undef ngx_esp_var
+#undef ngx_esp_var_text
+
+    if (ngx_esp_render(r, ngx_esp_page_logout, NGX_ESP_PAGE_LOGOUT_LEN, vars,
+                       n, &body)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_esp_send_page(r, NGX_HTTP_OK, &body);
+}
+
+
+/* "{{name}}" becomes the HTML-escaped value; unknown names stay empty */
+
+static ngx_int_t
+ngx_esp_render(ngx_http_request_t *r, u_char *tpl, size_t len,
+    ngx_esp_var_t *vars, ngx_uint_t n, ngx_str_t *out)
+{
+    u_char      *p, *last, *end, *dst;
+    size_t       size;
+    ngx_uint_t   i, pass;
+
+    size = 0;
+    dst = NULL;
+
+    for (pass = 0; pass < 2; pass++) {
+
+        if (pass == 1) {
+            out->data = ngx_pnalloc(r->pool, size);
+            if (out->data == NULL) {
+                return NGX_ERROR;
+            }
+
+            dst = out->data;
+        }
+
+        p = tpl;
+        last = tpl + len;
+
+        while (p < last) {
+
+            if (p + 4 > last || p[0] != '{' || p[1] != '{') {
+                if (pass) {
+                    *dst++ = *p;
+                }
+
+                size++;
+                p++;
+                continue;
+            }
+
+            end = ngx_strlchr(p + 2, last, '}');
+
+            if (end == NULL || end + 1 >= last || end[1] != '}') {
+                if (pass) {
+                    *dst++ = *p;
+                }
+
+                size++;
+                p++;
+                continue;
+            }
+
+            for (i = 0; i < n; i++) {
+                if (vars[i].name.len == (size_t) (end - p - 2)
+                    && ngx_strncmp(vars[i].name.data, p + 2,
+                                   vars[i].name.len) == 0)
+                {
+                    break;
+                }
+            }
+
+            if (i < n) {
+                if (vars[i].raw) {
+                    size += vars[i].value.len;
+                    if (pass) {
+                        dst = ngx_cpymem(dst, vars[i].value.data,
+                                         vars[i].value.len);
+                    }
+
+                } else {
+                    size += vars[i].value.len
+                            + ngx_escape_html(NULL, vars[i].value.data,
+                                              vars[i].value.len);
+                    if (pass) {
+                        dst = (u_char *) ngx_escape_html(dst,
+                                                         vars[i].value.data,
+                                                         vars[i].value.len);
+                    }
+                }
+            }
+
+            p = end + 2;
+        }
+    }
+
+    out->len = dst - out->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_esp_send_page(ngx_http_request_t *r, ngx_uint_t status, ngx_str_t *body)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_str_t     value;
+    ngx_chain_t   out;
+
+    ngx_http_discard_request_body(r);
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = body->len;
+    ngx_str_set(&r->headers_out.content_type, "text/html; charset=utf-8");
+    r->headers_out.content_type_len = sizeof("text/html") - 1;
+    r->headers_out.content_type_lowcase = NULL;
+
+    ngx_str_set(&value, "no-store");
+    if (ngx_esp_set_header(r, &r->headers_out.headers, "Cache-Control",
+                           &value, NULL)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_set(&value, "default-src 'none'; style-src 'unsafe-inline'; "
+                        "img-src data:; form-action 'self'; "
+                        "frame-ancestors 'none'; base-uri 'none'");
+    if (ngx_esp_set_header(r, &r->headers_out.headers,
+                           "Content-Security-Policy", &value, NULL)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_set(&value, "DENY");
+    if (ngx_esp_set_header(r, &r->headers_out.headers, "X-Frame-Options",
+                           &value, NULL)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_set(&value, "no-referrer");
+    if (ngx_esp_set_header(r, &r->headers_out.headers, "Referrer-Policy",
+                           &value, NULL)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_set(&value, "nosniff");
+    if (ngx_esp_set_header(r, &r->headers_out.headers,
+                           "X-Content-Type-Options", &value, NULL)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return NGX_DONE;
+    }
+
+    b->pos = body->data;
+    b->last = body->data + body->len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    ngx_http_finalize_request(r, ngx_http_output_filter(r, &out));
+
+    return NGX_DONE;
+}
+
+
+/* what Exchange answers a script that has lost its session */
+
+static ngx_int_t
+ngx_esp_send_440(ngx_http_request_t *r)
+{
+    ngx_str_t  body;
+
+    ngx_str_set(&r->headers_out.status_line, "440 Login Timeout");
+    ngx_str_set(&body, "<html><body><h1>440 Login Timeout</h1>"
+                       "</body></html>\n");
+
+    return ngx_esp_send_page(r, 440, &body);
+}
+
+
+/*
+ * The form body: url-encoded fields; each known one at most once, UTF-8,
+ * no control characters; unknown fields are ignored (browsers may add
+ * some); anything malformed refuses the whole form.  NGX_OK, or the
+ * status to refuse it with.
+ */
+
+static ngx_int_t
+ngx_esp_parse_form(ngx_http_request_t *r, ngx_esp_login_form_t *f,
+    const char **reason)
+{
+    u_char       *p, *last, *start, *eq, *body;
+    size_t        len;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_str_t     key, val, *field;
+    ngx_chain_t  *cl;
+
+    *reason = "empty body";
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    if (r->request_body->temp_file) {
+        *reason = "body too large";
+        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        len += ngx_buf_size(cl->buf);
+    }
+
+    if (len > NGX_ESP_MAX_LOGIN_BODY) {
+        *reason = "body too large";
+        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+    }
+
+    if (len == 0) {
+        *reason = "empty body";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    *reason = "out of memory";
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_esp_wipe_later(r->pool, body, len) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = body;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+        if (b->in_file || !ngx_buf_in_memory(b)) {
+            *reason = "body in a file";
+            return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+        }
+
+        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+    }
+
+    /* the raw body held the password: wipe the buffers now */
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        if (cl->buf->temporary) {
+            ngx_explicit_memzero(cl->buf->pos, cl->buf->last - cl->buf->pos);
+        }
+    }
+
+    p = body;
+    last = body + len;
+
+    while (p < last) {
+        start = p;
+
+        while (p < last && *p != '&') {
+            p++;
+        }
+
+        eq = ngx_strlchr(start, p, '=');
+
+        if (eq == NULL) {
+            key.data = start;
+            key.len = p - start;
+            val.len = 0;
+            val.data = p;
+
+        } else {
+            key.data = start;
+            key.len = eq - start;
+            val.data = eq + 1;
+            val.len = p - eq - 1;
+        }
+
+        p++;
+
+        field = NULL;
+
+        if (key.len == 8 && ngx_strncmp(key.data, "username", 8) == 0) {
+            field = &f->username;
+
+        } else if (key.len == 8 && ngx_strncmp(key.data, "password", 8) == 0)
+        {
+            field = &f->password;
+
+        } else if (key.len == 3 && ngx_strncmp(key.data, "url", 3) == 0) {
+            field = &f->url;
+
+        } else if (key.len == 4 && ngx_strncmp(key.data, "csrf", 4) == 0) {
+            field = &f->csrf;
+
+        } else if (key.len == 7 && ngx_strncmp(key.data, "trusted", 7) == 0) {
+            field = &f->trusted;
+        }
+
+        if (field == NULL) {
+            continue;
+        }
+
+        if (field->data) {
+            *reason = "a field appears twice";
+            return NGX_HTTP_BAD_REQUEST;
+        }
+
+        rc = ngx_esp_form_unescape(r->pool, &val, field);
+
+        if (rc == NGX_ERROR) {
+            *reason = "out of memory";
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc != NGX_OK) {
+            *reason = "a field is not valid UTF-8 text";
+            return NGX_HTTP_BAD_REQUEST;
+        }
+    }
+
+    if (f->username.len > NGX_ESP_MAX_USER
+        || f->password.len > NGX_ESP_MAX_PASSWORD
+        || f->url.len > NGX_ESP_MAX_URL)
+    {
+        *reason = "a field is too long";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_esp_form_unescape(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *out)
+{
+    u_char     *p, *last, *d, c;
+    ngx_int_t   h;
+
+    out->data = ngx_pnalloc(pool, in->len + 1);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_esp_wipe_later(pool, out->data, in->len + 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    d = out->data;
+    p = in->data;
+    last = p + in->len;
+
+    while (p < last) {
+        c = *p++;
+
+        if (c == '+') {
+            c = ' ';
+
+        } else if (c == '%') {
+            if (last - p < 2) {
+                return NGX_DECLINED;
+            }
+
+            h = ngx_hextoi(p, 2);
+            if (h == NGX_ERROR) {
+                return NGX_DECLINED;
+            }
+
+            c = (u_char) h;
+            p += 2;
+        }
+
+        if (c < 0x20 || c == 0x7f) {
+            return NGX_DECLINED;
+        }
+
+        *d++ = c;
+    }
+
+    out->len = d - out->data;
+
+    p = out->data;
+    last = out->data + out->len;
+
+    while (p < last) {
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+
+        if (ngx_utf8_decode(&p, last - p) > 0x10ffff) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* only a path on this site: "/x", never "//host", "/\host" or "http:" */
+
+static ngx_uint_t
+ngx_esp_valid_return_url(ngx_str_t *url)
+{
+    size_t  i;
+
+    if (url->len == 0 || url->len > NGX_ESP_MAX_URL || url->data[0] != '/') {
+        return 0;
+    }
+
+    if (url->len > 1 && (url->data[1] == '/' || url->data[1] == '\\')) {
+        return 0;
+    }
+
+    for (i = 0; i < url->len; i++) {
+        if (url->data[i] <= 0x20 || url->data[i] == 0x7f
+            || url->data[i] == '\\' || url->data[i] >= 0x80)
+        {
+            return 0;
+        }
+    }
+
+    if (url->len >= sizeof("/_esp/") - 1
+        && ngx_strncasecmp(url->data, (u_char *) "/_esp/",
+                           sizeof("/_esp/") - 1) == 0)
+    {
+        return 0;
+    }
+
+    return 1;
+}
+
+
+static ngx_int_t
+ngx_esp_arg_url(ngx_http_request_t *r, ngx_str_t *url)
+{
+    u_char              *dst, *src;
+    ngx_str_t            raw;
+    ngx_esp_loc_conf_t  *elcf;
+
+    if (ngx_http_arg(r, (u_char *) "url", 3, &raw) != NGX_OK
+        || raw.len == 0 || raw.len > NGX_ESP_MAX_URL)
+    {
+        goto fallback;
+    }
+
+    url->data = ngx_pnalloc(r->pool, raw.len);
+    if (url->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* all of it: NGX_UNESCAPE_URI would stop at an encoded "?" */
+
+    dst = url->data;
+    src = raw.data;
+    ngx_unescape_uri(&dst, &src, raw.len, 0);
+    url->len = dst - url->data;
+
+    if (ngx_esp_valid_return_url(url)) {
+        return NGX_OK;
+    }
+
+fallback:
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_exchange_esp_module);
+    *url = elcf->default_url;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The double-submit cookie can be planted by a sibling host (cookie
+ * tossing): the browser's own word on where a form post comes from
+ * decides too.  "Origin: null" (our pages send no referrer) and no
+ * header at all (older clients) pass.
+ */
+
+static ngx_uint_t
+ngx_esp_same_origin(ngx_http_request_t *r)
+{
+    u_char           *p, *last, *host;
+    ngx_str_t         scheme;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    ngx_str_set(&scheme, "http://");
+
+#if (NGX_HTTP_SSL)
+    if (r->connection->ssl) {
+        ngx_str_set(&scheme, "https://");
+    }
+#endif
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+
+            if (h[i].key.len == sizeof("Sec-Fetch-Site") - 1
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "Sec-Fetch-Site",
+                                   sizeof("Sec-Fetch-Site") - 1) == 0)
+            {
+                if (h[i].value.len == sizeof("cross-site") - 1
+                    && ngx_strncasecmp(h[i].value.data,
+                                       (u_char *) "cross-site",
+                                       sizeof("cross-site") - 1) == 0)
+                {
+                    goto refused;
+                }
+
+                continue;
+            }
+
+            if (h[i].key.len != sizeof("Origin") - 1
+                || ngx_strncasecmp(h[i].key.data, (u_char *) "Origin",
+                                   sizeof("Origin") - 1) != 0
+                || (h[i].value.len == sizeof("null") - 1
+                    && ngx_strncmp(h[i].value.data, "null",
+                                   sizeof("null") - 1) == 0))
+            {
+                continue;
+            }
+
+            /* scheme://host[:port], the host being this request's */
+
+            p = h[i].value.data;
+            last = p + h[i].value.len;
+
+            if ((size_t) (last - p) <= scheme.len
+                || ngx_strncasecmp(p, scheme.data, scheme.len) != 0)
+            {
+                goto refused;
+            }
+
+            host = p + scheme.len;
+
+            for (p = host; p < last && *p != ':'; p++) { /* void */ }
+
+            if ((size_t) (p - host) != r->headers_in.server.len
+                || ngx_strncasecmp(host, r->headers_in.server.data,
+                                   p - host) != 0)
+            {
+                goto refused;
+            }
+        }
+    }
+
+    return 1;
+
+refused:
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "esp: login refused: posted from another site "
+                  "(\"%V: %V\")", &h[i].key, &h[i].value);
+
+    return 0;
+}
+
+
+/*
+ * What a session remembers of the permitted groups its login was checked
+ * against: SHA-256 of the DNs, lowercased, in the order configured.
+ */
+
+static ngx_int_t
+ngx_esp_groups_fingerprint(ngx_http_request_t *r, ngx_array_t *groups,
+    u_char *fp)
+{
+    u_char      *buf, *p, digest[EVP_MAX_MD_SIZE];
+    size_t       len;
+    ngx_str_t   *dn;
+    ngx_uint_t   i;
+
+    ngx_memzero(fp, NGX_ESP_GROUPS_LEN);
+
+    if (groups == NULL || groups->nelts == 0) {
+        return NGX_OK;
+    }
+
+    dn = groups->elts;
+    len = 0;
+
+    for (i = 0; i < groups->nelts; i++) {
+        len += dn[i].len + 1;
+    }
+
+    buf = ngx_pnalloc(r->pool, len);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = buf;
+
+    for (i = 0; i < groups->nelts; i++) {
+        ngx_strlow(p, dn[i].data, dn[i].len);
+        p += dn[i].len;
+        *p++ = '\n';
+    }
+
+    if (EVP_Digest(buf, len, digest, NULL, EVP_sha256(), NULL) != 1) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(fp, digest, NGX_ESP_GROUPS_LEN);
+
+    return NGX_OK;
+}
+
+
+/*
+ * https://host[:port]/path, as the browser reached us: the host that
+ * passed esp_allowed_hosts, with the port of the Host header if that
+ * names the same host (an absolute request line may disagree with it)
+ */
+
+static ngx_int_t
+ngx_esp_self_url(ngx_http_request_t *r, ngx_str_t *path, ngx_str_t *out)
+{
+    u_char     *p;
+    ngx_str_t   host, scheme, *v;
+
+    ngx_str_set(&scheme, "http://");
+
+#if (NGX_HTTP_SSL)
+    if (r->connection->ssl) {
+        ngx_str_set(&scheme, "https://");
+    }
+#endif
+
+    host = r->headers_in.server;
+
+    if (r->headers_in.host) {
+        v = &r->headers_in.host->value;
+
+        if (v->len > host.len && v->data[host.len] == ':'
+            && ngx_strncasecmp(v->data, host.data, host.len) == 0)
+        {
+            host = *v;
+        }
+    }
+
+    out->data = ngx_pnalloc(r->pool, scheme.len + host.len + path->len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(out->data, scheme.data, scheme.len);
+    p = ngx_cpymem(p, host.data, host.len);
+    p = ngx_cpymem(p, path->data, path->len);
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+static size_t
+ngx_esp_form_escaped_len(ngx_str_t *src)
+{
+    size_t  i, n;
+
+    n = 0;
+
+    for (i = 0; i < src->len; i++) {
+        n += (ngx_esp_isalnum(src->data[i]) || src->data[i] == '-'
+              || src->data[i] == '_' || src->data[i] == '.'
+              || src->data[i] == '~') ? 1 : 3;
+    }
+
+    return n;
+}
+
+
+static u_char *
+ngx_esp_form_escape(u_char *dst, ngx_str_t *src)
+{
+    u_char      c;
+    size_t      i;
+    static u_char  hex[] = "0123456789ABCDEF";
+
+    for (i = 0; i < src->len; i++) {
+        c = src->data[i];
+
+        if (ngx_esp_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+            *dst++ = c;
+            continue;
+        }
+
+        *dst++ = '%';
+        *dst++ = hex[c >> 4];
+        *dst++ = hex[c & 0xf];
+    }
+
+    return dst;
+}
+
+
+static ngx_int_t
+ngx_esp_wipe_later(ngx_pool_t *pool, u_char *p, size_t len)
+{
+    ngx_str_t           *s;
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(pool, sizeof(ngx_str_t));
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    s = cln->data;
+    s->data = p;
+    s->len = len;
+    cln->handler = ngx_esp_wipe_str;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_esp_wipe_str(void *data)
+{
+    ngx_str_t  *s = data;
+
+    ngx_explicit_memzero(s->data, s->len);
+}
+
+
+/* German when the first of "en" and "de" the browser names is "de" */
+
+static ngx_uint_t
+ngx_esp_is_german(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
+{
+    u_char      *p, *last;
+    ngx_str_t    v;
+
+    if (elcf->lang != NGX_ESP_LANG_AUTO) {
+        return elcf->lang == NGX_ESP_LANG_DE;
+    }
+
+#if (NGX_HTTP_HEADERS)
+    if (r->headers_in.accept_language == NULL) {
+        return 0;
+    }
+
+    v = r->headers_in.accept_language->value;
+#else
+    return 0;
+#endif
+
+    p = v.data;
+    last = v.data + v.len;
+
+    while (p < last) {
+
+        while (p < last && (*p == ' ' || *p == ',')) {
+            p++;
+        }
+
+        if (last - p >= 2) {
+            if ((p[0] | 0x20) == 'd' && (p[1] | 0x20) == 'e'
+                && (last - p == 2 || p[2] == '-' || p[2] == ';'
+                    || p[2] == ',' || p[2] == ' '))
+            {
+                return 1;
+            }
+
+            if ((p[0] | 0x20) == 'e' && (p[1] | 0x20) == 'n'
+                && (last - p == 2 || p[2] == '-' || p[2] == ';'
+                    || p[2] == ',' || p[2] == ' '))
+            {
+                return 0;
+            }
+        }
+
+        while (p < last && *p != ',') {
+            p++;
+        }
+    }
+
+    return 0;
+}
+
+
+static char *
+ngx_esp_text(ngx_esp_ctx_t *ctx, ngx_esp_text_e t)
+{
+    return ctx->de ? ngx_esp_texts[t].de : ngx_esp_texts[t].en;
+}

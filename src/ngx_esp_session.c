@@ -1,0 +1,587 @@
+
+/*
+ * Copyright (C) ngx_exchange_esp authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "ngx_esp_session.h"
+
+
+/*
+ * A sealed cookie is base64url (no padding) of
+ *
+ *     key id (4) | nonce (12) | AES-256-GCM ciphertext | tag (16)
+ *
+ * and the plaintext is
+ *
+ *     version (1) | flags (1) | issued (8) | last seen (8) | id (16)
+ *     | groups (8) | domain length (1) | domain | user length (2) | user
+ *     | password length (2) | password
+ *
+ * with integers in network order; "groups" fingerprints the permitted
+ * groups the login was checked against (zeros: none), so that a session
+ * opens no location that asks for other groups.  The cookie's purpose is
+ * bound in as additional data, so a sealed value cannot be replayed into
+ * another use of the same key.
+ */
+
+#define NGX_ESP_SEAL_VERSION   2
+#define NGX_ESP_NONCE_LEN      12
+#define NGX_ESP_TAG_LEN        16
+#define NGX_ESP_FIXED_LEN      (1 + 1 + 8 + 8 + NGX_ESP_SESSION_ID_LEN      \
+                                + NGX_ESP_GROUPS_LEN)
+#define NGX_ESP_MAX_FIELD      1024
+#define NGX_ESP_MAX_COOKIE     4096
+
+#define NGX_ESP_AAD            "ngx_exchange_esp session v1"
+#define NGX_ESP_KEY_ID_LABEL   "ngx_exchange_esp key id"
+
+
+static ngx_int_t ngx_esp_session_crypt(ngx_uint_t enc, u_char *key,
+    u_char *nonce, u_char *in, size_t len, u_char *out, u_char *tag);
+static u_char *ngx_esp_put_u64(u_char *p, uint64_t v);
+static uint64_t ngx_esp_get_u64(u_char *p);
+static ngx_int_t ngx_esp_session_key_read(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_esp_key_t *k);
+static void ngx_esp_session_keys_wipe(void *data);
+static void ngx_esp_session_wipe(void *data);
+
+
+typedef struct {
+    u_char                    *data;
+    size_t                     len;
+} ngx_esp_wipe_t;
+
+
+ngx_int_t
+ngx_esp_session_seal(ngx_pool_t *pool, ngx_array_t *keys,
+    ngx_esp_session_t *s, ngx_str_t *out)
+{
+    u_char         *plain, *p, *sealed;
+    size_t          len;
+    ngx_str_t       src;
+    ngx_int_t       rc;
+    ngx_esp_key_t  *k;
+
+    if (keys == NULL || keys->nelts == 0
+        || s->domain.len > 255 || s->user.len > NGX_ESP_MAX_FIELD
+        || s->password.len > NGX_ESP_MAX_FIELD)
+    {
+        return NGX_ERROR;
+    }
+
+    k = keys->elts;
+
+    len = NGX_ESP_FIXED_LEN + 1 + s->domain.len + 2 + s->user.len
+          + 2 + s->password.len;
+
+    plain = ngx_pnalloc(pool, len);
+    if (plain == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = plain;
+    *p++ = NGX_ESP_SEAL_VERSION;
+    *p++ = (u_char) s->flags;
+    p = ngx_esp_put_u64(p, (uint64_t) s->issued);
+    p = ngx_esp_put_u64(p, (uint64_t) s->last_seen);
+    p = ngx_cpymem(p, s->id, NGX_ESP_SESSION_ID_LEN);
+    p = ngx_cpymem(p, s->groups, NGX_ESP_GROUPS_LEN);
+    *p++ = (u_char) s->domain.len;
+    p = ngx_cpymem(p, s->domain.data, s->domain.len);
+    *p++ = (u_char) (s->user.len >> 8);
+    *p++ = (u_char) s->user.len;
+    p = ngx_cpymem(p, s->user.data, s->user.len);
+    *p++ = (u_char) (s->password.len >> 8);
+    *p++ = (u_char) s->password.len;
+    p = ngx_cpymem(p, s->password.data, s->password.len);
+
+    sealed = ngx_pnalloc(pool, NGX_ESP_KEY_ID_LEN + NGX_ESP_NONCE_LEN + len
+                               + NGX_ESP_TAG_LEN);
+    if (sealed == NULL) {
+        ngx_explicit_memzero(plain, len);
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(sealed, k[0].id, NGX_ESP_KEY_ID_LEN);
+
+    if (RAND_bytes(p, NGX_ESP_NONCE_LEN) != 1) {
+        ngx_explicit_memzero(plain, len);
+        return NGX_ERROR;
+    }
+
+    rc = ngx_esp_session_crypt(1, k[0].key, p, plain, len,
+                               p + NGX_ESP_NONCE_LEN,
+                               p + NGX_ESP_NONCE_LEN + len);
+
+    ngx_explicit_memzero(plain, len);
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    src.data = sealed;
+    src.len = NGX_ESP_KEY_ID_LEN + NGX_ESP_NONCE_LEN + len + NGX_ESP_TAG_LEN;
+
+    out->data = ngx_pnalloc(pool, ngx_base64_encoded_length(src.len));
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_encode_base64url(out, &src);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_esp_session_open(ngx_pool_t *pool, ngx_array_t *keys, ngx_str_t *cookie,
+    ngx_esp_session_t *s, const char **reason)
+{
+    u_char              *p, *last, *plain;
+    size_t               len, n;
+    ngx_str_t            sealed;
+    ngx_uint_t           i;
+    ngx_esp_key_t       *k;
+    ngx_esp_wipe_t      *w;
+    ngx_pool_cleanup_t  *cln;
+
+    if (keys == NULL || keys->nelts == 0) {
+        *reason = "no session key";
+        return NGX_DECLINED;
+    }
+
+    if (cookie->len == 0 || cookie->len > NGX_ESP_MAX_COOKIE) {
+        *reason = "bad length";
+        return NGX_DECLINED;
+    }
+
+    sealed.data = ngx_pnalloc(pool, ngx_base64_decoded_length(cookie->len));
+    if (sealed.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_decode_base64url(&sealed, cookie) != NGX_OK) {
+        *reason = "not base64url";
+        return NGX_DECLINED;
+    }
+
+    if (sealed.len < NGX_ESP_KEY_ID_LEN + NGX_ESP_NONCE_LEN
+                     + NGX_ESP_FIXED_LEN + 5 + NGX_ESP_TAG_LEN)
+    {
+        *reason = "truncated";
+        return NGX_DECLINED;
+    }
+
+    k = keys->elts;
+
+    for (i = 0; i < keys->nelts; i++) {
+        if (ngx_memcmp(k[i].id, sealed.data, NGX_ESP_KEY_ID_LEN) == 0) {
+            break;
+        }
+    }
+
+    if (i == keys->nelts) {
+        *reason = "sealed with an unknown key";
+        return NGX_DECLINED;
+    }
+
+    len = sealed.len - NGX_ESP_KEY_ID_LEN - NGX_ESP_NONCE_LEN
+          - NGX_ESP_TAG_LEN;
+
+    plain = ngx_pnalloc(pool, len);
+    if (plain == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(pool, sizeof(ngx_esp_wipe_t));
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    w = cln->data;
+    w->data = plain;
+    w->len = len;
+    cln->handler = ngx_esp_session_wipe;
+
+    p = sealed.data + NGX_ESP_KEY_ID_LEN;
+
+    if (ngx_esp_session_crypt(0, k[i].key, p, p + NGX_ESP_NONCE_LEN, len,
+                              plain, p + NGX_ESP_NONCE_LEN + len)
+        != NGX_OK)
+    {
+        *reason = "does not authenticate";
+        return NGX_DECLINED;
+    }
+
+    p = plain;
+    last = plain + len;
+
+    if (p[0] != NGX_ESP_SEAL_VERSION) {
+        *reason = "unknown version";
+        return NGX_DECLINED;
+    }
+
+    s->flags = p[1];
+    s->issued = (time_t) ngx_esp_get_u64(p + 2);
+    s->last_seen = (time_t) ngx_esp_get_u64(p + 10);
+    ngx_memcpy(s->id, p + 18, NGX_ESP_SESSION_ID_LEN);
+    ngx_memcpy(s->groups, p + 18 + NGX_ESP_SESSION_ID_LEN,
+               NGX_ESP_GROUPS_LEN);
+    p += NGX_ESP_FIXED_LEN;
+
+    n = *p++;
+    if ((size_t) (last - p) < n + 2) {
+        goto malformed;
+    }
+
+    s->domain.data = p;
+    s->domain.len = n;
+    p += n;
+
+    n = (p[0] << 8) | p[1];
+    p += 2;
+    if ((size_t) (last - p) < n + 2) {
+        goto malformed;
+    }
+
+    s->user.data = p;
+    s->user.len = n;
+    p += n;
+
+    n = (p[0] << 8) | p[1];
+    p += 2;
+    if ((size_t) (last - p) != n) {
+        goto malformed;
+    }
+
+    s->password.data = p;
+    s->password.len = n;
+
+    return NGX_OK;
+
+malformed:
+
+    /* authentic but inconsistent: only a bug of ours can make this */
+    *reason = "malformed";
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_esp_session_crypt(ngx_uint_t enc, u_char *key, u_char *nonce, u_char *in,
+    size_t len, u_char *out, u_char *tag)
+{
+    int              n, rc;
+    ngx_int_t        ret;
+    EVP_CIPHER_CTX  *ctx;
+
+    ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ret = NGX_ERROR;
+
+    if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL, enc)
+        != 1
+        || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN,
+                               NGX_ESP_NONCE_LEN, NULL)
+           != 1
+        || EVP_CipherInit_ex(ctx, NULL, NULL, key, nonce, enc) != 1
+        || EVP_CipherUpdate(ctx, NULL, &n, (u_char *) NGX_ESP_AAD,
+                            sizeof(NGX_ESP_AAD) - 1)
+           != 1
+        || EVP_CipherUpdate(ctx, out, &n, in, (int) len) != 1)
+    {
+        goto done;
+    }
+
+    if (enc) {
+        if (EVP_CipherFinal_ex(ctx, out + n, &n) != 1
+            || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG,
+                                   NGX_ESP_TAG_LEN, tag)
+               != 1)
+        {
+            goto done;
+        }
+
+    } else {
+        if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, NGX_ESP_TAG_LEN,
+                                tag)
+            != 1)
+        {
+            goto done;
+        }
+
+        rc = EVP_CipherFinal_ex(ctx, out + n, &n);
+
+        if (rc != 1) {
+            ngx_explicit_memzero(out, len);
+            goto done;
+        }
+    }
+
+    ret = NGX_OK;
+
+done:
+
+    EVP_CIPHER_CTX_free(ctx);
+
+    return ret;
+}
+
+
+static u_char *
+ngx_esp_put_u64(u_char *p, uint64_t v)
+{
+    ngx_int_t  i;
+
+    for (i = 7; i >= 0; i--) {
+        p[i] = (u_char) v;
+        v >>= 8;
+    }
+
+    return p + 8;
+}
+
+
+static uint64_t
+ngx_esp_get_u64(u_char *p)
+{
+    uint64_t    v;
+    ngx_uint_t  i;
+
+    v = 0;
+
+    for (i = 0; i < 8; i++) {
+        v = (v << 8) | p[i];
+    }
+
+    return v;
+}
+
+
+static void
+ngx_esp_session_wipe(void *data)
+{
+    ngx_esp_wipe_t  *w = data;
+
+    ngx_explicit_memzero(w->data, w->len);
+}
+
+
+/* esp_session_key file [file ...]: the first seals, all open */
+
+char *
+ngx_esp_session_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    ngx_str_t            *value;
+    ngx_uint_t            i, j;
+    ngx_array_t         **a;
+    ngx_esp_key_t        *k;
+    ngx_pool_cleanup_t   *cln;
+
+    a = (ngx_array_t **) (p + cmd->offset);
+
+    if (*a != NGX_CONF_UNSET_PTR && *a != NULL) {
+        return "is duplicate";
+    }
+
+    *a = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                          sizeof(ngx_esp_key_t));
+    if (*a == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_esp_session_keys_wipe;
+    cln->data = *a;
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        k = ngx_array_push(*a);
+        if (k == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_esp_session_key_read(cf, &value[i], k) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        for (j = 0; j + 1 < (*a)->nelts; j++) {
+            if (ngx_memcmp(((ngx_esp_key_t *) (*a)->elts)[j].id, k->id,
+                           NGX_ESP_KEY_ID_LEN)
+                == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "session key \"%V\" is listed twice",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * A key file holds 32 random bytes: raw, as 64 hex digits, or in base64
+ * (e.g. "openssl rand -hex 32 > session.key").
+ */
+
+static ngx_int_t
+ngx_esp_session_key_read(ngx_conf_t *cf, ngx_str_t *name, ngx_esp_key_t *k)
+{
+    u_char           buf[256], digest[SHA256_DIGEST_LENGTH];
+    u_char           raw[NGX_ESP_KEY_LEN + 3];
+    size_t           len;
+    ssize_t          n;
+    ngx_fd_t         fd;
+    ngx_int_t        rc, h;
+    ngx_str_t        src, dst;
+    ngx_uint_t       i;
+    ngx_file_info_t  fi;
+
+    k->file = *name;
+
+    if (ngx_conf_full_name(cf->cycle, &k->file, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    fd = ngx_open_file(k->file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%s\" failed", k->file.data);
+        return NGX_ERROR;
+    }
+
+    rc = NGX_ERROR;
+    n = 0;
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_fd_info_n " \"%s\" failed", k->file.data);
+        goto done;
+    }
+
+    if (fi.st_mode & (S_IROTH|S_IWOTH)) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "session key \"%s\" is readable by other users",
+                           k->file.data);
+    }
+
+    n = ngx_read_fd(fd, buf, sizeof(buf));
+
+    if (n == -1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_read_fd_n " \"%s\" failed", k->file.data);
+        n = 0;
+        goto done;
+    }
+
+    len = n;
+
+    if (len == NGX_ESP_KEY_LEN) {
+        ngx_memcpy(k->key, buf, NGX_ESP_KEY_LEN);
+        rc = NGX_OK;
+        goto done;
+    }
+
+    while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'
+                   || buf[len - 1] == ' '))
+    {
+        len--;
+    }
+
+    if (len == 2 * NGX_ESP_KEY_LEN) {
+        for (i = 0; i < NGX_ESP_KEY_LEN; i++) {
+            h = ngx_hextoi(&buf[2 * i], 2);
+            if (h == NGX_ERROR) {
+                break;
+            }
+            k->key[i] = (u_char) h;
+        }
+
+        if (i == NGX_ESP_KEY_LEN) {
+            rc = NGX_OK;
+            goto done;
+        }
+    }
+
+    src.data = buf;
+    src.len = len;
+    dst.data = raw;
+
+    if (ngx_base64_decoded_length(len) <= sizeof(raw)
+        && ngx_decode_base64(&dst, &src) == NGX_OK
+        && dst.len == NGX_ESP_KEY_LEN)
+    {
+        ngx_memcpy(k->key, raw, NGX_ESP_KEY_LEN);
+        rc = NGX_OK;
+        goto done;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "session key \"%s\" must hold 32 random bytes: raw, "
+                       "as 64 hex digits or in base64 (make one with "
+                       "\"openssl rand -hex 32\")", k->file.data);
+
+done:
+
+    ngx_explicit_memzero(buf, sizeof(buf));
+    ngx_explicit_memzero(raw, sizeof(raw));
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_ALERT, cf, ngx_errno,
+                           ngx_close_file_n " \"%s\" failed", k->file.data);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* the key id names the key without revealing it */
+
+    ngx_memcpy(ngx_cpymem(buf, NGX_ESP_KEY_ID_LABEL,
+                          sizeof(NGX_ESP_KEY_ID_LABEL) - 1),
+               k->key, NGX_ESP_KEY_LEN);
+
+    if (EVP_Digest(buf, sizeof(NGX_ESP_KEY_ID_LABEL) - 1 + NGX_ESP_KEY_LEN,
+                   digest, NULL, EVP_sha256(), NULL)
+        != 1)
+    {
+        ngx_explicit_memzero(buf, sizeof(buf));
+        return NGX_ERROR;
+    }
+
+    ngx_explicit_memzero(buf, sizeof(buf));
+    ngx_memcpy(k->id, digest, NGX_ESP_KEY_ID_LEN);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_esp_session_keys_wipe(void *data)
+{
+    ngx_array_t  *a = data;
+
+    ngx_explicit_memzero(a->elts, a->nelts * a->size);
+}

@@ -1,0 +1,56 @@
+
+/*
+ * Copyright (C) ngx_exchange_esp authors
+ */
+
+
+#ifndef _NGX_ESP_SESSION_H_INCLUDED_
+#define _NGX_ESP_SESSION_H_INCLUDED_
+
+
+#include "ngx_esp.h"
+
+
+#define NGX_ESP_SESSION_ID_LEN    16
+#define NGX_ESP_KEY_LEN           32
+#define NGX_ESP_KEY_ID_LEN        4
+#define NGX_ESP_GROUPS_LEN        8
+
+#define NGX_ESP_SESSION_PRIVATE   0x01
+
+
+typedef struct {
+    u_char                     key[NGX_ESP_KEY_LEN];
+    u_char                     id[NGX_ESP_KEY_ID_LEN];
+    ngx_str_t                  file;
+} ngx_esp_key_t;
+
+
+/* what a session cookie holds, sealed with AES-256-GCM */
+typedef struct {
+    u_char                     id[NGX_ESP_SESSION_ID_LEN];
+    time_t                     issued;
+    time_t                     last_seen;
+    ngx_uint_t                 flags;
+    u_char                     groups[NGX_ESP_GROUPS_LEN];  /* checked */
+    ngx_str_t                  domain;
+    ngx_str_t                  user;
+    ngx_str_t                  password;     /* only for server auth basic */
+} ngx_esp_session_t;
+
+
+char *ngx_esp_session_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+ngx_int_t ngx_esp_session_seal(ngx_pool_t *pool, ngx_array_t *keys,
+    ngx_esp_session_t *s, ngx_str_t *out);
+
+/*
+ * NGX_OK: "s" is filled (its strings point into memory from "pool" that
+ * is wiped when the pool goes); NGX_DECLINED: not a session of ours
+ * ("reason" says why); NGX_ERROR: out of memory.
+ */
+ngx_int_t ngx_esp_session_open(ngx_pool_t *pool, ngx_array_t *keys,
+    ngx_str_t *cookie, ngx_esp_session_t *s, const char **reason);
+
+
+#endif /* _NGX_ESP_SESSION_H_INCLUDED_ */
