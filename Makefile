@@ -18,7 +18,7 @@ EXTRA_CC    ?=
 
 SOURCES := config ngx_exchange_esp_module.c $(wildcard src/*.c src/*.h)
 
-.PHONY: all install deps test test-deps demo demo-stop bench clean
+.PHONY: all install deps test demo demo-stop bench clean
 
 all: $(MODULE)
 
@@ -58,5 +58,24 @@ test: deps
 	$(MAKE) all
 	ESP_MODULE=$(CURDIR)/$(MODULE) t/run.sh
 
+# The demo: Samba AD, two stand-in Exchange servers and nginx with the module
+# in a network namespace of their own, reached on the host's 127.0.0.1:8443.
+demo: deps
+	$(MAKE) all
+	ESP_MODULE=$(CURDIR)/$(MODULE) demo/run.sh
+
+demo-stop:
+	@demo/stop.sh
+
+# Requests/s and latency against plain nginx, measured in one run.
+bench: deps
+	$(MAKE) all
+	@command -v wrk >/dev/null || ESP_EXTRA_PKGS=wrk t/setup/deps.sh
+	ESP_RUN=/tmp/esp-bench ESP_MODULE=$(CURDIR)/$(MODULE) \
+	    t/run.sh --exec perl bench/bench.pl
+
 clean:
 	rm -rf $(BUILD) $(MODULE)
+
+# more targets (fuzzing, sanitizers) live in mk/
+-include mk/*.mk
