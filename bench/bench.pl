@@ -1,0 +1,306 @@
+#!/usr/bin/perl
+# The benchmark: one table of requests/s and latency, every figure measured
+# in this run against plain nginx proxying to the same backend.  Run by
+# "make bench" inside the test namespaces (t/run.sh --exec), with the two
+# Samba DCs up.  Not a test: it prints what it measured.
+
+use strict;
+use warnings;
+use File::Path qw(make_path remove_tree);
+use HTTP::Cookies;
+use JSON::PP;
+use LWP::UserAgent;
+use MIME::Base64;
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(sleep time);
+
+my $RUN      = $ENV{ESP_RUN} or die "bench: run me through make bench\n";
+my $MODULE   = $ENV{ESP_MODULE} or die "bench: ESP_MODULE is not set\n";
+my $ROOT     = $ENV{ESP_ROOT};
+my $NGINX    = $ENV{ESP_NGINX} || '/usr/sbin/nginx';
+my $DURATION = $ENV{BENCH_DURATION} || 8;
+my $CONNS    = $ENV{BENCH_CONNECTIONS} || 32;
+my $DIR      = "$RUN/bench";
+
+my %AD = map { /^(\w+)=(.*)$/ ? ($1, $2) : () }
+         split /\n/, slurp("$RUN/ad/env");
+my $users = decode_json(slurp("$RUN/ad/users.json"));
+my $alice = $users->{alice};
+
+remove_tree($DIR);
+make_path("$DIR/backend/logs", "$DIR/front/logs", "$DIR/front/temp");
+
+system('wrk', '--version') if 0;
+-x '/usr/bin/wrk' or die "bench: wrk is missing (apt-get install wrk)\n";
+
+# --- a fast backend: nginx answering a small body over TLS, so that the
+# figures are nginx's and the module's, not the Python stand-in's
+
+spew("$DIR/backend/nginx.conf", <<"EOC");
+daemon on;
+worker_processes 1;
+error_log $DIR/backend/logs/error.log warn;
+pid $DIR/backend/logs/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $DIR/backend/logs;
+    proxy_temp_path $DIR/backend/logs;
+    fastcgi_temp_path $DIR/backend/logs;
+    uwsgi_temp_path $DIR/backend/logs;
+    scgi_temp_path $DIR/backend/logs;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:9443 ssl;
+        ssl_certificate $RUN/pki/exchange.pem;
+        ssl_certificate_key $RUN/pki/exchange.key;
+        location / { return 200 "<html><body>mailbox</body></html>\\n"; }
+    }
+}
+EOC
+run_nginx("$DIR/backend", "$DIR/backend/nginx.conf");
+
+my $csrf = 'a' x 32;
+my $bind = $AD{AD_BIND_DN};
+
+sub front_conf {
+    my ($dcs) = @_;
+    my $servers = join '', map { "        ldap_server ldaps://$_:636;\n" } @$dcs;
+    return <<"EOC";
+load_module $MODULE;
+daemon on;
+worker_processes 1;
+error_log $DIR/front/logs/error.log notice;
+pid $DIR/front/logs/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $DIR/front/temp;
+    proxy_temp_path $DIR/front/temp;
+    fastcgi_temp_path $DIR/front/temp;
+    uwsgi_temp_path $DIR/front/temp;
+    scgi_temp_path $DIR/front/temp;
+    keepalive_requests 1000000;
+
+    upstream fast {
+        server 127.0.0.1:9443;
+        keepalive 64;
+    }
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_ssl_trusted_certificate $RUN/pki/ca.pem;
+    proxy_ssl_verify on;
+    proxy_ssl_name exchange.contoso.local;
+    proxy_ssl_session_reuse on;
+
+    esp_session_key $RUN/keys/session.key;
+    esp_shared_zone esp:16m;
+    esp_sso_domain contoso {
+$servers        ldap_ca_certificate $RUN/pki/ca.pem;
+        ldap_bind_dn $bind;
+        ldap_bind_password_file $AD{AD_BIND_PASSWORD_FILE};
+        ldap_base_dn "$AD{AD_BASE_DN}";
+        ldap_timeout 2s;
+        ldap_connections 8;
+    }
+
+    server {
+        listen 127.0.0.1:9080;
+        server_name mail.contoso.com;
+        esp contoso;
+        esp_allowed_hosts mail.contoso.com;
+
+        location /plain/ { esp off; proxy_pass https://fast; }
+        location /owa/ {
+            esp_client_auth form;
+            proxy_pass https://fast;
+        }
+        location /basic/ {
+            esp_client_auth basic;
+            proxy_pass https://fast;
+        }
+        location /bind/ {
+            esp_client_auth basic;
+            esp_basic_cache 0;
+            proxy_pass https://fast;
+        }
+    }
+}
+EOC
+}
+
+spew("$DIR/front/nginx.conf", front_conf([$AD{AD_DC1}]));
+run_nginx("$DIR/front", "$DIR/front/nginx.conf");
+
+my $base = 'http://127.0.0.1:9080';
+my $host = 'mail.contoso.com';
+
+# a session cookie, from a real login
+my $ua = LWP::UserAgent->new(max_redirect => 0, cookie_jar => HTTP::Cookies->new);
+my $res = $ua->post("$base/_esp/login", Host => $host,
+                    Cookie => "esp_csrf=$csrf",
+                    Content => { username => $alice->{upn},
+                                 password => $alice->{password},
+                                 url => '/owa/', csrf => $csrf });
+my ($session) = ($res->header('Set-Cookie') // '') =~ /(esp_session=[^;]+)/;
+die "bench: login failed: " . $res->status_line . "\n" unless $session;
+
+my $basic = 'Basic ' . encode_base64("$alice->{upn}:$alice->{password}", '');
+
+# warm the cache
+$ua->get("$base/basic/x", Host => $host, Authorization => $basic);
+
+my $login_lua = "$DIR/login.lua";
+my $body = "username=" . uri_escape($alice->{upn})
+         . "&password=" . uri_escape($alice->{password})
+         . "&url=%2Fowa%2F&csrf=$csrf";
+spew($login_lua, <<"EOL");
+wrk.method = "POST"
+wrk.body = "$body"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Cookie"] = "esp_csrf=$csrf"
+wrk.headers["Host"] = "$host"
+EOL
+chmod 0600, $login_lua;
+
+my @rows;
+
+my $plain = wrk('/plain/x', []);
+push @rows, ['plain proxy_pass (no module in the path)', $plain];
+push @rows, ['session cookie (form location)',
+             wrk('/owa/x', ["Cookie: $session"])];
+push @rows, ['Basic, warm credential cache',
+             wrk('/basic/x', ["Authorization: $basic"])];
+push @rows, ['Basic, cache off: one LDAPS bind per request',
+             wrk('/bind/x', ["Authorization: $basic"], 8)];
+push @rows, ['form logins (POST /_esp/login, one bind each)',
+             wrk('/_esp/login', [], 8, $login_lua)];
+
+# latency of requests that need no directory while the DC hangs
+
+my $idle = wrk('/owa/x', [], 8);
+push @rows, ['cookie-less GET (302 to login), DC healthy', $idle];
+
+spew("$DIR/front/nginx.conf", front_conf([$AD{AD_DC1}, $AD{AD_DC2}]));
+reload_nginx("$DIR/front");
+system("$ROOT/t/fixtures/ad.sh", 'pause', 'dc1') == 0 or die "bench: pause\n";
+
+my $pid = fork // die;
+if ($pid == 0) {
+    exec('wrk', '-t1', '-c8', "-d" . ($DURATION + 2) . 's',
+         '-H', "Host: $host", '-H', "Authorization: $basic",
+         "$base/bind/x") or exit 1;
+    # not reached
+}
+sleep 1;
+my $paused = wrk('/owa/x', [], 8);
+waitpid($pid, 0);
+system("$ROOT/t/fixtures/ad.sh", 'resume', 'dc1');
+push @rows, ['cookie-less GET, DC1 paused, logins failing over', $paused];
+
+stop_nginx("$DIR/front");
+stop_nginx("$DIR/backend");
+
+# --- the table
+
+printf "\nngx_exchange_esp benchmark: nginx %s, 1 worker, wrk -c%d, %ds each, "
+       . "loopback, backend = nginx over TLS\n\n", nginx_version(), $CONNS,
+       $DURATION;
+printf "| %-48s | %9s | %8s | %8s | %8s |\n", 'scenario', 'req/s',
+       'vs plain', 'p50 ms', 'p99 ms';
+printf "|%s|%s|%s|%s|%s|\n", '-' x 50, '-' x 11, '-' x 10, '-' x 10, '-' x 10;
+for my $r (@rows) {
+    my ($name, $m) = @$r;
+    printf "| %-48s | %9.0f | %8.2f | %8.2f | %8.2f |\n", $name, $m->{rps},
+           $m->{rps} / $plain->{rps}, $m->{p50}, $m->{p99};
+}
+printf "\nnon-2xx/3xx answers: %s\n",
+       join(', ', map { "$_->[0]: $_->[1]{bad}" } grep { $_->[1]{bad} } @rows)
+       || 'none';
+printf "shared zone: 128.75 bytes per entry (cached credential, revoked "
+       . "session or lockout counter; see src/ngx_esp_shm.h)\n";
+
+exit 0;
+
+# ---------------------------------------------------------------- helpers
+
+sub wrk {
+    my ($path, $headers, $conns, $script) = @_;
+    $conns ||= $CONNS;
+    my @cmd = ('wrk', '-t1', "-c$conns", "-d${DURATION}s", '--latency',
+               '-H', "Host: $host");
+    push @cmd, '-H', $_ for @$headers;
+    push @cmd, '-s', $script if $script;
+    push @cmd, "$base$path";
+    open(my $fh, '-|', @cmd) or die "bench: wrk: $!\n";
+    my $out = do { local $/; <$fh> };
+    close $fh;
+    my %m = (rps => 0, p50 => 0, p99 => 0, bad => 0);
+    $m{rps} = $1 if $out =~ /Requests\/sec:\s+([\d.]+)/;
+    $m{p50} = ms($1, $2) if $out =~ /^\s+50%\s+([\d.]+)(us|ms|s)/m;
+    $m{p99} = ms($1, $2) if $out =~ /^\s+99%\s+([\d.]+)(us|ms|s)/m;
+    $m{bad} = $1 if $out =~ /Non-2xx or 3xx responses:\s+(\d+)/;
+    $m{rps} or die "bench: wrk measured nothing for $path:\n$out";
+    return \%m;
+}
+
+sub ms {
+    my ($v, $u) = @_;
+    return $u eq 'us' ? $v / 1000 : $u eq 's' ? $v * 1000 : $v;
+}
+
+sub run_nginx {
+    my ($prefix, $conf) = @_;
+    system($NGINX, '-p', $prefix, '-c', $conf) == 0
+        or die "bench: nginx did not start: " . slurp("$prefix/logs/error.log");
+    for (1 .. 50) {
+        last if -s "$prefix/logs/nginx.pid";
+        sleep 0.1;
+    }
+}
+
+sub reload_nginx {
+    my ($prefix) = @_;
+    my $pid = slurp("$prefix/logs/nginx.pid");
+    chomp $pid;
+    kill 'HUP', $pid;
+    sleep 1.5;
+}
+
+sub stop_nginx {
+    my ($prefix) = @_;
+    my $pid = -s "$prefix/logs/nginx.pid" ? slurp("$prefix/logs/nginx.pid") : 0;
+    chomp $pid;
+    return unless $pid;
+    kill 'QUIT', $pid;
+    for (1 .. 50) {
+        last unless kill 0, $pid;
+        sleep 0.1;
+    }
+    kill 'KILL', $pid if kill 0, $pid;
+}
+
+sub nginx_version {
+    my $v = `$NGINX -v 2>&1`;
+    return $v =~ m{nginx/(\S+)} ? $1 : '?';
+}
+
+sub uri_escape {
+    my ($s) = @_;
+    $s =~ s/([^A-Za-z0-9\-_.~])/sprintf('%%%02X', ord $1)/ge;
+    return $s;
+}
+
+sub slurp {
+    my ($f) = @_;
+    open(my $fh, '<', $f) or die "bench: $f: $!\n";
+    local $/;
+    return <$fh>;
+}
+
+sub spew {
+    my ($f, $text) = @_;
+    open(my $fh, '>', $f) or die "bench: $f: $!\n";
+    print $fh $text;
+    close $fh;
+}
