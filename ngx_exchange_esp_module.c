@@ -15,6 +15,7 @@
 #include "ngx_esp_request.h"
 #include "ngx_esp_session.h"
 #include "ngx_esp_shm.h"
+#include "ngx_esp_status.h"
 
 
 #define NGX_ESP_LOG_USER_LEN  256
@@ -250,6 +251,13 @@ static ngx_command_t  ngx_esp_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_esp_loc_conf_t, owa_auth),
       &ngx_esp_local_url_p },
+
+    { ngx_string("esp_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_esp_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
 
       ngx_null_command
 };
@@ -840,8 +848,10 @@ ngx_esp_server_auth(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
 
 /*
  * Sets (value != NULL) or removes (value == NULL) a header; "slot" is the
- * shortcut pointer nginx keeps for it, if any.  Removing shifts the list
- * part, so that no walker (the proxy module) ever sees the header.
+ * shortcut pointer nginx keeps for it, if any.  Removing copies the list
+ * without it: the proxy module walks the list, while the other shortcut
+ * pointers (r->headers_in.host, the cookies array) still point at intact
+ * elements of the old list.
  */
 
 ngx_int_t
@@ -849,17 +859,22 @@ ngx_esp_set_header(ngx_http_request_t *r, ngx_list_t *headers, char *name,
     ngx_str_t *value, ngx_table_elt_t **slot)
 {
     size_t            len;
-    ngx_uint_t        i;
+    ngx_uint_t        i, n, found;
+    ngx_list_t        copy;
     ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    ngx_table_elt_t  *h, *nh;
 
     len = ngx_strlen(name);
+    found = 0;
+    n = 0;
 
     for (part = &headers->part; part; part = part->next) {
 
         h = part->elts;
 
         for (i = 0; i < part->nelts; i++) {
+
+            n++;
 
             if (h[i].key.len != len
                 || ngx_strncasecmp(h[i].key.data, (u_char *) name, len) != 0)
@@ -869,7 +884,10 @@ ngx_esp_set_header(ngx_http_request_t *r, ngx_list_t *headers, char *name,
 
             if (value) {
                 h[i].value = *value;
-                h[i].hash = 1;
+
+                if (headers == &r->headers_out.headers) {
+                    h[i].hash = 1;
+                }
 
                 if (slot) {
                     *slot = &h[i];
@@ -878,18 +896,50 @@ ngx_esp_set_header(ngx_http_request_t *r, ngx_list_t *headers, char *name,
                 return NGX_OK;
             }
 
-            ngx_memmove(&h[i], &h[i + 1],
-                        (part->nelts - i - 1) * sizeof(ngx_table_elt_t));
-            part->nelts--;
-            i--;
-
-            if (slot) {
-                *slot = NULL;
-            }
+            found++;
         }
     }
 
     if (value == NULL) {
+
+        if (slot) {
+            *slot = NULL;
+        }
+
+        if (found == 0) {
+            return NGX_OK;
+        }
+
+        if (ngx_list_init(&copy, r->pool, n, sizeof(ngx_table_elt_t))
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        for (part = &headers->part; part; part = part->next) {
+
+            h = part->elts;
+
+            for (i = 0; i < part->nelts; i++) {
+
+                if (h[i].key.len == len
+                    && ngx_strncasecmp(h[i].key.data, (u_char *) name, len)
+                       == 0)
+                {
+                    continue;
+                }
+
+                nh = ngx_list_push(&copy);
+                if (nh == NULL) {
+                    return NGX_ERROR;
+                }
+
+                *nh = h[i];
+            }
+        }
+
+        *headers = copy;
+
         return NGX_OK;
     }
 
@@ -1144,6 +1194,18 @@ ngx_esp_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_OK;
     }
 
+    if (emcf->keys == NULL) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"esp_session_key\" is not set: form login "
+                           "sessions are sealed with a key drawn at start, "
+                           "end at every reload or restart and are not "
+                           "shared between nodes");
+
+        if (ngx_esp_session_random_key(cf, &emcf->keys) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
     return ngx_esp_shm_default_zone(cf, emcf);
 }
 
@@ -1197,7 +1259,6 @@ ngx_esp_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_esp_loc_conf_t *prev = parent;
     ngx_esp_loc_conf_t *conf = child;
 
-    ngx_esp_main_conf_t     *emcf;
     ngx_esp_path_pattern_t  *pp;
 
     if (conf->domain == NGX_CONF_UNSET_PTR) {
@@ -1256,17 +1317,6 @@ ngx_esp_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"esp\" in %s:%ui needs \"esp_allowed_hosts\": the "
                       "host names this service may be reached by",
-                      conf->esp_file, conf->esp_line);
-        return NGX_CONF_ERROR;
-    }
-
-    emcf = ngx_http_conf_get_module_main_conf(cf, ngx_exchange_esp_module);
-
-    if (emcf->keys == NULL || emcf->keys == NGX_CONF_UNSET_PTR) {
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"esp\" in %s:%ui needs \"esp_session_key\" at http "
-                      "level: the key file(s) that seal session cookies "
-                      "(make one with \"openssl rand -hex 32\")",
                       conf->esp_file, conf->esp_line);
         return NGX_CONF_ERROR;
     }

@@ -113,6 +113,9 @@ static void ngx_esp_login_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_esp_login_post(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 static ngx_uint_t ngx_esp_is_form_post(ngx_http_request_t *r);
+static ngx_int_t ngx_esp_show_form(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx, ngx_esp_text_e msg,
+    ngx_str_t *url, ngx_str_t *user);
 static ngx_int_t ngx_esp_continue_at(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_str_t *url, ngx_uint_t with_args);
 static ngx_uint_t ngx_esp_same_origin(ngx_http_request_t *r);
@@ -239,16 +242,20 @@ ngx_int_t
 ngx_esp_form_endpoint(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx)
 {
-    ngx_int_t  rc;
-    ngx_str_t  url;
+    ngx_int_t        rc;
+    ngx_str_t        url;
+    ngx_esp_text_e   msg;
 
     if (ctx->login == NGX_ESP_LOGIN_PAGE) {
-        /* a GET of the login endpoint, now in its return URL's place */
+        /* the login form, now in its return URL's place */
         ctx->login = 0;
 
-        return ngx_esp_login_page(r, elcf, ctx, NGX_HTTP_OK,
+        return ngx_esp_login_page(r, elcf, ctx,
+                                  ctx->status == NGX_ESP_MSG_FORM_EXPIRED
+                                  ? NGX_HTTP_FORBIDDEN : NGX_HTTP_OK,
                                   (ngx_esp_text_e) ctx->status,
-                                  &ctx->return_url, NULL);
+                                  &ctx->return_url,
+                                  ctx->user.len ? &ctx->user : NULL);
     }
 
     if (r->uri.len == ngx_esp_logout_path.len
@@ -275,27 +282,16 @@ ngx_esp_form_endpoint(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        ctx->status = (r->args.len
-                       && ngx_strlcasestrn(r->args.data,
-                                           r->args.data + r->args.len,
-                                           (u_char *) "reason=timeout",
-                                           14 - 1))
-                      ? NGX_ESP_MSG_SESSION_EXPIRED : NGX_ESP_MSG_NONE;
-        ctx->return_url = url;
-        ctx->login = NGX_ESP_LOGIN_PAGE;
+        msg = NGX_ESP_MSG_NONE;
 
-        rc = ngx_esp_continue_at(r, elcf, &url, 0);
-
-        if (rc == NGX_DECLINED) {
-            /* no place to go: the form as this location has it */
-            ctx->login = 0;
-
-            return ngx_esp_login_page(r, elcf, ctx, NGX_HTTP_OK,
-                                      (ngx_esp_text_e) ctx->status, &url,
-                                      NULL);
+        if (r->args.len
+            && ngx_strlcasestrn(r->args.data, r->args.data + r->args.len,
+                                (u_char *) "reason=timeout", 14 - 1))
+        {
+            msg = NGX_ESP_MSG_SESSION_EXPIRED;
         }
 
-        return rc;
+        return ngx_esp_show_form(r, elcf, ctx, msg, &url, NULL);
     }
 
     if (r->method != NGX_HTTP_POST) {
@@ -442,14 +438,13 @@ ngx_esp_login_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     }
 
     if (token.len == 0) {
-        return ngx_esp_login_page(r, elcf, ctx, NGX_HTTP_FORBIDDEN,
-                                  NGX_ESP_MSG_FORM_EXPIRED, &f.url,
-                                  &f.username);
+        return ngx_esp_show_form(r, elcf, ctx, NGX_ESP_MSG_FORM_EXPIRED,
+                                 &f.url, &f.username);
     }
 
     if (f.username.len == 0 || f.password.len == 0) {
-        return ngx_esp_login_page(r, elcf, ctx, NGX_HTTP_OK,
-                                  NGX_ESP_MSG_EMPTY, &f.url, &f.username);
+        return ngx_esp_show_form(r, elcf, ctx, NGX_ESP_MSG_EMPTY, &f.url,
+                                 &f.username);
     }
 
     ctx->user = f.username;
@@ -472,6 +467,42 @@ ngx_esp_login_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     }
 
     return rc;
+}
+
+
+/*
+ * The login form, shown by the location of its return URL, with that
+ * location's domain, texts, template and public/private choice; here if
+ * the URL leads nowhere.
+ */
+
+static ngx_int_t
+ngx_esp_show_form(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx, ngx_esp_text_e msg, ngx_str_t *url, ngx_str_t *user)
+{
+    ngx_int_t  rc;
+
+    ctx->status = msg;
+    ctx->return_url = *url;
+
+    if (user) {
+        ctx->user = *user;
+    }
+
+    ctx->login = NGX_ESP_LOGIN_PAGE;
+
+    rc = ngx_esp_continue_at(r, elcf, url, 0);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    ctx->login = 0;
+
+    return ngx_esp_login_page(r, elcf, ctx,
+                              msg == NGX_ESP_MSG_FORM_EXPIRED
+                              ? NGX_HTTP_FORBIDDEN : NGX_HTTP_OK,
+                              msg, url, user);
 }
 
 
@@ -2370,14 +2401,16 @@ ngx_esp_form_escaped_len(ngx_str_t *src)
 static u_char *
 ngx_esp_form_escape(u_char *dst, ngx_str_t *src)
 {
-    u_char      c;
-    size_t      i;
+    u_char         c;
+    size_t         i;
     static u_char  hex[] = "0123456789ABCDEF";
 
     for (i = 0; i < src->len; i++) {
         c = src->data[i];
 
-        if (ngx_esp_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+        if (ngx_esp_isalnum(c) || c == '-' || c == '_' || c == '.'
+            || c == '~')
+        {
             *dst++ = c;
             continue;
         }

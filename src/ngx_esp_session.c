@@ -51,6 +51,7 @@ static u_char *ngx_esp_put_u64(u_char *p, uint64_t v);
 static uint64_t ngx_esp_get_u64(u_char *p);
 static ngx_int_t ngx_esp_session_key_read(ngx_conf_t *cf, ngx_str_t *name,
     ngx_esp_key_t *k);
+static ngx_int_t ngx_esp_session_key_id(ngx_esp_key_t *k);
 static void ngx_esp_session_keys_wipe(void *data);
 static void ngx_esp_session_wipe(void *data);
 
@@ -102,7 +103,11 @@ ngx_esp_session_seal(ngx_pool_t *pool, ngx_array_t *keys,
     p = ngx_cpymem(p, s->user.data, s->user.len);
     *p++ = (u_char) (s->password.len >> 8);
     *p++ = (u_char) s->password.len;
-    p = ngx_cpymem(p, s->password.data, s->password.len);
+
+    if (s->password.len) {
+        /* none unless esp_server_auth basic: memcpy(p, NULL, 0) is UB */
+        p = ngx_cpymem(p, s->password.data, s->password.len);
+    }
 
     sealed = ngx_pnalloc(pool, NGX_ESP_KEY_ID_LEN + NGX_ESP_NONCE_LEN + len
                                + NGX_ESP_TAG_LEN);
@@ -449,7 +454,7 @@ ngx_esp_session_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_esp_session_key_read(ngx_conf_t *cf, ngx_str_t *name, ngx_esp_key_t *k)
 {
-    u_char           buf[256], digest[SHA256_DIGEST_LENGTH];
+    u_char           buf[256];
     u_char           raw[NGX_ESP_KEY_LEN + 3];
     size_t           len;
     ssize_t          n;
@@ -557,16 +562,23 @@ done:
         return NGX_ERROR;
     }
 
-    /* the key id names the key without revealing it */
+    return ngx_esp_session_key_id(k);
+}
+
+
+/* the key id names the key without revealing it */
+
+static ngx_int_t
+ngx_esp_session_key_id(ngx_esp_key_t *k)
+{
+    u_char  buf[sizeof(NGX_ESP_KEY_ID_LABEL) - 1 + NGX_ESP_KEY_LEN];
+    u_char  digest[SHA256_DIGEST_LENGTH];
 
     ngx_memcpy(ngx_cpymem(buf, NGX_ESP_KEY_ID_LABEL,
                           sizeof(NGX_ESP_KEY_ID_LABEL) - 1),
                k->key, NGX_ESP_KEY_LEN);
 
-    if (EVP_Digest(buf, sizeof(NGX_ESP_KEY_ID_LABEL) - 1 + NGX_ESP_KEY_LEN,
-                   digest, NULL, EVP_sha256(), NULL)
-        != 1)
-    {
+    if (EVP_Digest(buf, sizeof(buf), digest, NULL, EVP_sha256(), NULL) != 1) {
         ngx_explicit_memzero(buf, sizeof(buf));
         return NGX_ERROR;
     }
@@ -575,6 +587,47 @@ done:
     ngx_memcpy(k->id, digest, NGX_ESP_KEY_ID_LEN);
 
     return NGX_OK;
+}
+
+
+/*
+ * Without esp_session_key, sessions are sealed with a key drawn at start:
+ * they work, but end at every reload or restart and are not shared
+ * between nodes (fine for Basic-only or delegate-only services).
+ */
+
+ngx_int_t
+ngx_esp_session_random_key(ngx_conf_t *cf, ngx_array_t **keys)
+{
+    ngx_esp_key_t       *k;
+    ngx_pool_cleanup_t  *cln;
+
+    *keys = ngx_array_create(cf->pool, 1, sizeof(ngx_esp_key_t));
+    if (*keys == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_esp_session_keys_wipe;
+    cln->data = *keys;
+
+    k = ngx_array_push(*keys);
+    if (k == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(k, sizeof(ngx_esp_key_t));
+    ngx_str_set(&k->file, "(random)");
+
+    if (RAND_bytes(k->key, NGX_ESP_KEY_LEN) != 1) {
+        return NGX_ERROR;
+    }
+
+    return ngx_esp_session_key_id(k);
 }
 
 

@@ -40,6 +40,7 @@ typedef struct {
 
 
 char *ngx_esp_session_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_esp_session_random_key(ngx_conf_t *cf, ngx_array_t **keys);
 
 ngx_int_t ngx_esp_session_seal(ngx_pool_t *pool, ngx_array_t *keys,
     ngx_esp_session_t *s, ngx_str_t *out);

@@ -7,12 +7,18 @@ pkgs=(
     # build
     gcc make nginx nginx-dev libldap2-dev libssl-dev libpcre2-dev zlib1g-dev
     # a real Active Directory
-    samba samba-ad-dc samba-ad-provision ldap-utils faketime
+    samba samba-ad-dc samba-ad-provision samba-dsdb-modules python3-samba
+    ldap-utils faketime
     # harness, stand-in Exchange, namespaces
     perl libtest-base-perl libwww-perl liblwp-protocol-https-perl
     libio-socket-ssl-perl libhttp-cookies-perl libjson-pp-perl libhtml-form-perl
     python3 openssl iproute2 util-linux procps curl
+    # the login page in a real browser
+    chromium libnss3-tools
 )
+# Node.js for playwright-core: Debian's, unless one is there already
+command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 pkgs+=(${ESP_EXTRA_PKGS:-})
 
 missing=()
@@ -23,7 +29,18 @@ for p in "${pkgs[@]}"; do
     fi
 done
 
+browser() {
+    # playwright-core drives Debian's chromium; it downloads no browser
+    local dir
+    dir=$(dirname "$0")/../browser
+    if [ ! -d "$dir/node_modules/playwright-core" ]; then
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) ||
+            echo "deps: npm ci failed: the browser test will be skipped" >&2
+    fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
+    browser
     exit 0
 fi
 
@@ -35,7 +52,7 @@ fi
 echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+apt-get install -y -qq "${missing[@]}" >/dev/null
 
 # Debian starts the packaged servers; the tests run their own.
 for s in nginx samba-ad-dc smbd nmbd winbind; do
@@ -44,3 +61,5 @@ for s in nginx samba-ad-dc smbd nmbd winbind; do
     fi
     service "$s" stop >/dev/null 2>&1 || true
 done
+
+browser
