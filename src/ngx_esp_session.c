@@ -45,7 +45,7 @@
 #define NGX_ESP_KEY_ID_LABEL   "ngx_exchange_esp key id"
 
 
-static ngx_int_t ngx_esp_session_crypt(ngx_uint_t enc, u_char *key,
+static ngx_int_t ngx_esp_session_crypt(ngx_uint_t enc, ngx_esp_key_t *k,
     u_char *nonce, u_char *in, size_t len, u_char *out, u_char *tag);
 static u_char *ngx_esp_put_u64(u_char *p, uint64_t v);
 static uint64_t ngx_esp_get_u64(u_char *p);
@@ -123,7 +123,7 @@ ngx_esp_session_seal(ngx_pool_t *pool, ngx_array_t *keys,
         return NGX_ERROR;
     }
 
-    rc = ngx_esp_session_crypt(1, k[0].key, p, plain, len,
+    rc = ngx_esp_session_crypt(1, &k[0], p, plain, len,
                                p + NGX_ESP_NONCE_LEN,
                                p + NGX_ESP_NONCE_LEN + len);
 
@@ -219,7 +219,7 @@ ngx_esp_session_open(ngx_pool_t *pool, ngx_array_t *keys, ngx_str_t *cookie,
 
     p = sealed.data + NGX_ESP_KEY_ID_LEN;
 
-    if (ngx_esp_session_crypt(0, k[i].key, p, p + NGX_ESP_NONCE_LEN, len,
+    if (ngx_esp_session_crypt(0, &k[i], p, p + NGX_ESP_NONCE_LEN, len,
                               plain, p + NGX_ESP_NONCE_LEN + len)
         != NGX_OK)
     {
@@ -281,33 +281,49 @@ malformed:
 }
 
 
+/*
+ * The key schedule is made once per key and direction in each worker;
+ * a request only sets its nonce.
+ */
+
 static ngx_int_t
-ngx_esp_session_crypt(ngx_uint_t enc, u_char *key, u_char *nonce, u_char *in,
-    size_t len, u_char *out, u_char *tag)
+ngx_esp_session_crypt(ngx_uint_t enc, ngx_esp_key_t *k, u_char *nonce,
+    u_char *in, size_t len, u_char *out, u_char *tag)
 {
-    int              n, rc;
-    ngx_int_t        ret;
+    int              n;
     EVP_CIPHER_CTX  *ctx;
 
-    ctx = EVP_CIPHER_CTX_new();
+    ctx = k->ctx[enc];
+
     if (ctx == NULL) {
-        return NGX_ERROR;
+        ctx = EVP_CIPHER_CTX_new();
+        if (ctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL,
+                              (int) enc)
+            != 1
+            || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN,
+                                   NGX_ESP_NONCE_LEN, NULL)
+               != 1
+            || EVP_CipherInit_ex(ctx, NULL, NULL, k->key, NULL, (int) enc)
+               != 1)
+        {
+            EVP_CIPHER_CTX_free(ctx);
+            return NGX_ERROR;
+        }
+
+        k->ctx[enc] = ctx;
     }
 
-    ret = NGX_ERROR;
-
-    if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL, enc)
-        != 1
-        || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN,
-                               NGX_ESP_NONCE_LEN, NULL)
-           != 1
-        || EVP_CipherInit_ex(ctx, NULL, NULL, key, nonce, enc) != 1
+    if (EVP_CipherInit_ex(ctx, NULL, NULL, NULL, nonce, (int) enc) != 1
         || EVP_CipherUpdate(ctx, NULL, &n, (u_char *) NGX_ESP_AAD,
                             sizeof(NGX_ESP_AAD) - 1)
            != 1
         || EVP_CipherUpdate(ctx, out, &n, in, (int) len) != 1)
     {
-        goto done;
+        return NGX_ERROR;
     }
 
     if (enc) {
@@ -316,32 +332,21 @@ ngx_esp_session_crypt(ngx_uint_t enc, u_char *key, u_char *nonce, u_char *in,
                                    NGX_ESP_TAG_LEN, tag)
                != 1)
         {
-            goto done;
+            return NGX_ERROR;
         }
 
-    } else {
-        if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, NGX_ESP_TAG_LEN,
-                                tag)
-            != 1)
-        {
-            goto done;
-        }
-
-        rc = EVP_CipherFinal_ex(ctx, out + n, &n);
-
-        if (rc != 1) {
-            ngx_explicit_memzero(out, len);
-            goto done;
-        }
+        return NGX_OK;
     }
 
-    ret = NGX_OK;
+    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, NGX_ESP_TAG_LEN, tag)
+        != 1
+        || EVP_CipherFinal_ex(ctx, out + n, &n) != 1)
+    {
+        ngx_explicit_memzero(out, len);
+        return NGX_ERROR;
+    }
 
-done:
-
-    EVP_CIPHER_CTX_free(ctx);
-
-    return ret;
+    return NGX_OK;
 }
 
 
@@ -424,6 +429,8 @@ ngx_esp_session_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (k == NULL) {
             return NGX_CONF_ERROR;
         }
+
+        ngx_memzero(k, sizeof(ngx_esp_key_t));
 
         if (ngx_esp_session_key_read(cf, &value[i], k) != NGX_OK) {
             return NGX_CONF_ERROR;
@@ -635,6 +642,21 @@ static void
 ngx_esp_session_keys_wipe(void *data)
 {
     ngx_array_t  *a = data;
+
+    ngx_uint_t      i;
+    ngx_esp_key_t  *k;
+
+    k = a->elts;
+
+    for (i = 0; i < a->nelts; i++) {
+        if (k[i].ctx[0]) {
+            EVP_CIPHER_CTX_free(k[i].ctx[0]);
+        }
+
+        if (k[i].ctx[1]) {
+            EVP_CIPHER_CTX_free(k[i].ctx[1]);
+        }
+    }
 
     ngx_explicit_memzero(a->elts, a->nelts * a->size);
 }

@@ -23,6 +23,7 @@ typedef struct {
     u_char                     key[NGX_ESP_KEY_LEN];
     u_char                     id[NGX_ESP_KEY_ID_LEN];
     ngx_str_t                  file;
+    void                      *ctx[2];      /* per worker: open, seal */
 } ngx_esp_key_t;
 
 

@@ -52,7 +52,6 @@ typedef HMAC_CTX  ngx_esp_shm_mac_t;
 #define NGX_ESP_SHM_L_CACHE      "ngx_esp cache v1"
 #define NGX_ESP_SHM_L_PASSWORD   "ngx_esp password v1"
 #define NGX_ESP_SHM_L_LOCKOUT    "ngx_esp lockout v1"
-#define NGX_ESP_SHM_L_SESSION    "ngx_esp session v1"
 #define NGX_ESP_SHM_L_USER       "ngx_esp user v1"
 
 /* kinds of entries */
@@ -145,6 +144,7 @@ static ngx_shm_zone_t *ngx_esp_shm_add(ngx_conf_t *cf, ngx_str_t *name,
 static ngx_int_t ngx_esp_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 static void ngx_esp_shm_cleanup(void *data);
 static ngx_int_t ngx_esp_shm_mac_init(ngx_esp_shm_ctx_t *ctx, ngx_log_t *log);
+static void ngx_esp_shm_session_key(u_char *id, size_t len, u_char *out);
 static ngx_int_t ngx_esp_shm_key(ngx_esp_shm_ctx_t *ctx, const char *label,
     ngx_str_t *fields, ngx_uint_t n, u_char *out);
 static ngx_int_t ngx_esp_shm_user_key(ngx_esp_shm_ctx_t *ctx,
@@ -527,7 +527,6 @@ ngx_esp_session_revoke(ngx_shm_zone_t *zone, u_char *id, size_t len,
     u_char               key[NGX_ESP_SHM_KEY_LEN];
     time_t               now;
     ngx_int_t            rc;
-    ngx_str_t            f;
     ngx_esp_shm_ctx_t   *ctx;
     ngx_esp_shm_node_t  *en;
 
@@ -539,12 +538,7 @@ ngx_esp_session_revoke(ngx_shm_zone_t *zone, u_char *id, size_t len,
 
     ctx = zone->data;
 
-    f.len = len;
-    f.data = id;
-
-    if (ngx_esp_shm_key(ctx, NGX_ESP_SHM_L_SESSION, &f, 1, key) != NGX_OK) {
-        return NGX_ERROR;
-    }
+    ngx_esp_shm_session_key(id, len, key);
 
     rc = NGX_OK;
 
@@ -578,19 +572,22 @@ ngx_esp_session_is_revoked(ngx_shm_zone_t *zone, u_char *id, size_t len)
 {
     u_char               key[NGX_ESP_SHM_KEY_LEN];
     ngx_int_t            rc;
-    ngx_str_t            f;
     ngx_esp_shm_ctx_t   *ctx;
     ngx_esp_shm_node_t  *en;
 
     ctx = zone->data;
 
-    f.len = len;
-    f.data = id;
+    /*
+     * Checked on every request with a session: nothing to find while no
+     * session is revoked (the count is written under the mutex; a stale
+     * read can only lag a logoff that is still being answered).
+     */
 
-    if (ngx_esp_shm_key(ctx, NGX_ESP_SHM_L_SESSION, &f, 1, key) != NGX_OK) {
-        /* fail closed: a session that cannot be checked is not honoured */
-        return NGX_OK;
+    if (ctx->sh->entries[NGX_ESP_SHM_SESSION] == 0) {
+        return NGX_DECLINED;
     }
+
+    ngx_esp_shm_session_key(id, len, key);
 
     rc = NGX_DECLINED;
 
@@ -682,10 +679,16 @@ ngx_esp_user_revoked_since(ngx_shm_zone_t *zone, ngx_str_t *domain,
 
     ctx = zone->data;
 
+    /* an admin action, rare: most of the time there is nothing to look up */
+
+    if (ctx->sh->entries[NGX_ESP_SHM_USER] == 0) {
+        return 0;
+    }
+
     if (ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_USER, domain, user, key)
         != NGX_OK)
     {
-        /* fail closed, as for sessions */
+        /* fail closed */
         return ngx_time();
     }
 
@@ -931,6 +934,19 @@ ngx_esp_shm_mac_init(ngx_esp_shm_ctx_t *ctx, ngx_log_t *log)
  * the purposes, the big-endian 64-bit lengths the fields, so no two
  * different inputs hash alike.
  */
+
+/*
+ * Session ids are 128 random bits drawn per login: they are their own key,
+ * with no need for the HMAC that hides user names.
+ */
+
+static void
+ngx_esp_shm_session_key(u_char *id, size_t len, u_char *out)
+{
+    ngx_memzero(out, NGX_ESP_SHM_KEY_LEN);
+    ngx_memcpy(out, id, ngx_min(len, NGX_ESP_SHM_KEY_LEN));
+}
+
 
 static ngx_int_t
 ngx_esp_shm_key(ngx_esp_shm_ctx_t *ctx, const char *label, ngx_str_t *fields,

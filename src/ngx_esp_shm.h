@@ -19,6 +19,9 @@
  * Nothing in the zone names a user or holds a password: entries are found
  * by HMAC-SHA256(zone secret, purpose, domain, user) and a cached password
  * is kept as HMAC-SHA256(zone secret, purpose, domain, user, password).
+ * Revoked sessions are found by their session id itself (128 random bits
+ * that name nobody); while no session or user is revoked, the checks made
+ * on every request return without locking.
  * The 32-byte secret is drawn when the zone is created and lives in the
  * zone, so a reload keeps the cache; whoever can read the zone memory
  * (root, or the nginx user with ptrace) gets the secret too and can try
