@@ -5,16 +5,23 @@
 
 
 /*
- * The directory client: simple binds and one search against Active
- * Directory, over nginx's own event-driven connections (LDAPS, or
- * StartTLS on ldap://), never blocking the worker.
+ * The directory client: the user's simple bind against Active Directory
+ * and, for permitted groups, a service account bind and two searches, over
+ * nginx's own event-driven connections (LDAPS, or StartTLS on ldap://),
+ * never blocking the worker.
  *
  * Per worker and domain controller (DC) there is a small array of
  * connection slots (ldap_connections).  A login ("op") takes an idle
  * connected slot, or connects a free one, or waits in the DC's queue.
  * Every exchange on a slot runs under one timer (ldap_timeout): a DC that
  * does not connect, handshake or answer in time is marked down for
- * ldap_down_retry seconds, and the op moves on to the next DC.
+ * ldap_down_retry seconds, and the op moves on to the next DC.  When that
+ * time is over, one op probes the DC while the others still skip it.
+ *
+ * The op's steps: USER_BIND; then, with groups, SERVICE_BIND, FIND_USER
+ * (who did the bind authenticate: the DN behind the UPN or the
+ * sAMAccountName, as AD resolves it) and CHECK_GROUPS (is that DN in a
+ * permitted group, nested to any depth: LDAP_MATCHING_RULE_IN_CHAIN).
  *
  * LDAP messages are framed here (BER length, bounded size) and decoded
  * with liblber; requests are encoded with liblber, except the bind
@@ -59,7 +66,8 @@
 /* op steps */
 #define NGX_ESP_LDAP_USER_BIND        0
 #define NGX_ESP_LDAP_SERVICE_BIND     1
-#define NGX_ESP_LDAP_SEARCH           2
+#define NGX_ESP_LDAP_FIND_USER        2
+#define NGX_ESP_LDAP_CHECK_GROUPS     3
 
 /* why a connection failed */
 #define NGX_ESP_LDAP_FAIL_CONNECT     0
@@ -86,6 +94,7 @@ typedef struct {
     struct berval              matched;
     struct berval              diag;
     struct berval              dn;
+    struct berval              upn;         /* its userPrincipalName */
 } ngx_esp_ldap_msg_t;
 
 
@@ -155,8 +164,16 @@ struct ngx_esp_ldap_op_s {
     ngx_event_t                wait;        /* while in dc->waiting */
     ngx_event_t                done;        /* posted: calls lr->handler */
 
-    ngx_str_t                  upn;         /* search terms */
+    ngx_uint_t                 ngroups;
+
+    /* who was bound: by this UPN, or else this sAMAccountName */
+    ngx_str_t                  upn;
     ngx_str_t                  account;
+
+    ngx_uint_t                 nupn;        /* entries found by UPN */
+    ngx_uint_t                 naccount;    /* by sAMAccountName only */
+    ngx_str_t                  upn_dn;
+    ngx_str_t                  account_dn;
 
     unsigned                   all:1;       /* every DC was down */
     unsigned                   retried:1;   /* on a fresh connection */
@@ -486,7 +503,7 @@ ngx_esp_ldap_authenticate(ngx_esp_ldap_req_t *lr)
 {
     time_t                  now;
     ngx_int_t               rc;
-    ngx_str_t               domain, *g;
+    ngx_str_t               domain, account, *g;
     ngx_uint_t              i, upn, ngroups;
     ngx_esp_domain_t       *d;
     ngx_esp_ldap_op_t      *op;
@@ -575,25 +592,39 @@ ngx_esp_ldap_authenticate(ngx_esp_ldap_req_t *lr)
     op->done.data = op;
     op->done.log = lr->log;
 
+    op->ngroups = ngroups;
+
     if (ngroups) {
 
-        /* the search terms: the UPN, and the pre-Windows 2000 name */
+        /*
+         * who the bind will have authenticated, as AD resolves the name:
+         * a UPN is an explicit userPrincipalName or else, in the domain's
+         * own DNS name, sAMAccountName@domain; DOMAIN\user is the
+         * sAMAccountName in that domain.  Only what names this domain is
+         * looked for.
+         */
 
-        (void) ngx_esp_ldap_split_user(&lr->user, &domain, &op->account,
+        (void) ngx_esp_ldap_split_user(&lr->logon_name, &domain, &account,
                                        &upn);
 
-        if (upn || d->logon_domain.len == 0) {
-            op->upn = lr->user;
+        if (upn) {
+            op->upn = lr->logon_name;
 
-        } else {
-            op->upn.len = op->account.len + 1 + d->logon_domain.len;
-            op->upn.data = ngx_pnalloc(lr->pool, op->upn.len);
-            if (op->upn.data == NULL) {
-                return NGX_ERROR;
+            if (domain.len == d->logon_domain.len
+                && ngx_strncasecmp(domain.data, d->logon_domain.data,
+                                   domain.len)
+                   == 0)
+            {
+                op->account = account;
             }
 
-            ngx_sprintf(op->upn.data, "%V@%V",
-                        &op->account, &d->logon_domain);
+        } else if (domain.len == 0
+                   || (domain.len == d->netbios_domain.len
+                       && ngx_strncasecmp(domain.data, d->netbios_domain.data,
+                                          domain.len)
+                          == 0))
+        {
+            op->account = account;
         }
     }
 
@@ -992,10 +1023,11 @@ ngx_esp_ldap_next_dc(ngx_esp_ldap_op_t *op)
     lw = op->lw;
     now = ngx_time();
 
-    /* a new connection has no identity: the search binds again first */
+    /* a new connection has no identity: the searches bind again first */
 
-    if (op->step == NGX_ESP_LDAP_SEARCH) {
+    if (op->step > NGX_ESP_LDAP_SERVICE_BIND) {
         op->step = NGX_ESP_LDAP_SERVICE_BIND;
+        ngx_str_null(&op->lr->user_dn);
     }
 
     while (op->next < lw->ndcs) {
@@ -1167,7 +1199,10 @@ ngx_esp_ldap_send_step(ngx_esp_ldap_op_t *op)
                        &d->bind_dn, &conn->dc->conf->name, conn->msgid);
         break;
 
-    default: /* NGX_ESP_LDAP_SEARCH */
+    case NGX_ESP_LDAP_FIND_USER:
+        op->nupn = 0;
+        op->naccount = 0;
+
         rc = ngx_esp_ldap_encode_search(conn, op);
         expect = LDAP_RES_SEARCH_RESULT;
 
@@ -1175,6 +1210,17 @@ ngx_esp_ldap_send_step(ngx_esp_ldap_op_t *op)
                        "esp ldap: search \"%V\" for upn \"%V\" or account "
                        "\"%V\" msgid %d",
                        &d->base_dn, &op->upn, &op->account, conn->msgid);
+        break;
+
+    default: /* NGX_ESP_LDAP_CHECK_GROUPS */
+        op->found = 0;
+
+        rc = ngx_esp_ldap_encode_search(conn, op);
+        expect = LDAP_RES_SEARCH_RESULT;
+
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, lr->log, 0,
+                       "esp ldap: check %ui groups of \"%V\" msgid %d",
+                       op->ngroups, &lr->user_dn, conn->msgid);
         break;
     }
 
@@ -1192,6 +1238,7 @@ ngx_esp_ldap_op_answer(ngx_esp_ldap_op_t *op, ngx_esp_ldap_msg_t *m)
 {
     u_char                  text[256];
     size_t                  n;
+    ngx_str_t              *dn;
     ngx_uint_t              code;
     ngx_esp_ldap_dc_t      *dc;
     ngx_esp_ldap_req_t     *lr;
@@ -1208,14 +1255,32 @@ ngx_esp_ldap_op_answer(ngx_esp_ldap_op_t *op, ngx_esp_ldap_msg_t *m)
 
     if (m->type == LDAP_RES_SEARCH_ENTRY) {
 
-        if (!op->found) {
+        if (op->step == NGX_ESP_LDAP_CHECK_GROUPS) {
             op->found = 1;
+            return NGX_OK;
+        }
 
-            lr->user_dn.data = ngx_pnalloc(lr->pool, m->dn.bv_len);
-            if (lr->user_dn.data) {
-                lr->user_dn.len = m->dn.bv_len;
-                ngx_memcpy(lr->user_dn.data, m->dn.bv_val, m->dn.bv_len);
+        /* NGX_ESP_LDAP_FIND_USER */
+
+        if (op->upn.len && m->upn.bv_len == op->upn.len
+            && ngx_strncasecmp((u_char *) m->upn.bv_val, op->upn.data,
+                               op->upn.len)
+               == 0)
+        {
+            dn = (op->nupn++ == 0) ? &op->upn_dn : NULL;
+
+        } else {
+            dn = (op->naccount++ == 0) ? &op->account_dn : NULL;
+        }
+
+        if (dn) {
+            dn->data = ngx_pnalloc(lr->pool, m->dn.bv_len);
+            if (dn->data == NULL) {
+                return NGX_ERROR;
             }
+
+            dn->len = m->dn.bv_len;
+            ngx_memcpy(dn->data, m->dn.bv_val, dn->len);
         }
 
         return NGX_OK;
@@ -1230,14 +1295,24 @@ ngx_esp_ldap_op_answer(ngx_esp_ldap_op_t *op, ngx_esp_ldap_msg_t *m)
         if (m->code == LDAP_SUCCESS) {
             dc->stats->binds_ok++;
 
-            if (op->upn.len) {
-                op->step = NGX_ESP_LDAP_SERVICE_BIND;
-                ngx_esp_ldap_send_step(op);
+            if (op->ngroups == 0) {
+                ngx_esp_ldap_release(conn);
+                ngx_esp_ldap_finish(op, dc, NGX_ESP_AUTH_OK);
                 return NGX_DONE;
             }
 
-            ngx_esp_ldap_release(conn);
-            ngx_esp_ldap_finish(op, dc, NGX_ESP_AUTH_OK);
+            if (op->upn.len == 0 && op->account.len == 0) {
+                ngx_log_debug1(NGX_LOG_DEBUG_HTTP, lr->log, 0,
+                               "esp ldap: \"%V\" is no name of this domain",
+                               &lr->logon_name);
+
+                ngx_esp_ldap_release(conn);
+                ngx_esp_ldap_finish(op, dc, NGX_ESP_AUTH_NOT_PERMITTED);
+                return NGX_DONE;
+            }
+
+            op->step = NGX_ESP_LDAP_SERVICE_BIND;
+            ngx_esp_ldap_send_step(op);
             return NGX_DONE;
         }
 
@@ -1261,7 +1336,7 @@ ngx_esp_ldap_op_answer(ngx_esp_ldap_op_t *op, ngx_esp_ldap_msg_t *m)
     case NGX_ESP_LDAP_SERVICE_BIND:
 
         if (m->code == LDAP_SUCCESS) {
-            op->step = NGX_ESP_LDAP_SEARCH;
+            op->step = NGX_ESP_LDAP_FIND_USER;
             ngx_esp_ldap_send_step(op);
             return NGX_DONE;
         }
@@ -1296,22 +1371,57 @@ ngx_esp_ldap_op_answer(ngx_esp_ldap_op_t *op, ngx_esp_ldap_msg_t *m)
 
         break;
 
-    default: /* NGX_ESP_LDAP_SEARCH */
+    case NGX_ESP_LDAP_FIND_USER:
 
-        if (m->code == LDAP_SUCCESS || m->code == LDAP_SIZELIMIT_EXCEEDED) {
+        if (m->code != LDAP_SUCCESS && m->code != LDAP_SIZELIMIT_EXCEEDED) {
+            break;
+        }
 
+        /* an explicit UPN wins, as it does in AD's own name resolution */
+
+        if (op->nupn == 1) {
+            lr->user_dn = op->upn_dn;
+
+        } else if (op->nupn == 0 && op->naccount == 1) {
+            lr->user_dn = op->account_dn;
+
+        } else {
+            if (op->nupn + op->naccount) {
+                ngx_log_error(NGX_LOG_WARN, lr->log, 0,
+                              "esp: \"%V\" names more than one user in "
+                              "\"%V\": not permitted",
+                              &lr->logon_name, &op->lw->domain->base_dn);
+            }
+
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, lr->log, 0,
+                           "esp ldap: \"%V\" not found in the base DN",
+                           &lr->logon_name);
+
+            ngx_esp_ldap_release(conn);
+            ngx_esp_ldap_finish(op, dc, NGX_ESP_AUTH_NOT_PERMITTED);
+            return NGX_DONE;
+        }
+
+        op->step = NGX_ESP_LDAP_CHECK_GROUPS;
+        ngx_esp_ldap_send_step(op);
+        return NGX_DONE;
+
+    default: /* NGX_ESP_LDAP_CHECK_GROUPS */
+
+        /* noSuchObject: the user was deleted since it was found */
+
+        if (m->code == LDAP_SUCCESS || m->code == LDAP_SIZELIMIT_EXCEEDED
+            || m->code == LDAP_NO_SUCH_OBJECT)
+        {
             ngx_log_debug2(NGX_LOG_DEBUG_HTTP, lr->log, 0,
-                           "esp ldap: group search found \"%V\" on %V",
-                           &lr->user_dn, &dc->conf->name);
+                           "esp ldap: \"%V\" is %sin a permitted group",
+                           &lr->user_dn, op->found ? "" : "not ");
 
             ngx_esp_ldap_release(conn);
             ngx_esp_ldap_finish(op, dc, op->found ? NGX_ESP_AUTH_OK
                                                   : NGX_ESP_AUTH_NOT_PERMITTED);
             return NGX_DONE;
         }
-
-        op->found = 0;
-        ngx_str_null(&lr->user_dn);
 
         break;
     }
@@ -1370,11 +1480,19 @@ ngx_esp_ldap_log_answer(ngx_esp_ldap_op_t *op, ngx_esp_ldap_msg_t *m)
                       ldap_err2string(m->code), n, text);
         break;
 
+    case NGX_ESP_LDAP_FIND_USER:
+        ngx_log_error(NGX_LOG_ERR, lr->log, 0,
+                      "esp: domain controller %V answered the search for "
+                      "\"%V\" in \"%V\" with %d (%s) \"%*s\"",
+                      name, &lr->logon_name, &op->lw->domain->base_dn,
+                      m->code, ldap_err2string(m->code), n, text);
+        break;
+
     default:
         ngx_log_error(NGX_LOG_ERR, lr->log, 0,
-                      "esp: domain controller %V answered the group search "
-                      "in \"%V\" with %d (%s) \"%*s\"",
-                      name, &op->lw->domain->base_dn, m->code,
+                      "esp: domain controller %V answered the group check "
+                      "of \"%V\" with %d (%s) \"%*s\"",
+                      name, &lr->user_dn, m->code,
                       ldap_err2string(m->code), n, text);
         break;
     }
@@ -1979,8 +2097,11 @@ ngx_esp_ldap_message(ngx_esp_ldap_conn_t *conn, ngx_esp_ldap_msg_t *m)
 
         /* referrals are not chased */
 
-        if (m->type == LDAP_RES_SEARCH_ENTRY && conn->op) {
-            return ngx_esp_ldap_op_answer(conn->op, m);
+        if (m->type == LDAP_RES_SEARCH_ENTRY && conn->op
+            && ngx_esp_ldap_op_answer(conn->op, m) != NGX_OK)
+        {
+            ngx_esp_ldap_fail(conn, NGX_ESP_LDAP_FAIL_INTERNAL);
+            return NGX_DONE;
         }
 
         return NGX_OK;
@@ -2507,13 +2628,20 @@ ngx_esp_ldap_frame(u_char *p, size_t n, size_t *size)
 }
 
 
+/*
+ * Decodes one framed LDAPMessage.  Strings are taken in place, without
+ * the NUL that ber_scanf("m") would write after each (over the next byte,
+ * which may be the next message, or past the end of the buffer).
+ */
+
 static ngx_int_t
 ngx_esp_ldap_parse(u_char *p, size_t n, ngx_esp_ldap_msg_t *m)
 {
     ngx_int_t       rc;
     ber_len_t       len;
+    ngx_uint_t      first;
     BerElement     *ber;
-    struct berval   bv;
+    struct berval   bv, type, value;
 
     ngx_memzero(m, sizeof(ngx_esp_ldap_msg_t));
 
@@ -2529,7 +2657,10 @@ ngx_esp_ldap_parse(u_char *p, size_t n, ngx_esp_ldap_msg_t *m)
 
     rc = NGX_ERROR;
 
-    if (ber_scanf(ber, "{i", &m->msgid) == LBER_ERROR) {
+    if (ber_skip_tag(ber, &len) != LBER_SEQUENCE
+        || ber_get_int(ber, &m->msgid) == LBER_ERROR
+        || m->msgid < 0)
+    {
         goto done;
     }
 
@@ -2540,8 +2671,11 @@ ngx_esp_ldap_parse(u_char *p, size_t n, ngx_esp_ldap_msg_t *m)
     case LDAP_RES_BIND:
     case LDAP_RES_SEARCH_RESULT:
     case LDAP_RES_EXTENDED:
-        if (ber_scanf(ber, "{emm", &m->code, &m->matched, &m->diag)
-            == LBER_ERROR)
+        if (ber_skip_tag(ber, &len) == LBER_ERROR
+            || ber_get_enum(ber, &m->code) == LBER_ERROR
+            || ber_get_stringbv(ber, &m->matched, LBER_BV_NOTERM)
+               == LBER_ERROR
+            || ber_get_stringbv(ber, &m->diag, LBER_BV_NOTERM) == LBER_ERROR)
         {
             goto done;
         }
@@ -2549,8 +2683,46 @@ ngx_esp_ldap_parse(u_char *p, size_t n, ngx_esp_ldap_msg_t *m)
         break;
 
     case LDAP_RES_SEARCH_ENTRY:
-        if (ber_scanf(ber, "{m", &m->dn) == LBER_ERROR) {
+        if (ber_skip_tag(ber, &len) == LBER_ERROR
+            || ber_get_stringbv(ber, &m->dn, LBER_BV_NOTERM) == LBER_ERROR
+            || ber_skip_tag(ber, &len) == LBER_ERROR)
+        {
             goto done;
+        }
+
+        /* the attributes: SEQUENCE { type, SET OF value } each */
+
+        while (ber_peek_tag(ber, &len) == LBER_SEQUENCE) {
+
+            if (ber_skip_tag(ber, &len) == LBER_ERROR
+                || ber_get_stringbv(ber, &type, LBER_BV_NOTERM) == LBER_ERROR
+                || ber_skip_tag(ber, &len) == LBER_ERROR)
+            {
+                goto done;
+            }
+
+            first = 1;
+
+            while (ber_peek_tag(ber, &len) == LBER_OCTETSTRING) {
+
+                if (ber_get_stringbv(ber, &value, LBER_BV_NOTERM)
+                    == LBER_ERROR)
+                {
+                    goto done;
+                }
+
+                if (first
+                    && type.bv_len == sizeof("userPrincipalName") - 1
+                    && ngx_strncasecmp((u_char *) type.bv_val,
+                                       (u_char *) "userPrincipalName",
+                                       type.bv_len)
+                       == 0)
+                {
+                    m->upn = value;
+                }
+
+                first = 0;
+            }
         }
 
         break;
@@ -2559,10 +2731,6 @@ ngx_esp_ldap_parse(u_char *p, size_t n, ngx_esp_ldap_msg_t *m)
         break;
 
     default:
-        goto done;
-    }
-
-    if (m->msgid < 0) {
         goto done;
     }
 
@@ -2656,20 +2824,21 @@ ngx_esp_ldap_encode_bind(ngx_esp_ldap_conn_t *conn, ngx_str_t *dn,
 
 
 /*
- * (&(objectClass=user)
- *   (|(userPrincipalName=UPN)(sAMAccountName=ACCOUNT))
- *   (|(memberOf:1.2.840.113556.1.4.1941:=GROUP DN)...))
+ * The filters are built as the filter structure itself: values travel as
+ * raw octets and no text the user typed is ever parsed as a filter.
  *
- * built as the filter structure itself: values travel as raw octets and
- * no text the user typed is ever parsed as a filter
+ * Who was bound (attribute userPrincipalName, size limit 2):
+ *   (&(objectClass=user)(|(userPrincipalName=UPN)(sAMAccountName=NAME)))
+ * or either half alone.  Then, on that user's DN only (scope base):
+ *   (|(memberOf:1.2.840.113556.1.4.1941:=GROUP DN)...)
  */
 
 static ngx_int_t
 ngx_esp_ldap_encode_search(ngx_esp_ldap_conn_t *conn, ngx_esp_ldap_op_t *op)
 {
     int                rc;
-    ber_int_t          id, limit;
-    ngx_str_t         *g;
+    ngx_str_t         *base, *g;
+    ber_int_t          id, limit, scope, size;
     ngx_uint_t         i;
     BerElement        *ber;
     ngx_esp_domain_t  *d;
@@ -2680,6 +2849,17 @@ ngx_esp_ldap_encode_search(ngx_esp_ldap_conn_t *conn, ngx_esp_ldap_op_t *op)
     id = ngx_esp_ldap_next_msgid(conn);
     limit = (ber_int_t) ((d->timeout + 999) / 1000);
 
+    if (op->step == NGX_ESP_LDAP_FIND_USER) {
+        base = &d->base_dn;
+        scope = LDAP_SCOPE_SUBTREE;
+        size = 2;
+
+    } else {
+        base = &op->lr->user_dn;
+        scope = LDAP_SCOPE_BASE;
+        size = 1;
+    }
+
     ber = ber_alloc_t(LBER_USE_DER);
     if (ber == NULL) {
         return NGX_ERROR;
@@ -2687,42 +2867,67 @@ ngx_esp_ldap_encode_search(ngx_esp_ldap_conn_t *conn, ngx_esp_ldap_op_t *op)
 
     rc = ber_printf(ber, "{it{oeeiib",
                     id, LDAP_REQ_SEARCH,
-                    (char *) d->base_dn.data, (ber_len_t) d->base_dn.len,
-                    (ber_int_t) LDAP_SCOPE_SUBTREE,
-                    (ber_int_t) LDAP_DEREF_NEVER,
-                    (ber_int_t) 2, limit, (ber_int_t) 0);
+                    (char *) base->data, (ber_len_t) base->len,
+                    scope, (ber_int_t) LDAP_DEREF_NEVER,
+                    size, limit, (ber_int_t) 0);
 
-    if (rc != -1) {
-        rc = ber_printf(ber, "t[t{ss}t[t{so}t{so}]t[",
-                        LDAP_FILTER_AND,
-                        LDAP_FILTER_EQUALITY, "objectClass", "user",
-                        LDAP_FILTER_OR,
-                        LDAP_FILTER_EQUALITY, "userPrincipalName",
-                        (char *) op->upn.data, (ber_len_t) op->upn.len,
-                        LDAP_FILTER_EQUALITY, "sAMAccountName",
-                        (char *) op->account.data,
-                        (ber_len_t) op->account.len,
-                        LDAP_FILTER_OR);
-    }
+    if (op->step == NGX_ESP_LDAP_FIND_USER) {
 
-    g = op->lr->groups->elts;
-
-    for (i = 0; rc != -1 && i < op->lr->groups->nelts; i++) {
-
-        if (g[i].len == 0) {
-            continue;
+        if (rc != -1) {
+            rc = ber_printf(ber, "t[t{ss}", LDAP_FILTER_AND,
+                            LDAP_FILTER_EQUALITY, "objectClass", "user");
         }
 
-        rc = ber_printf(ber, "t{tststo}",
-                        LDAP_FILTER_EXT,
-                        LDAP_FILTER_EXT_OID, NGX_ESP_LDAP_IN_CHAIN,
-                        LDAP_FILTER_EXT_TYPE, "memberOf",
-                        LDAP_FILTER_EXT_VALUE,
-                        (char *) g[i].data, (ber_len_t) g[i].len);
-    }
+        if (rc != -1 && op->upn.len && op->account.len) {
+            rc = ber_printf(ber, "t[", LDAP_FILTER_OR);
+        }
 
-    if (rc != -1) {
-        rc = ber_printf(ber, "]]{s}}}", "distinguishedName");
+        if (rc != -1 && op->upn.len) {
+            rc = ber_printf(ber, "t{so}", LDAP_FILTER_EQUALITY,
+                            "userPrincipalName",
+                            (char *) op->upn.data, (ber_len_t) op->upn.len);
+        }
+
+        if (rc != -1 && op->account.len) {
+            rc = ber_printf(ber, "t{so}", LDAP_FILTER_EQUALITY,
+                            "sAMAccountName",
+                            (char *) op->account.data,
+                            (ber_len_t) op->account.len);
+        }
+
+        if (rc != -1 && op->upn.len && op->account.len) {
+            rc = ber_printf(ber, "]");
+        }
+
+        if (rc != -1) {
+            rc = ber_printf(ber, "]{s}}}", "userPrincipalName");
+        }
+
+    } else {
+
+        if (rc != -1) {
+            rc = ber_printf(ber, "t[", LDAP_FILTER_OR);
+        }
+
+        g = op->lr->groups->elts;
+
+        for (i = 0; rc != -1 && i < op->lr->groups->nelts; i++) {
+
+            if (g[i].len == 0) {
+                continue;
+            }
+
+            rc = ber_printf(ber, "t{tststo}",
+                            LDAP_FILTER_EXT,
+                            LDAP_FILTER_EXT_OID, NGX_ESP_LDAP_IN_CHAIN,
+                            LDAP_FILTER_EXT_TYPE, "memberOf",
+                            LDAP_FILTER_EXT_VALUE,
+                            (char *) g[i].data, (ber_len_t) g[i].len);
+        }
+
+        if (rc != -1) {
+            rc = ber_printf(ber, "]{s}}}", LDAP_NO_ATTRS);
+        }
     }
 
     if (rc == -1) {

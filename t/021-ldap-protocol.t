@@ -10,6 +10,7 @@ use warnings;
 use lib 't/lib';
 use EspTest;
 use EspTest::Flow;
+use IPC::Open2 qw(open2);
 use JSON::PP ();
 use MIME::Base64 qw(encode_base64);
 use POSIX ();
@@ -36,20 +37,22 @@ my $BOB = $users->{bob}{password};
 my $ca = nginx_prefix() . '/conf/both-ca.pem';
 EspTest::spurt($ca, EspTest::slurp("$RUN/pki/ca.pem") . EspTest::slurp("$RUN/pki/other-ca.pem"));
 
-my $fake_pid = open(my $fake, '-|', 'python3', "$ROOT/t/fixtures/fake-dc.py",
-                    "$RUN/pki/rogue.pem", "$RUN/pki/rogue.key", $FAKE, $BASE)
-    or die "fake-dc.py: $!";
+# it exits when $fake_in closes, even if this test dies
+my $fake_pid = open2(my $fake, my $fake_in, '/usr/bin/python3',
+                     "$ROOT/t/fixtures/fake-dc.py", "$RUN/pki/rogue.pem",
+                     "$RUN/pki/rogue.key", $FAKE, $BASE);
 END {
     local $?;
     if ($fake_pid) {
+        close $fake_in;
         kill 'TERM', $fake_pid;
-        close $fake;        # (END holds $fake: no implicit close, no wait before)
+        waitpid $fake_pid, 0;
     }
 }
 my $ready = <$fake> // '';
 is($ready, "ready\n", 'the fake DCs listen');
 
-my ($domains, $locations) = ('', '');
+my ($domains, $locations) = ("esp_session_key \$ESP_RUN/keys/session.key;\n", '');
 for my $mode (@MODES) {
     (my $name = $mode) =~ s/-/_/g;
     $domains .= sso_domain_config(
@@ -67,6 +70,7 @@ CONF
 
 ok(nginx_start({ http_config => $domains, config => <<"CONF" }), 'nginx starts');
     esp_allowed_hosts mail.contoso.com;
+    esp_basic_cache 0;          # every login asks the directory
 $locations
     location /fine/ {
         return 200 "fine\\n";
@@ -118,26 +122,52 @@ for my $mode (sort keys %why) {
     }
 }
 
-# the search: entries larger than the first read buffer, a referral that is
-# not chased, sizeLimitExceeded with an entry: found
+# Group checks.  The user search may answer in pieces larger than the first
+# read buffer, with a referral (not chased) and sizeLimitExceeded; and the
+# group check is made for whoever the bind authenticated, as AD resolves the
+# name, not for anyone else the name could match.
 SKIP: {
-    my %g = (http_config => $domains, config => <<"CONF");
-    esp_allowed_hosts mail.contoso.com;
-    location /entries/ {
-        esp entries;
+    my $glocations = '';
+    for my $mode (qw(ok entries twins ambiguous)) {
+        $glocations .= <<"CONF";
+    location /g-$mode/ {
+        esp $mode;
         esp_client_auth basic;
         esp_permitted_groups "CN=g,DC=contoso,DC=local";
         proxy_pass http://127.0.0.1:\$TEST_NGINX_PORT/fine/;
     }
+CONF
+    }
+    my %g = (http_config => $domains, config => <<"CONF");
+    esp_allowed_hosts mail.contoso.com;
+    esp_basic_cache 0;          # every login asks the directory
+$glocations
     location /fine/ {
         return 200 "fine\\n";
     }
 CONF
-    skip 'esp_permitted_groups is not implemented yet', 2
+    skip 'esp_permitted_groups is not implemented yet', 9
         unless nginx_start(\%g, quiet => 1);
-    my ($res, $line) = login('entries');
-    is($res->code, 200, 'entries: a 600 kB entry and a referral, then sizeLimitExceeded: found');
+
+    my ($res, $line) = login('g-ok');
+    is($res->code, 200, 'groups: a member is let in');
+
+    ($res, $line) = login('g-entries');
+    is($res->code, 200, 'entries: a referral, a 600 kB entry, sizeLimitExceeded: found');
     is($line->{dc}, "ldaps://$FAKE:$port{entries}", 'entries: answered by the fake DC');
+
+    ($res, $line) = login('g-twins');
+    isnt($res->code, 200, 'twins: the bound user (by UPN) is not a member: refused');
+    is($line->{result}, 'not_permitted',
+       'twins: a member whose sAMAccountName equals the UPN prefix does not count');
+    ok(error_log_wait('check 1 groups of "CN=bob-x,CN=Users,DC=contoso,DC=local"'),
+       'twins: the groups checked are those of the user the UPN names');
+
+    ($res, $line) = login('g-ambiguous');
+    isnt($res->code, 200, 'ambiguous: refused');
+    is($line->{result}, 'not_permitted', 'ambiguous: not_permitted');
+    ok(error_log_wait('"bob@contoso.local" names more than one user'),
+       'ambiguous: the error log says why');
 }
 
 done_testing();
