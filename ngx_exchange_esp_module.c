@@ -1083,6 +1083,8 @@ ngx_esp_log_login(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
                       &lr->domain->name, &dc,
                       ngx_esp_auth_result_name(lr->result));
     }
+
+    ngx_esp_status_count(lr->result);
 }
 
 

@@ -672,7 +672,8 @@ time_t
 ngx_esp_user_revoked_since(ngx_shm_zone_t *zone, ngx_str_t *domain,
     ngx_str_t *user)
 {
-    u_char               key[NGX_ESP_SHM_KEY_LEN];
+    u_char               key[NGX_ESP_SHM_KEY_LEN], low[1024];
+    ngx_str_t            lower;
     time_t               since;
     ngx_esp_shm_ctx_t   *ctx;
     ngx_esp_shm_node_t  *en;
@@ -685,7 +686,17 @@ ngx_esp_user_revoked_since(ngx_shm_zone_t *zone, ngx_str_t *domain,
         return 0;
     }
 
-    if (ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_USER, domain, user, key)
+    /* revocations are keyed by the lowercased logon name, as at login */
+
+    if (user->len > sizeof(low)) {
+        return ngx_time();
+    }
+
+    lower.data = low;
+    lower.len = user->len;
+    ngx_strlow(low, user->data, user->len);
+
+    if (ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_USER, domain, &lower, key)
         != NGX_OK)
     {
         /* fail closed */

@@ -129,7 +129,8 @@ ngx_uint_t ngx_esp_lockout_active(ngx_shm_zone_t *zone);
  * record is kept until "expires" (since plus the longest session
  * lifetime), a later "since" wins, and the user's cached credential is
  * dropped too.  user_revoked_since: that time, or 0 (now, failing closed,
- * if the key cannot be computed).  Times are in seconds, so a session is
+ * if the key cannot be computed); it lowercases the user itself, since
+ * sessions keep the name as it was typed.  Times are in seconds, so a session is
  * revoked when issued <= since: a login in the very second of the
  * revocation has to be repeated, rather than one just before it surviving.
  */

@@ -1,0 +1,1688 @@
+
+/*
+ * Copyright (C) ngx_exchange_esp authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <nginx.h>
+
+#include "ngx_esp.h"
+#include "ngx_esp_ldap.h"
+#include "ngx_esp_request.h"
+#include "ngx_esp_shm.h"
+#include "ngx_esp_status.h"
+
+
+/* not a name an operator would give an esp_shared_zone */
+#define NGX_ESP_STATUS_ZONE       "ngx_exchange_esp_status"
+#define NGX_ESP_STATUS_ZONE_SIZE  (8 * ngx_pagesize)
+
+#define NGX_ESP_STATUS_RESULTS    (NGX_ESP_AUTH_ERROR + 1)
+#define NGX_ESP_STATUS_MAX_BODY   4096
+#define NGX_ESP_STATUS_MAX_DOMAIN 255
+
+#define NGX_ESP_STATUS_JSON_TYPE  "application/json"
+#define NGX_ESP_STATUS_PROM_TYPE  "text/plain; version=0.0.4; charset=utf-8"
+#define NGX_ESP_STATUS_FORM_TYPE  "application/x-www-form-urlencoded"
+
+/* the per-DC values of the Prometheus output */
+#define NGX_ESP_STATUS_DC_UP          0
+#define NGX_ESP_STATUS_DC_DOWN_UNTIL  1
+#define NGX_ESP_STATUS_DC_BINDS_OK    2
+#define NGX_ESP_STATUS_DC_BINDS_FAIL  3
+#define NGX_ESP_STATUS_DC_ERRORS      4
+#define NGX_ESP_STATUS_DC_TIMEOUTS    5
+#define NGX_ESP_STATUS_DC_LATENCY     6
+#define NGX_ESP_STATUS_DC_CONNS       7
+#define NGX_ESP_STATUS_DC_IDLE        8
+
+
+/* in the shared zone "ngx_exchange_esp_status" */
+typedef struct {
+    size_t                     size;         /* of this struct: another
+                                                build's layout is refused */
+    time_t                     since;        /* when the zone was made */
+    ngx_atomic_t               logins[NGX_ESP_STATUS_RESULTS];
+    ngx_atomic_t               unblocks;
+    ngx_atomic_t               revokes;
+} ngx_esp_status_shctx_t;
+
+
+typedef struct {
+    ngx_str_t                  action;
+    ngx_str_t                  domain;
+    ngx_str_t                  user;
+} ngx_esp_status_form_t;
+
+
+typedef struct {
+    char                      *name;
+    char                      *help;
+    char                      *type;
+    char                      *result;       /* a "result" label, or NULL */
+    ngx_uint_t                 value;        /* NGX_ESP_STATUS_DC_* */
+} ngx_esp_status_dc_metric_t;
+
+
+static ngx_int_t ngx_esp_status_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_esp_status_get(ngx_http_request_t *r);
+static ngx_uint_t ngx_esp_status_prefers_text(ngx_http_request_t *r);
+static void ngx_esp_status_accept(ngx_str_t *value, ngx_int_t *spec,
+    ngx_uint_t *q);
+static ngx_uint_t ngx_esp_status_qvalue(u_char **pp, u_char *last);
+static ngx_int_t ngx_esp_status_json(ngx_http_request_t *r,
+    ngx_str_t *out);
+static ngx_int_t ngx_esp_status_prometheus(ngx_http_request_t *r,
+    ngx_str_t *out);
+static u_char *ngx_esp_status_dc_sample(u_char *p, u_char *last,
+    ngx_esp_status_dc_metric_t *m, ngx_esp_domain_t *d,
+    ngx_esp_ldap_dc_stats_t *st);
+static size_t ngx_esp_status_domains_len(ngx_esp_main_conf_t *emcf,
+    size_t per_dc, size_t factor);
+
+static ngx_int_t ngx_esp_status_post(ngx_http_request_t *r);
+static void ngx_esp_status_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_esp_status_action(ngx_http_request_t *r);
+static const char *ngx_esp_status_cross_site(ngx_http_request_t *r);
+static const char *ngx_esp_status_parse_form(ngx_http_request_t *r,
+    ngx_str_t *body, ngx_esp_status_form_t *f);
+static ngx_int_t ngx_esp_status_unescape(ngx_pool_t *pool, u_char *p,
+    u_char *last, ngx_str_t *out);
+static ngx_int_t ngx_esp_status_text_ok(ngx_str_t *s);
+static ngx_int_t ngx_esp_status_refuse(ngx_http_request_t *r,
+    ngx_uint_t status, const char *reason);
+
+static ngx_int_t ngx_esp_status_send(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *type, size_t type_len, ngx_str_t *body);
+static ngx_int_t ngx_esp_status_add_header(ngx_http_request_t *r,
+    char *name, char *value);
+static u_char *ngx_esp_status_json_str(u_char *p, u_char *last,
+    ngx_str_t *s);
+static u_char *ngx_esp_status_label(u_char *p, u_char *last, ngx_str_t *s);
+static u_char *ngx_esp_status_log_str(u_char *p, u_char *last,
+    ngx_str_t *s);
+
+static ngx_esp_status_shctx_t *ngx_esp_status_shctx(void);
+static ngx_int_t ngx_esp_status_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+
+
+/* the zone's tag: our own, so that no esp_shared_zone can be taken for it */
+static ngx_uint_t               ngx_esp_status_tag;
+
+/* looked up once per cycle: a worker's cycle never changes */
+static volatile ngx_cycle_t    *ngx_esp_status_cycle;
+static ngx_esp_status_shctx_t  *ngx_esp_status_sh;
+
+
+static ngx_esp_status_dc_metric_t  ngx_esp_status_dc_metrics[] = {
+
+    { "esp_dc_up",
+      "1 if this worker uses the domain controller, 0 while it skips it "
+      "after a failure", "gauge", NULL, NGX_ESP_STATUS_DC_UP },
+
+    { "esp_dc_down_until_seconds",
+      "Until when this worker skips the domain controller (Unix time, "
+      "0 when up)", "gauge", NULL, NGX_ESP_STATUS_DC_DOWN_UNTIL },
+
+    { "esp_dc_binds_total",
+      "User binds answered by the domain controller, by result (this "
+      "worker)", "counter", "ok", NGX_ESP_STATUS_DC_BINDS_OK },
+
+    { "esp_dc_binds_total", NULL, NULL, "failed",
+      NGX_ESP_STATUS_DC_BINDS_FAIL },
+
+    { "esp_dc_errors_total",
+      "Connect, TLS, protocol errors and timeouts with the domain "
+      "controller (this worker)", "counter", NULL,
+      NGX_ESP_STATUS_DC_ERRORS },
+
+    { "esp_dc_timeouts_total",
+      "Operations that timed out, of the errors (this worker)", "counter",
+      NULL, NGX_ESP_STATUS_DC_TIMEOUTS },
+
+    { "esp_dc_last_bind_latency_seconds",
+      "Duration of the last user bind (this worker)", "gauge", NULL,
+      NGX_ESP_STATUS_DC_LATENCY },
+
+    { "esp_dc_connections",
+      "Open connections to the domain controller (this worker)", "gauge",
+      NULL, NGX_ESP_STATUS_DC_CONNS },
+
+    { "esp_dc_idle_connections",
+      "Idle pooled connections to the domain controller (this worker)",
+      "gauge", NULL, NGX_ESP_STATUS_DC_IDLE },
+
+    { NULL, NULL, NULL, NULL, 0 }
+};
+
+
+static ngx_int_t
+ngx_esp_status_handler(ngx_http_request_t *r)
+{
+    ngx_str_t  value;
+
+    if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+
+        /* a link or an image must never change anything */
+
+        if (ngx_http_arg(r, (u_char *) "action", 6, &value) == NGX_OK) {
+            return ngx_esp_status_refuse(r, NGX_HTTP_NOT_ALLOWED,
+                                         "admin actions need POST");
+        }
+
+        return ngx_esp_status_get(r);
+    }
+
+    if (r->method == NGX_HTTP_POST) {
+        return ngx_esp_status_post(r);
+    }
+
+    return ngx_esp_status_refuse(r, NGX_HTTP_NOT_ALLOWED,
+                                 "method not allowed");
+}
+
+
+static ngx_int_t
+ngx_esp_status_get(ngx_http_request_t *r)
+{
+    ngx_int_t   rc;
+    ngx_str_t   format, body, type;
+    ngx_uint_t  prometheus;
+
+    if (ngx_http_arg(r, (u_char *) "format", 6, &format) == NGX_OK) {
+
+        if (format.len == 4
+            && ngx_strncmp(format.data, "json", 4) == 0)
+        {
+            prometheus = 0;
+
+        } else if (format.len == 10
+                   && ngx_strncmp(format.data, "prometheus", 10) == 0)
+        {
+            prometheus = 1;
+
+        } else {
+            return ngx_esp_status_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                         "unknown format: use \"json\" "
+                                         "or \"prometheus\"");
+        }
+
+    } else {
+        prometheus = ngx_esp_status_prefers_text(r);
+    }
+
+    if (prometheus) {
+        rc = ngx_esp_status_prometheus(r, &body);
+        ngx_str_set(&type, NGX_ESP_STATUS_PROM_TYPE);
+
+        return (rc == NGX_OK)
+               ? ngx_esp_status_send(r, NGX_HTTP_OK, &type,
+                                     sizeof("text/plain") - 1, &body)
+               : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_esp_status_json(r, &body);
+    ngx_str_set(&type, NGX_ESP_STATUS_JSON_TYPE);
+
+    return (rc == NGX_OK)
+           ? ngx_esp_status_send(r, NGX_HTTP_OK, &type, type.len, &body)
+           : NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+/*
+ * Prometheus asks with "Accept: application/openmetrics-text;...,
+ * text/plain;version=0.0.4;q=0.5,*" "/" "*;q=0.1"; browsers and curl
+ * rank both alike and get JSON.
+ */
+
+static ngx_uint_t
+ngx_esp_status_prefers_text(ngx_http_request_t *r)
+{
+    ngx_int_t         spec[2];
+    ngx_uint_t        i, q[2];
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    /* [0] text/plain, [1] application/json; spec -1: no range matched */
+
+    spec[0] = -1;
+    spec[1] = -1;
+    q[0] = 0;
+    q[1] = 0;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Accept") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Accept",
+                               sizeof("Accept") - 1)
+               == 0)
+        {
+            ngx_esp_status_accept(&h[i].value, spec, q);
+        }
+    }
+
+    if (spec[0] < 0) {
+        return 0;
+    }
+
+    return q[0] > q[1];
+}
+
+
+/* RFC 9110 12.5.1: the most specific matching range gives the q */
+
+static void
+ngx_esp_status_accept(ngx_str_t *value, ngx_int_t *spec, ngx_uint_t *q)
+{
+    u_char      *p, *last, *type, *sub;
+    size_t       tlen, slen;
+    ngx_int_t    s;
+    ngx_uint_t   i, rq;
+
+    static ngx_str_t  types[2] = {
+        ngx_string("text"), ngx_string("application")
+    };
+
+    static ngx_str_t  subtypes[2] = {
+        ngx_string("plain"), ngx_string("json")
+    };
+
+    p = value->data;
+    last = p + value->len;
+
+    while (p < last) {
+
+        while (p < last && (*p == ' ' || *p == '\t' || *p == ',')) {
+            p++;
+        }
+
+        if (p == last) {
+            break;
+        }
+
+        type = p;
+
+        while (p < last && *p != '/' && *p != ';' && *p != ','
+               && *p != ' ' && *p != '\t')
+        {
+            p++;
+        }
+
+        tlen = p - type;
+        sub = p;
+        slen = 0;
+
+        if (p < last && *p == '/') {
+            sub = ++p;
+
+            while (p < last && *p != ';' && *p != ',' && *p != ' '
+                   && *p != '\t')
+            {
+                p++;
+            }
+
+            slen = p - sub;
+        }
+
+        rq = 1000;
+
+        while (p < last && *p != ',') {
+
+            if (*p++ != ';') {
+                continue;
+            }
+
+            while (p < last && (*p == ' ' || *p == '\t')) {
+                p++;
+            }
+
+            if (last - p >= 2 && (p[0] | 0x20) == 'q' && p[1] == '=') {
+                p += 2;
+                rq = ngx_esp_status_qvalue(&p, last);
+            }
+        }
+
+        for (i = 0; i < 2; i++) {
+
+            if (tlen == 1 && type[0] == '*' && slen == 1 && sub[0] == '*') {
+                s = 0;
+
+            } else if (tlen != types[i].len
+                       || ngx_strncasecmp(type, types[i].data, tlen) != 0)
+            {
+                continue;
+
+            } else if (slen == 1 && sub[0] == '*') {
+                s = 1;
+
+            } else if (slen == subtypes[i].len
+                       && ngx_strncasecmp(sub, subtypes[i].data, slen) == 0)
+            {
+                s = 2;
+
+            } else {
+                continue;
+            }
+
+            if (s > spec[i]) {
+                spec[i] = s;
+                q[i] = rq;
+
+            } else if (s == spec[i]) {
+                q[i] = ngx_max(q[i], rq);
+            }
+        }
+    }
+}
+
+
+/* "0", "0.5", "1.000": thousandths; anything else counts as 0 */
+
+static ngx_uint_t
+ngx_esp_status_qvalue(u_char **pp, u_char *last)
+{
+    u_char      *p;
+    ngx_uint_t   q, m;
+
+    p = *pp;
+
+    if (p == last || (*p != '0' && *p != '1')) {
+        return 0;
+    }
+
+    q = (*p++ - '0') * 1000;
+
+    if (p < last && *p == '.') {
+        p++;
+
+        for (m = 100; m && p < last && *p >= '0' && *p <= '9'; m /= 10) {
+            q += (*p++ - '0') * m;
+        }
+    }
+
+    *pp = p;
+
+    return ngx_min(q, 1000);
+}
+
+
+static ngx_int_t
+ngx_esp_status_json(ngx_http_request_t *r, ngx_str_t *out)
+{
+    u_char                   *p, *last;
+    size_t                    len;
+    ngx_str_t                 name;
+    ngx_uint_t                i, j, n, lookups;
+    ngx_esp_domain_t        **dp;
+    ngx_esp_main_conf_t      *emcf;
+    ngx_esp_shm_stats_t       st;
+    ngx_esp_status_shctx_t   *sh;
+    ngx_esp_ldap_dc_stats_t  *dcs;
+
+    emcf = ngx_esp_main_conf(r);
+    sh = ngx_esp_status_shctx();
+
+    len = 4096 + ngx_esp_status_domains_len(emcf, 512, 6);
+
+    if (emcf->shm_zone) {
+        len += emcf->shm_zone->shm.name.len * 6;
+    }
+
+    out->data = ngx_pnalloc(r->pool, len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = out->data;
+    last = p + len;
+
+    p = ngx_slprintf(p, last, "{\"nginx_version\":\"%s\","
+                     "\"module_version\":\"%s\",\"time\":%T,"
+                     "\"worker_pid\":%P,\"logins\":{\"scope\":\"all "
+                     "workers\"",
+                     NGINX_VERSION, NGX_ESP_VERSION, ngx_time(), ngx_pid);
+
+    if (sh) {
+        p = ngx_slprintf(p, last, ",\"since\":%T", sh->since);
+
+        for (i = 0; i < NGX_ESP_STATUS_RESULTS; i++) {
+            p = ngx_slprintf(p, last, ",\"%s\":%uA",
+                             ngx_esp_auth_result_name(i), sh->logins[i]);
+        }
+
+        p = ngx_slprintf(p, last, "},\"admin_actions\":{\"unblock\":%uA,"
+                         "\"revoke\":%uA}", sh->unblocks, sh->revokes);
+
+    } else {
+        p = ngx_slprintf(p, last, "},\"admin_actions\":{}");
+    }
+
+    p = ngx_slprintf(p, last, ",\"domains\":[");
+
+    dp = emcf->domains.elts;
+
+    for (i = 0; i < emcf->domains.nelts; i++) {
+
+        p = ngx_slprintf(p, last, "%s{\"name\":", i ? "," : "");
+        p = ngx_esp_status_json_str(p, last, &dp[i]->name);
+        p = ngx_slprintf(p, last, ",\"max_failed_auths\":%i,"
+                         "\"domain_controllers\":[",
+                         dp[i]->max_failed_auths);
+
+        dcs = ngx_esp_ldap_stats(dp[i], &n);
+
+        for (j = 0; j < n; j++) {
+            p = ngx_slprintf(p, last, "%s{\"url\":", j ? "," : "");
+            p = ngx_esp_status_json_str(p, last, &dcs[j].name);
+            p = ngx_slprintf(p, last, ",\"worker_pid\":%P,\"state\":\"%s\","
+                             "\"down_until\":%T,\"binds_ok\":%ui,"
+                             "\"binds_failed\":%ui,\"errors\":%ui,"
+                             "\"timeouts\":%ui,\"last_latency_ms\":%M,"
+                             "\"connections\":%ui,\"idle_connections\":%ui}",
+                             ngx_pid, dcs[j].down_until ? "down" : "up",
+                             dcs[j].down_until, dcs[j].binds_ok,
+                             dcs[j].binds_failed, dcs[j].errors,
+                             dcs[j].timeouts, dcs[j].last_latency,
+                             dcs[j].connections, dcs[j].idle);
+        }
+
+        p = ngx_slprintf(p, last, "]}");
+    }
+
+    p = ngx_slprintf(p, last, "],\"shared_zone\":");
+
+    if (emcf->shm_zone == NULL) {
+        p = ngx_slprintf(p, last, "null}\n");
+        goto done;
+    }
+
+    ngx_esp_shm_stats(emcf->shm_zone, &st);
+
+    name = emcf->shm_zone->shm.name;
+
+    p = ngx_slprintf(p, last, "{\"name\":");
+    p = ngx_esp_status_json_str(p, last, &name);
+    p = ngx_slprintf(p, last, ",\"size\":%uz,\"used\":%uz,\"free\":%uz,"
+                     "\"entry_size\":%uz,\"capacity\":%ui,"
+                     "\"cached_credentials\":%ui,\"cache_hits\":%ui,"
+                     "\"cache_misses\":%ui,\"cache_hit_rate\":",
+                     st.size, st.used, st.free, st.entry_size, st.capacity,
+                     st.cached, st.hits, st.misses);
+
+    lookups = st.hits + st.misses;
+
+    if (lookups) {
+        n = (ngx_uint_t) ((double) st.hits * 10000 / lookups + 0.5);
+        p = ngx_slprintf(p, last, "%ui.%04ui", n / 10000, n % 10000);
+
+    } else {
+        p = ngx_slprintf(p, last, "null");
+    }
+
+    p = ngx_slprintf(p, last, ",\"evictions\":%ui,\"alloc_failures\":%ui,"
+                     "\"lockouts\":%ui,\"blocked\":%ui,"
+                     "\"revoked_sessions\":%ui,\"revoked_users\":%ui}}\n",
+                     st.evictions, st.alloc_failures, st.lockouts,
+                     st.blocked, st.revoked_sessions, st.revoked_users);
+
+done:
+
+    if (p == last) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "esp: status output larger than %uz bytes", len);
+        return NGX_ERROR;
+    }
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_esp_status_prometheus(ngx_http_request_t *r, ngx_str_t *out)
+{
+    u_char                      *p, *last;
+    size_t                       len;
+    ngx_str_t                    zone;
+    ngx_uint_t                   i, j, k, n, v[14];
+    ngx_esp_domain_t           **dp;
+    ngx_esp_main_conf_t         *emcf;
+    ngx_esp_shm_stats_t          st;
+    ngx_esp_status_shctx_t      *sh;
+    ngx_esp_ldap_dc_stats_t     *dcs;
+    ngx_esp_status_dc_metric_t  *m;
+
+    static const char  *zm[14][3] = {
+        { "esp_shm_size_bytes", "gauge",
+          "Size of the shared zone" },
+        { "esp_shm_used_bytes", "gauge",
+          "Bytes of the shared zone in use" },
+        { "esp_shm_free_bytes", "gauge",
+          "Bytes of the shared zone free for entries" },
+        { "esp_shm_entry_size_bytes", "gauge",
+          "Bytes one entry takes in the shared zone" },
+        { "esp_shm_capacity_entries", "gauge",
+          "Entries that fit in the shared zone now" },
+        { "esp_shm_evictions_total", "counter",
+          "Live entries dropped to make room" },
+        { "esp_shm_alloc_failures_total", "counter",
+          "Entries that found no room even after evicting" },
+        { "esp_cache_entries", "gauge",
+          "Cached Basic credentials" },
+        { "esp_cache_hits_total", "counter",
+          "Basic logins answered from the credential cache" },
+        { "esp_cache_misses_total", "counter",
+          "Basic logins not in the cache (absent, stale, or another "
+          "password)" },
+        { "esp_lockout_entries", "gauge",
+          "Users with failed logins counted or blocked" },
+        { "esp_blocked_users", "gauge",
+          "Users blocked by the gate now" },
+        { "esp_revoked_sessions", "gauge",
+          "Sessions ended by logoff and kept revoked" },
+        { "esp_revoked_users", "gauge",
+          "Users whose sessions were revoked by an admin" }
+    };
+
+    emcf = ngx_esp_main_conf(r);
+    sh = ngx_esp_status_shctx();
+
+    /* each DC sample carries its domain and url, escaped (at most 3x) */
+
+    len = 8192 + ngx_esp_status_domains_len(emcf, 9 * 192, 9 * 3);
+
+    if (emcf->shm_zone) {
+        len += 14 * emcf->shm_zone->shm.name.len * 3;
+    }
+
+    out->data = ngx_pnalloc(r->pool, len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = out->data;
+    last = p + len;
+
+    p = ngx_slprintf(p, last,
+                     "# HELP esp_info Versions of nginx and of the module\n"
+                     "# TYPE esp_info gauge\n"
+                     "esp_info{nginx_version=\"%s\",module_version=\"%s\"} "
+                     "1\n", NGINX_VERSION, NGX_ESP_VERSION);
+
+    if (sh) {
+        p = ngx_slprintf(p, last,
+                         "# HELP esp_logins_total Login decisions by result, "
+                         "all workers, Basic cache hits included\n"
+                         "# TYPE esp_logins_total counter\n");
+
+        for (i = 0; i < NGX_ESP_STATUS_RESULTS; i++) {
+            p = ngx_slprintf(p, last,
+                             "esp_logins_total{result=\"%s\"} %uA\n",
+                             ngx_esp_auth_result_name(i), sh->logins[i]);
+        }
+
+        p = ngx_slprintf(p, last,
+                         "# HELP esp_counters_start_time_seconds When the "
+                         "login and admin counters started (Unix time)\n"
+                         "# TYPE esp_counters_start_time_seconds gauge\n"
+                         "esp_counters_start_time_seconds %T\n"
+                         "# HELP esp_admin_actions_total Admin actions "
+                         "carried out, all workers\n"
+                         "# TYPE esp_admin_actions_total counter\n"
+                         "esp_admin_actions_total{action=\"unblock\"} %uA\n"
+                         "esp_admin_actions_total{action=\"revoke\"} %uA\n",
+                         sh->since, sh->unblocks, sh->revokes);
+    }
+
+    dp = emcf->domains.elts;
+
+    for (m = ngx_esp_status_dc_metrics; m->name; m++) {
+
+        if (m->help) {
+            p = ngx_slprintf(p, last, "# HELP %s %s\n" "# TYPE %s %s\n",
+                             m->name, m->help, m->name, m->type);
+        }
+
+        for (i = 0; i < emcf->domains.nelts; i++) {
+
+            dcs = ngx_esp_ldap_stats(dp[i], &n);
+
+            for (j = 0; j < n; j++) {
+                p = ngx_esp_status_dc_sample(p, last, m, dp[i], &dcs[j]);
+            }
+        }
+    }
+
+    if (emcf->shm_zone) {
+        ngx_esp_shm_stats(emcf->shm_zone, &st);
+
+        v[0] = st.size;
+        v[1] = st.used;
+        v[2] = st.free;
+        v[3] = st.entry_size;
+        v[4] = st.capacity;
+        v[5] = st.evictions;
+        v[6] = st.alloc_failures;
+        v[7] = st.cached;
+        v[8] = st.hits;
+        v[9] = st.misses;
+        v[10] = st.lockouts;
+        v[11] = st.blocked;
+        v[12] = st.revoked_sessions;
+        v[13] = st.revoked_users;
+
+        zone = emcf->shm_zone->shm.name;
+
+        for (k = 0; k < 14; k++) {
+            p = ngx_slprintf(p, last, "# HELP %s %s\n" "# TYPE %s %s\n"
+                             "%s{zone=\"", zm[k][0], zm[k][2], zm[k][0],
+                             zm[k][1], zm[k][0]);
+            p = ngx_esp_status_label(p, last, &zone);
+            p = ngx_slprintf(p, last, "\"} %ui\n", v[k]);
+        }
+    }
+
+    if (p == last) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "esp: status output larger than %uz bytes", len);
+        return NGX_ERROR;
+    }
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_esp_status_dc_sample(u_char *p, u_char *last,
+    ngx_esp_status_dc_metric_t *m, ngx_esp_domain_t *d,
+    ngx_esp_ldap_dc_stats_t *st)
+{
+    p = ngx_slprintf(p, last, "%s{domain=\"", m->name);
+    p = ngx_esp_status_label(p, last, &d->name);
+    p = ngx_slprintf(p, last, "\",dc=\"");
+    p = ngx_esp_status_label(p, last, &st->name);
+    p = ngx_slprintf(p, last, "\",worker_pid=\"%P\"", ngx_pid);
+
+    if (m->result) {
+        p = ngx_slprintf(p, last, ",result=\"%s\"", m->result);
+    }
+
+    switch (m->value) {
+
+    case NGX_ESP_STATUS_DC_UP:
+        return ngx_slprintf(p, last, "} %d\n", st->down_until ? 0 : 1);
+
+    case NGX_ESP_STATUS_DC_DOWN_UNTIL:
+        return ngx_slprintf(p, last, "} %T\n", st->down_until);
+
+    case NGX_ESP_STATUS_DC_BINDS_OK:
+        return ngx_slprintf(p, last, "} %ui\n", st->binds_ok);
+
+    case NGX_ESP_STATUS_DC_BINDS_FAIL:
+        return ngx_slprintf(p, last, "} %ui\n", st->binds_failed);
+
+    case NGX_ESP_STATUS_DC_ERRORS:
+        return ngx_slprintf(p, last, "} %ui\n", st->errors);
+
+    case NGX_ESP_STATUS_DC_TIMEOUTS:
+        return ngx_slprintf(p, last, "} %ui\n", st->timeouts);
+
+    case NGX_ESP_STATUS_DC_LATENCY:
+        return ngx_slprintf(p, last, "} %M.%03M\n",
+                            st->last_latency / 1000,
+                            st->last_latency % 1000);
+
+    case NGX_ESP_STATUS_DC_CONNS:
+        return ngx_slprintf(p, last, "} %ui\n", st->connections);
+
+    default: /* NGX_ESP_STATUS_DC_IDLE */
+        return ngx_slprintf(p, last, "} %ui\n", st->idle);
+    }
+}
+
+
+/*
+ * Room for the domains' part of the output: "per_dc" bytes for each
+ * domain controller, plus its url and domain name escaped "factor" times.
+ */
+
+static size_t
+ngx_esp_status_domains_len(ngx_esp_main_conf_t *emcf, size_t per_dc,
+    size_t factor)
+{
+    size_t                     len;
+    ngx_uint_t                 i, j, n;
+    ngx_esp_domain_t         **dp;
+    ngx_esp_ldap_dc_stats_t   *dcs;
+
+    len = 0;
+    dp = emcf->domains.elts;
+
+    for (i = 0; i < emcf->domains.nelts; i++) {
+
+        len += 256 + dp[i]->name.len * 6;
+
+        dcs = ngx_esp_ldap_stats(dp[i], &n);
+
+        for (j = 0; j < n; j++) {
+            len += per_dc + (dp[i]->name.len + dcs[j].name.len) * factor;
+        }
+    }
+
+    return len;
+}
+
+
+/* admin actions */
+
+static ngx_int_t
+ngx_esp_status_post(ngx_http_request_t *r)
+{
+    size_t             len;
+    ngx_int_t          rc;
+    const char        *reason;
+    ngx_table_elt_t   *ct;
+
+    reason = ngx_esp_status_cross_site(r);
+    if (reason) {
+        return ngx_esp_status_refuse(r, NGX_HTTP_FORBIDDEN, reason);
+    }
+
+    ct = r->headers_in.content_type;
+    len = sizeof(NGX_ESP_STATUS_FORM_TYPE) - 1;
+
+    if (ct == NULL
+        || ct->value.len < len
+        || ngx_strncasecmp(ct->value.data, (u_char *) NGX_ESP_STATUS_FORM_TYPE,
+                           len)
+           != 0
+        || (ct->value.len > len && ct->value.data[len] != ';'
+            && ct->value.data[len] != ' ' && ct->value.data[len] != '\t'))
+    {
+        return ngx_esp_status_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                     "Content-Type must be "
+                                     NGX_ESP_STATUS_FORM_TYPE);
+    }
+
+    if (r->headers_in.content_length_n > NGX_ESP_STATUS_MAX_BODY) {
+        return ngx_esp_status_refuse(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                     "body too large");
+    }
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_esp_status_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_esp_status_body_handler(ngx_http_request_t *r)
+{
+    ngx_http_finalize_request(r, ngx_esp_status_action(r));
+}
+
+
+static ngx_int_t
+ngx_esp_status_action(ngx_http_request_t *r)
+{
+    u_char                   *p, *last, buf[NGX_ESP_MAX_USER * 2];
+    size_t                    len, i;
+    time_t                    now, until;
+    ngx_int_t                 rc;
+    ngx_str_t                 body, logon, key, type, out;
+    ngx_uint_t                unblock;
+    ngx_chain_t              *cl;
+    const char               *reason;
+    ngx_esp_domain_t        **dp, *d;
+    ngx_esp_main_conf_t      *emcf;
+    ngx_esp_status_form_t     f;
+    ngx_esp_status_shctx_t   *sh;
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return ngx_esp_status_refuse(r, NGX_HTTP_BAD_REQUEST, "empty body");
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        if (ngx_buf_special(cl->buf)) {
+            continue;
+        }
+
+        if (cl->buf->in_file || !ngx_buf_in_memory(cl->buf)) {
+            return ngx_esp_status_refuse(r,
+                                         NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                         "body too large");
+        }
+
+        len += cl->buf->last - cl->buf->pos;
+    }
+
+    if (len > NGX_ESP_STATUS_MAX_BODY) {
+        return ngx_esp_status_refuse(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                     "body too large");
+    }
+
+    body.len = len;
+    body.data = ngx_pnalloc(r->pool, len + 1);
+    if (body.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = body.data;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        if (!ngx_buf_special(cl->buf)) {
+            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        }
+    }
+
+    reason = ngx_esp_status_parse_form(r, &body, &f);
+    if (reason) {
+        return ngx_esp_status_refuse(r, NGX_HTTP_BAD_REQUEST, reason);
+    }
+
+    if (f.action.len == 7 && ngx_strncmp(f.action.data, "unblock", 7) == 0) {
+        unblock = 1;
+
+    } else if (f.action.len == 6
+               && ngx_strncmp(f.action.data, "revoke", 6) == 0)
+    {
+        unblock = 0;
+
+    } else {
+        return ngx_esp_status_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                     "unknown action: use \"unblock\" or "
+                                     "\"revoke\"");
+    }
+
+    emcf = ngx_esp_main_conf(r);
+
+    d = NULL;
+    dp = emcf->domains.elts;
+
+    for (i = 0; i < emcf->domains.nelts; i++) {
+        if (dp[i]->name.len == f.domain.len
+            && ngx_strncmp(dp[i]->name.data, f.domain.data, f.domain.len)
+               == 0)
+        {
+            d = dp[i];
+            break;
+        }
+    }
+
+    if (d == NULL || emcf->shm_zone == NULL) {
+        return ngx_esp_status_refuse(r, NGX_HTTP_NOT_FOUND,
+                                     "unknown domain");
+    }
+
+    /* the lockout, cache and revocation key, as the login builds it */
+
+    rc = ngx_esp_ldap_build_logon_name(r->pool, d, &f.user, &logon);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_esp_status_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                     "the user cannot be a logon name");
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    key.len = logon.len;
+    key.data = ngx_pnalloc(r->pool, key.len);
+    if (key.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (i = 0; i < key.len; i++) {
+        key.data[i] = ngx_tolower(logon.data[i]);
+    }
+
+    sh = ngx_esp_status_shctx();
+    now = ngx_time();
+    until = 0;
+
+    if (unblock) {
+        rc = ngx_esp_lockout_unblock(emcf->shm_zone, &d->name, &key);
+
+    } else {
+        /* until the longest session issued now has ended */
+        until = now + ngx_max(d->private_max, d->public_max);
+
+        rc = ngx_esp_user_revoke(emcf->shm_zone, &d->name, &key, now,
+                                 until);
+    }
+
+    if (rc == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "esp: admin %V of domain %V failed in the shared zone",
+                      &f.action, &d->name);
+        return ngx_esp_status_refuse(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "the shared zone failed");
+    }
+
+    if (sh) {
+        (void) ngx_atomic_fetch_add(unblock ? &sh->unblocks : &sh->revokes,
+                                    1);
+    }
+
+    p = ngx_esp_status_log_str(buf, buf + sizeof(buf), &key);
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "esp: admin %V user=\"%*s\" domain=%V client=%V%s",
+                  &f.action, p - buf, buf, &d->name,
+                  &r->connection->addr_text,
+                  unblock ? (rc == NGX_OK ? " was_blocked=yes"
+                                          : " was_blocked=no")
+                          : "");
+
+    len = sizeof("{\"ok\":true,\"action\":\"\",\"domain\":,\"user\":,"
+                 "\"lockout_removed\":false,\"since\":,\"until\":}")
+          + f.action.len + (d->name.len + key.len) * 6 + 2 * NGX_TIME_T_LEN
+          + 8;
+
+    out.data = ngx_pnalloc(r->pool, len);
+    if (out.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = out.data;
+    last = p + len;
+
+    p = ngx_slprintf(p, last, "{\"ok\":true,\"action\":\"%V\",\"domain\":",
+                     &f.action);
+    p = ngx_esp_status_json_str(p, last, &d->name);
+    p = ngx_slprintf(p, last, ",\"user\":");
+    p = ngx_esp_status_json_str(p, last, &key);
+
+    if (unblock) {
+        p = ngx_slprintf(p, last, ",\"lockout_removed\":%s}\n",
+                         rc == NGX_OK ? "true" : "false");
+
+    } else {
+        p = ngx_slprintf(p, last, ",\"since\":%T,\"until\":%T}\n",
+                         now, until);
+    }
+
+    out.len = p - out.data;
+
+    ngx_str_set(&type, NGX_ESP_STATUS_JSON_TYPE);
+
+    return ngx_esp_status_send(r, NGX_HTTP_OK, &type, type.len, &out);
+}
+
+
+/*
+ * The content type alone does not stop a cross-site form post from an
+ * admin's browser; browsers say where a request comes from.
+ */
+
+static const char *
+ngx_esp_status_cross_site(ngx_http_request_t *r)
+{
+    u_char           *p;
+    ngx_str_t         origin, host;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Sec-Fetch-Site") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Sec-Fetch-Site",
+                               sizeof("Sec-Fetch-Site") - 1)
+               == 0)
+        {
+            if (!(h[i].value.len == 4
+                  && ngx_strncasecmp(h[i].value.data, (u_char *) "none", 4)
+                     == 0)
+                && !(h[i].value.len == 11
+                     && ngx_strncasecmp(h[i].value.data,
+                                        (u_char *) "same-origin", 11)
+                        == 0))
+            {
+                return "cross-site request (Sec-Fetch-Site)";
+            }
+
+            continue;
+        }
+
+        if (h[i].key.len != sizeof("Origin") - 1
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "Origin",
+                               sizeof("Origin") - 1)
+               != 0)
+        {
+            continue;
+        }
+
+        origin = h[i].value;
+
+        p = ngx_strlcasestrn(origin.data, origin.data + origin.len,
+                             (u_char *) "://", 3 - 1);
+        if (p == NULL || r->headers_in.host == NULL) {
+            return "cross-site request (Origin)";
+        }
+
+        origin.len -= p + 3 - origin.data;
+        origin.data = p + 3;
+        host = r->headers_in.host->value;
+
+        if (origin.len != host.len
+            || ngx_strncasecmp(origin.data, host.data, host.len) != 0)
+        {
+            return "cross-site request (Origin)";
+        }
+    }
+
+    return NULL;
+}
+
+
+/* action=...&domain=...&user=...: every field once, nothing else */
+
+static const char *
+ngx_esp_status_parse_form(ngx_http_request_t *r, ngx_str_t *body,
+    ngx_esp_status_form_t *f)
+{
+    u_char     *p, *last, *amp, *eq;
+    ngx_str_t   name, value, *field;
+
+    ngx_memzero(f, sizeof(ngx_esp_status_form_t));
+
+    p = body->data;
+    last = p + body->len;
+
+    while (p < last) {
+
+        amp = ngx_strlchr(p, last, '&');
+        if (amp == NULL) {
+            amp = last;
+        }
+
+        eq = ngx_strlchr(p, amp, '=');
+        if (eq == NULL) {
+            return "a field without \"=\"";
+        }
+
+        if (ngx_esp_status_unescape(r->pool, p, eq, &name) != NGX_OK
+            || ngx_esp_status_unescape(r->pool, eq + 1, amp, &value)
+               != NGX_OK)
+        {
+            return "broken %-encoding";
+        }
+
+        if (name.len == 6 && ngx_strncmp(name.data, "action", 6) == 0) {
+            field = &f->action;
+
+        } else if (name.len == 6 && ngx_strncmp(name.data, "domain", 6) == 0)
+        {
+            field = &f->domain;
+
+        } else if (name.len == 4 && ngx_strncmp(name.data, "user", 4) == 0) {
+            field = &f->user;
+
+        } else {
+            return "unknown field: expected action, domain and user";
+        }
+
+        if (field->data) {
+            return "a field is given twice";
+        }
+
+        if (ngx_esp_status_text_ok(&value) != NGX_OK) {
+            return "control characters or invalid UTF-8 in a field";
+        }
+
+        *field = value;
+
+        p = amp + 1;
+    }
+
+    if (f->action.len == 0 || f->domain.len == 0 || f->user.len == 0) {
+        return "action, domain and user are required";
+    }
+
+    if (f->domain.len > NGX_ESP_STATUS_MAX_DOMAIN
+        || f->user.len > NGX_ESP_MAX_USER)
+    {
+        return "a field is too long";
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_esp_status_unescape(ngx_pool_t *pool, u_char *p, u_char *last,
+    ngx_str_t *out)
+{
+    u_char      *d;
+    ngx_int_t    hi, lo;
+
+    out->data = ngx_pnalloc(pool, (last - p) + 1);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    d = out->data;
+
+    while (p < last) {
+
+        if (*p == '+') {
+            *d++ = ' ';
+            p++;
+            continue;
+        }
+
+        if (*p != '%') {
+            *d++ = *p++;
+            continue;
+        }
+
+        if (last - p < 3) {
+            return NGX_DECLINED;
+        }
+
+        hi = ngx_hextoi(p + 1, 1);
+        lo = ngx_hextoi(p + 2, 1);
+
+        if (hi == NGX_ERROR || lo == NGX_ERROR) {
+            return NGX_DECLINED;
+        }
+
+        *d++ = (u_char) (hi << 4 | lo);
+        p += 3;
+    }
+
+    out->len = d - out->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_esp_status_text_ok(ngx_str_t *s)
+{
+    u_char    *p, *last;
+    uint32_t   u;
+
+    p = s->data;
+    last = p + s->len;
+
+    while (p < last) {
+
+        if (*p < 0x80) {
+            if (*p < 0x20 || *p == 0x7f) {
+                return NGX_DECLINED;
+            }
+
+            p++;
+            continue;
+        }
+
+        u = ngx_utf8_decode(&p, last - p);
+
+        if (u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_esp_status_refuse(ngx_http_request_t *r, ngx_uint_t status,
+    const char *reason)
+{
+    u_char     *p, *last;
+    size_t      len;
+    ngx_str_t   body, type, text;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "esp: status request refused: %s", reason);
+
+    text.data = (u_char *) reason;
+    text.len = ngx_strlen(reason);
+
+    len = sizeof("{\"ok\":false,\"error\":}\n") + text.len * 6 + 2;
+
+    body.data = ngx_pnalloc(r->pool, len);
+    if (body.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = body.data;
+    last = p + len;
+
+    p = ngx_slprintf(p, last, "{\"ok\":false,\"error\":");
+    p = ngx_esp_status_json_str(p, last, &text);
+    p = ngx_slprintf(p, last, "}\n");
+
+    body.len = p - body.data;
+
+    ngx_str_set(&type, NGX_ESP_STATUS_JSON_TYPE);
+
+    return ngx_esp_status_send(r, status, &type, type.len, &body);
+}
+
+
+static ngx_int_t
+ngx_esp_status_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, size_t type_len, ngx_str_t *body)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    r->headers_out.status = status;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type_len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = body->len;
+
+    if (ngx_esp_status_add_header(r, "Cache-Control", "no-store") != NGX_OK
+        || ngx_esp_status_add_header(r, "X-Content-Type-Options", "nosniff")
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (status == NGX_HTTP_NOT_ALLOWED
+        && ngx_esp_status_add_header(r, "Allow", "GET, HEAD, POST")
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = body->data;
+    b->last = body->data + body->len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_esp_status_add_header(ngx_http_request_t *r, char *name, char *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value.data = (u_char *) value;
+    h->value.len = ngx_strlen(value);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A JSON string, quotes included: at most 6 bytes per input byte plus 2.
+ * Invalid UTF-8 becomes U+FFFD, so the output always parses.
+ */
+
+static u_char *
+ngx_esp_status_json_str(u_char *p, u_char *last, ngx_str_t *s)
+{
+    u_char    c, *src, *end, *start;
+    uint32_t  u;
+
+    static u_char  hex[] = "0123456789abcdef";
+
+    if (last - p < 2) {
+        return last;
+    }
+
+    *p++ = '"';
+
+    src = s->data;
+    end = src + s->len;
+
+    while (src < end) {
+
+        if (last - p < 7) {
+            return last;
+        }
+
+        c = *src;
+
+        if (c >= 0x80) {
+            start = src;
+            u = ngx_utf8_decode(&src, end - src);
+
+            if (u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
+                p = ngx_cpymem(p, "\\ufffd", 6);
+                src = start + 1;
+                continue;
+            }
+
+            p = ngx_cpymem(p, start, src - start);
+            continue;
+        }
+
+        src++;
+
+        if (c == '"' || c == '\\') {
+            *p++ = '\\';
+            *p++ = c;
+
+        } else if (c < 0x20 || c == 0x7f) {
+            p = ngx_cpymem(p, "\\u00", 4);
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 0xf];
+
+        } else {
+            *p++ = c;
+        }
+    }
+
+    if (p == last) {
+        return last;
+    }
+
+    *p++ = '"';
+
+    return p;
+}
+
+
+/*
+ * A Prometheus label value, without its quotes: at most 3 bytes per input
+ * byte; control characters and invalid UTF-8 become U+FFFD.
+ */
+
+static u_char *
+ngx_esp_status_label(u_char *p, u_char *last, ngx_str_t *s)
+{
+    u_char    c, *src, *end, *start;
+    uint32_t  u;
+
+    src = s->data;
+    end = src + s->len;
+
+    while (src < end) {
+
+        if (last - p < 4) {
+            return last;
+        }
+
+        c = *src;
+
+        if (c >= 0x80) {
+            start = src;
+            u = ngx_utf8_decode(&src, end - src);
+
+            if (u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
+                p = ngx_cpymem(p, "\xef\xbf\xbd", 3);
+                src = start + 1;
+                continue;
+            }
+
+            p = ngx_cpymem(p, start, src - start);
+            continue;
+        }
+
+        src++;
+
+        if (c == '"' || c == '\\') {
+            *p++ = '\\';
+            *p++ = c;
+
+        } else if (c == '\n') {
+            *p++ = '\\';
+            *p++ = 'n';
+
+        } else if (c < 0x20 || c == 0x7f) {
+            p = ngx_cpymem(p, "\xef\xbf\xbd", 3);
+
+        } else {
+            *p++ = c;
+        }
+    }
+
+    return p;
+}
+
+
+/* the user name in a log line, inside its quotes */
+
+static u_char *
+ngx_esp_status_log_str(u_char *p, u_char *last, ngx_str_t *s)
+{
+    size_t  i;
+
+    for (i = 0; i < s->len && last - p >= 2; i++) {
+        if (s->data[i] == '"' || s->data[i] == '\\') {
+            *p++ = '\\';
+        }
+
+        *p++ = s->data[i];
+    }
+
+    return p;
+}
+
+
+/* the counters */
+
+void
+ngx_esp_status_count(ngx_esp_auth_result_e rc)
+{
+    ngx_esp_status_shctx_t  *sh;
+
+    sh = ngx_esp_status_shctx();
+
+    if (sh == NULL || (ngx_uint_t) rc >= NGX_ESP_STATUS_RESULTS) {
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&sh->logins[rc], 1);
+}
+
+
+static ngx_esp_status_shctx_t *
+ngx_esp_status_shctx(void)
+{
+    ngx_uint_t        i;
+    ngx_shm_zone_t   *zone;
+    ngx_list_part_t  *part;
+
+    if (ngx_esp_status_cycle == ngx_cycle) {
+        return ngx_esp_status_sh;
+    }
+
+    ngx_esp_status_sh = NULL;
+
+    part = (ngx_list_part_t *) &ngx_cycle->shared_memory.part;
+    zone = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            zone = part->elts;
+            i = 0;
+        }
+
+        if (zone[i].tag == &ngx_esp_status_tag) {
+            ngx_esp_status_sh = zone[i].data;
+            break;
+        }
+    }
+
+    ngx_esp_status_cycle = ngx_cycle;
+
+    return ngx_esp_status_sh;
+}
+
+
+static ngx_int_t
+ngx_esp_status_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_slab_pool_t         *shpool;
+    ngx_esp_status_shctx_t  *sh;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (data || shm_zone->shm.exists) {
+
+        /* the previous cycle's zone: the counters go on */
+
+        sh = shpool->data;
+
+        if (sh == NULL || sh->size != sizeof(ngx_esp_status_shctx_t)) {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "the status counters were made by another build "
+                          "of the module: restart nginx");
+            return NGX_ERROR;
+        }
+
+        shm_zone->data = sh;
+
+        return NGX_OK;
+    }
+
+    sh = ngx_slab_calloc(shpool, sizeof(ngx_esp_status_shctx_t));
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    sh->size = sizeof(ngx_esp_status_shctx_t);
+    sh->since = ngx_time();
+
+    shpool->data = sh;
+    shm_zone->data = sh;
+
+    return NGX_OK;
+}
+
+
+/* esp_status; */
+
+char *
+ngx_esp_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_esp_loc_conf_t *elcf = conf;
+
+    ngx_str_t                  name;
+    ngx_shm_zone_t            *zone;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler == ngx_esp_status_handler) {
+        return "is duplicate";
+    }
+
+    if (clcf->handler) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"esp_status\" cannot share a location with "
+                           "another content handler (proxy_pass, ...)");
+        return NGX_CONF_ERROR;
+    }
+
+    /*
+     * Behind the gate any user of the directory could unblock and revoke:
+     * the status location is never gated, the operator protects it.
+     */
+
+    if (elcf->domain != NGX_CONF_UNSET_PTR && elcf->domain != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"esp_status\" cannot be used where \"esp\" is "
+                           "on in the same location: protect the status "
+                           "location with allow/deny or auth_basic");
+        return NGX_CONF_ERROR;
+    }
+
+    elcf->domain = NULL;
+    elcf->off = 1;
+    elcf->esp_file = cf->conf_file->file.name.data;
+    elcf->esp_line = cf->conf_file->line;
+
+    ngx_str_set(&name, NGX_ESP_STATUS_ZONE);
+
+    zone = ngx_shared_memory_add(cf, &name, NGX_ESP_STATUS_ZONE_SIZE,
+                                 &ngx_esp_status_tag);
+    if (zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    zone->init = ngx_esp_status_init_zone;
+
+    clcf->handler = ngx_esp_status_handler;
+
+    return NGX_CONF_OK;
+}
