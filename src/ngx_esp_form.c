@@ -870,6 +870,14 @@ ngx_esp_handoff(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
                     ngx_sprintf(p, "%O", r->headers_in.content_length_n) - p;
     }
 
+    if (r->headers_in.authorization
+        && ngx_esp_set_header(r, &r->headers_in.headers, "Authorization",
+                              NULL, &r->headers_in.authorization)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     r->method = NGX_HTTP_POST;
     ngx_str_set(&r->method_name, "POST");
     r->uri = elcf->owa_auth;
@@ -899,9 +907,8 @@ ngx_esp_form_server_basic(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
     elcf = ngx_http_get_module_loc_conf(r, ngx_exchange_esp_module);
 
     if (elcf->server_auth != NGX_ESP_SERVER_BASIC) {
-        if (r->headers_in.authorization
-            && elcf->server_auth == NGX_ESP_SERVER_NONE)
-        {
+        /* Exchange authenticates the session's user, nobody the client names */
+        if (r->headers_in.authorization) {
             return ngx_esp_set_header(r, &r->headers_in.headers,
                                       "Authorization", NULL,
                                       &r->headers_in.authorization);
