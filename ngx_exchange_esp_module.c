@@ -22,6 +22,15 @@
 
 
 static ngx_int_t ngx_esp_access_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_esp_access(ngx_http_request_t *r);
+static ngx_int_t ngx_esp_strip_cookies(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf);
+static ngx_int_t ngx_esp_user_key(ngx_http_request_t *r, ngx_esp_domain_t *d,
+    ngx_str_t *logon, ngx_str_t *key);
+static ngx_int_t ngx_esp_remove_header_elt(ngx_http_request_t *r,
+    ngx_list_t *headers, ngx_table_elt_t *elt);
+static ngx_int_t ngx_esp_copy_headers(ngx_http_request_t *r,
+    ngx_list_t *headers, ngx_uint_t n, char *name, ngx_table_elt_t *elt);
 static ngx_int_t ngx_esp_host_allowed(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf);
 static ngx_int_t ngx_esp_gate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
@@ -306,8 +315,37 @@ static ngx_http_variable_t  ngx_esp_vars[] = {
 };
 
 
+/*
+ * Whatever the decision, a request that goes on to Exchange carries none
+ * of the gate's own cookies: the session is our bearer token, not
+ * Exchange's business.
+ */
+
 static ngx_int_t
 ngx_esp_access_handler(ngx_http_request_t *r)
+{
+    ngx_int_t            rc;
+    ngx_esp_loc_conf_t  *elcf;
+
+    rc = ngx_esp_access(r);
+
+    if (rc == NGX_OK || rc == NGX_DECLINED) {
+        elcf = ngx_http_get_module_loc_conf(r, ngx_exchange_esp_module);
+
+        if (elcf->domain
+            && r->headers_in.cookies.nelts
+            && ngx_esp_strip_cookies(r, elcf) != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_esp_access(ngx_http_request_t *r)
 {
     ngx_int_t            rc;
     ngx_uint_t           excluded;
@@ -367,7 +405,24 @@ ngx_esp_access_handler(ngx_http_request_t *r)
         return ngx_esp_form_access(r, elcf, ctx);
     }
 
-    if (excluded || elcf->client_auth == NGX_ESP_CLIENT_DELEGATE) {
+    if (elcf->client_auth == NGX_ESP_CLIENT_DELEGATE) {
+        return NGX_DECLINED;
+    }
+
+    if (excluded) {
+        /*
+         * nobody may try passwords against Exchange past the gate: the
+         * lockout and the login log would never see them
+         */
+
+        if (r->headers_in.authorization
+            && ngx_esp_set_header(r, &r->headers_in.headers, "Authorization",
+                                  NULL, &r->headers_in.authorization)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         return NGX_DECLINED;
     }
 
@@ -569,7 +624,6 @@ ngx_int_t
 ngx_esp_authenticate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx)
 {
-    size_t                i;
     ngx_int_t             rc;
     ngx_str_t             key;
     ngx_esp_ldap_req_t   *lr;
@@ -577,6 +631,24 @@ ngx_esp_authenticate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     emcf = ngx_esp_main_conf(r);
     lr = &ctx->lr;
+
+    /*
+     * the directory ignores spaces around a name (phones add them): so
+     * must the lockout, or each spelling would get a budget of its own
+     */
+
+    while (ctx->user.len && (ctx->user.data[0] == ' '
+                             || ctx->user.data[0] == '\t'))
+    {
+        ctx->user.data++;
+        ctx->user.len--;
+    }
+
+    while (ctx->user.len && (ctx->user.data[ctx->user.len - 1] == ' '
+                             || ctx->user.data[ctx->user.len - 1] == '\t'))
+    {
+        ctx->user.len--;
+    }
 
     lr->domain = elcf->domain;
     lr->user = ctx->user;
@@ -599,16 +671,8 @@ ngx_esp_authenticate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         return ngx_esp_auth_finish(r, elcf, ctx);
     }
 
-    /* the lockout and cache key: the logon name, case-insensitive */
-
-    key.len = lr->logon_name.len;
-    key.data = ngx_pnalloc(r->pool, key.len);
-    if (key.data == NULL) {
+    if (ngx_esp_user_key(r, elcf->domain, &lr->logon_name, &key) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    for (i = 0; i < key.len; i++) {
-        key.data[i] = ngx_tolower(lr->logon_name.data[i]);
     }
 
     ctx->key = key;
@@ -650,6 +714,190 @@ ngx_esp_authenticate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ctx->done = 1;
 
     return ngx_esp_auth_finish(r, elcf, ctx);
+}
+
+
+/*
+ * The key of a user for the lockout and the cache: the logon name as AD
+ * compares it, case-insensitively (ASCII and Latin-1 letters, as "Jürgen"
+ * and "JÜRGEN" are one account) and with the NetBIOS name after "@"
+ * standing for the DNS domain (AD accepts "alice@CONTOSO" too).
+ */
+
+static ngx_int_t
+ngx_esp_user_key(ngx_http_request_t *r, ngx_esp_domain_t *d,
+    ngx_str_t *logon, ngx_str_t *key)
+{
+    u_char      *at, *p, *q, *last;
+    size_t       local;
+    ngx_str_t    dom;
+
+    at = NULL;
+
+    for (p = logon->data + logon->len; p > logon->data; p--) {
+        if (p[-1] == '@') {
+            at = p - 1;
+            break;
+        }
+    }
+
+    dom.len = 0;
+    local = logon->len;
+
+    if (at) {
+        local = at - logon->data;
+        dom.data = at + 1;
+        dom.len = logon->data + logon->len - dom.data;
+
+        if (d->netbios_domain.len && d->logon_domain.len
+            && dom.len == d->netbios_domain.len
+            && ngx_strncasecmp(dom.data, d->netbios_domain.data, dom.len)
+               == 0)
+        {
+            dom = d->logon_domain;
+        }
+    }
+
+    key->data = ngx_pnalloc(r->pool, local + 1 + dom.len);
+    if (key->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    q = key->data;
+    p = logon->data;
+    last = logon->data + local;
+
+    while (p < last) {
+
+        /* U+00C0..U+00DE but U+00D7 (x): their lower case is 0x20 above */
+
+        if (p[0] == 0xc3 && p + 1 < last
+            && p[1] >= 0x80 && p[1] <= 0x9e && p[1] != 0x97)
+        {
+            *q++ = 0xc3;
+            *q++ = (u_char) (p[1] + 0x20);
+            p += 2;
+            continue;
+        }
+
+        *q++ = ngx_tolower(*p);
+        p++;
+    }
+
+    if (at) {
+        *q++ = '@';
+
+        for (p = dom.data; p < dom.data + dom.len; p++) {
+            *q++ = ngx_tolower(*p);
+        }
+    }
+
+    key->len = q - key->data;
+
+    return NGX_OK;
+}
+
+
+/* our cookies out of every Cookie header; an emptied header goes */
+
+static ngx_int_t
+ngx_esp_strip_cookies(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
+{
+    u_char            *p, *last, *start, *end, *eq, *dst;
+    size_t             len;
+    ngx_str_t          name;
+    ngx_uint_t         i, ours, changed;
+    ngx_table_elt_t  **h;
+
+    h = r->headers_in.cookies.elts;
+
+    for (i = 0; i < r->headers_in.cookies.nelts; i++) {
+
+        p = h[i]->value.data;
+        last = p + h[i]->value.len;
+
+        if (ngx_strlcasestrn(p, last, (u_char *) "esp_", 4 - 1) == NULL
+            && ngx_strlcasestrn(p, last, elcf->cookie_name.data,
+                                elcf->cookie_name.len - 1) == NULL)
+        {
+            continue;
+        }
+
+        /* "; " between the cookies kept may be longer than what was sent */
+        dst = ngx_pnalloc(r->pool, 2 * h[i]->value.len);
+        if (dst == NULL) {
+            return NGX_ERROR;
+        }
+
+        len = 0;
+        changed = 0;
+
+        while (p < last) {
+
+            while (p < last && (*p == ' ' || *p == ';')) {
+                p++;
+            }
+
+            start = p;
+
+            while (p < last && *p != ';') {
+                p++;
+            }
+
+            end = p;
+
+            if (end == start) {
+                continue;
+            }
+
+            eq = ngx_strlchr(start, end, '=');
+            name.data = start;
+            name.len = (eq ? eq : end) - start;
+
+            while (name.len && name.data[name.len - 1] == ' ') {
+                name.len--;
+            }
+
+            ours = (name.len == elcf->cookie_name.len
+                    && ngx_strncmp(name.data, elcf->cookie_name.data,
+                                   name.len) == 0)
+                   || (name.len == sizeof("esp_csrf") - 1
+                       && ngx_strncmp(name.data, "esp_csrf", name.len) == 0);
+
+            if (ours) {
+                changed = 1;
+                continue;
+            }
+
+            if (len) {
+                dst[len++] = ';';
+                dst[len++] = ' ';
+            }
+
+            ngx_memcpy(dst + len, start, end - start);
+            len += end - start;
+        }
+
+        if (!changed) {
+            continue;
+        }
+
+        if (len == 0) {
+            /* a cookie header with nothing left: remove that one */
+            if (ngx_esp_remove_header_elt(r, &r->headers_in.headers, h[i])
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        h[i]->value.data = dst;
+        h[i]->value.len = len;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -848,10 +1096,7 @@ ngx_esp_server_auth(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
 
 /*
  * Sets (value != NULL) or removes (value == NULL) a header; "slot" is the
- * shortcut pointer nginx keeps for it, if any.  Removing copies the list
- * without it: the proxy module walks the list, while the other shortcut
- * pointers (r->headers_in.host, the cookies array) still point at intact
- * elements of the old list.
+ * shortcut pointer nginx keeps for it, if any.
  */
 
 ngx_int_t
@@ -860,9 +1105,8 @@ ngx_esp_set_header(ngx_http_request_t *r, ngx_list_t *headers, char *name,
 {
     size_t            len;
     ngx_uint_t        i, n, found;
-    ngx_list_t        copy;
     ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *nh;
+    ngx_table_elt_t  *h;
 
     len = ngx_strlen(name);
     found = 0;
@@ -910,37 +1154,7 @@ ngx_esp_set_header(ngx_http_request_t *r, ngx_list_t *headers, char *name,
             return NGX_OK;
         }
 
-        if (ngx_list_init(&copy, r->pool, n, sizeof(ngx_table_elt_t))
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        for (part = &headers->part; part; part = part->next) {
-
-            h = part->elts;
-
-            for (i = 0; i < part->nelts; i++) {
-
-                if (h[i].key.len == len
-                    && ngx_strncasecmp(h[i].key.data, (u_char *) name, len)
-                       == 0)
-                {
-                    continue;
-                }
-
-                nh = ngx_list_push(&copy);
-                if (nh == NULL) {
-                    return NGX_ERROR;
-                }
-
-                *nh = h[i];
-            }
-        }
-
-        *headers = copy;
-
-        return NGX_OK;
+        return ngx_esp_copy_headers(r, headers, n, name, NULL);
     }
 
     h = ngx_list_push(headers);
@@ -967,6 +1181,77 @@ ngx_esp_set_header(ngx_http_request_t *r, ngx_list_t *headers, char *name,
     if (slot) {
         *slot = h;
     }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_esp_remove_header_elt(ngx_http_request_t *r, ngx_list_t *headers,
+    ngx_table_elt_t *elt)
+{
+    ngx_uint_t        n;
+    ngx_list_part_t  *part;
+
+    n = 0;
+
+    for (part = &headers->part; part; part = part->next) {
+        n += part->nelts;
+    }
+
+    return ngx_esp_copy_headers(r, headers, n, NULL, elt);
+}
+
+
+/*
+ * The list again without the headers called "name" (or without "elt"):
+ * the proxy module walks the list, while nginx's shortcut pointers
+ * (r->headers_in.host, the cookies array) keep pointing at intact
+ * elements of the old one.
+ */
+
+static ngx_int_t
+ngx_esp_copy_headers(ngx_http_request_t *r, ngx_list_t *headers,
+    ngx_uint_t n, char *name, ngx_table_elt_t *elt)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_t        copy;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *nh;
+
+    len = name ? ngx_strlen(name) : 0;
+
+    if (ngx_list_init(&copy, r->pool, ngx_max(n, 1), sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (part = &headers->part; part; part = part->next) {
+
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+
+            if (&h[i] == elt
+                || (name && h[i].key.len == len
+                    && ngx_strncasecmp(h[i].key.data, (u_char *) name, len)
+                       == 0))
+            {
+                continue;
+            }
+
+            nh = ngx_list_push(&copy);
+            if (nh == NULL) {
+                return NGX_ERROR;
+            }
+
+            *nh = h[i];
+        }
+    }
+
+    *headers = copy;
 
     return NGX_OK;
 }

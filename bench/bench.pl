@@ -112,6 +112,7 @@ $servers        ldap_ca_certificate $RUN/pki/ca.pem;
         esp_allowed_hosts mail.contoso.com;
 
         location /plain/ { esp off; proxy_pass https://fast; }
+        location = /esp-status { esp_status; allow 127.0.0.1; deny all; }
         location /owa/ {
             esp_client_auth form;
             esp_logoff /owa/logoff.owa;
@@ -225,6 +226,26 @@ my $paused = beside_logins();
 system("$ROOT/t/fixtures/ad.sh", 'resume', 'dc1');
 push @rows, ['same, DC1 paused (logins fail over after 2s)', $paused];
 
+# memory in the shared zone: revoked sessions added by real logoffs, and
+# the zone's own figure for an entry of any kind (a cached credential)
+
+my $zone0 = zone();
+my $n = 200;
+for (1 .. $n) {
+    my $u = LWP::UserAgent->new(max_redirect => 0);
+    my $r = $u->post("$base/_esp/login", Host => $host,
+                     Cookie => "esp_csrf=$csrf",
+                     Content => { username => $alice->{upn},
+                                  password => $alice->{password},
+                                  url => '/owa/', csrf => $csrf });
+    my ($c) = ($r->header('Set-Cookie') // '') =~ /(esp_session=[^;]+)/;
+    $u->get("$base/owa/logoff.owa", Host => $host, Cookie => $c) if $c;
+}
+my $zone1 = zone();
+my $per_session = ($zone1->{used} - $zone0->{used})
+                  / (($zone1->{revoked_sessions} - $zone0->{revoked_sessions}) || 1);
+my $per_entry = $zone1->{size} / ($zone1->{capacity} || 1);
+
 stop_nginx("$DIR/front");
 stop_nginx("$DIR/backend");
 
@@ -245,12 +266,22 @@ for my $r (@rows) {
 printf "\nnon-2xx/3xx answers: %s\n",
        join(', ', map { "$_->[0]: $_->[1]{bad}" } grep { $_->[1]{bad} } @rows)
        || 'none';
-printf "shared zone: 128.75 bytes per entry (cached credential, revoked "
-       . "session or lockout counter; see src/ngx_esp_shm.h)\n";
+printf "shared zone %s: %d revoked sessions added by real logoffs took %.1f "
+       . "bytes each; the zone holds %d entries of any kind (a cached "
+       . "credential, a revoked session, a lockout counter) in %d bytes: "
+       . "%.1f bytes per entry\n",
+       $zone1->{name}, $zone1->{revoked_sessions} - $zone0->{revoked_sessions},
+       $per_session, $zone1->{capacity}, $zone1->{size}, $per_entry;
 
 exit 0;
 
 # ---------------------------------------------------------------- helpers
+
+sub zone {
+    my $r = LWP::UserAgent->new->get("$base/esp-status", Host => $host);
+    die "bench: status: " . $r->status_line . "\n" unless $r->is_success;
+    return decode_json($r->decoded_content)->{shared_zone};
+}
 
 sub beside_logins {
     my $pid = fork // die;

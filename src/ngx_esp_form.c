@@ -1814,7 +1814,12 @@ ngx_esp_send_page(ngx_http_request_t *r, ngx_uint_t status, ngx_str_t *body)
     ngx_str_t     value;
     ngx_chain_t   out;
 
-    ngx_http_discard_request_body(r);
+    /* no "100 Continue" invites a body we are about to refuse */
+    r->expect_tested = 1;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = body->len;

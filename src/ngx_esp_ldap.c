@@ -175,7 +175,6 @@ struct ngx_esp_ldap_op_s {
     ngx_str_t                  upn_dn;
     ngx_str_t                  account_dn;
 
-    unsigned                   all:1;       /* every DC was down */
     unsigned                   retried:1;   /* on a fresh connection */
     unsigned                   waiting:1;
     unsigned                   found:1;
@@ -501,7 +500,6 @@ ngx_esp_ldap_exit_worker(ngx_cycle_t *cycle, ngx_esp_domain_t *d)
 ngx_int_t
 ngx_esp_ldap_authenticate(ngx_esp_ldap_req_t *lr)
 {
-    time_t                  now;
     ngx_int_t               rc;
     ngx_str_t               domain, account, *g;
     ngx_uint_t              i, upn, ngroups;
@@ -625,18 +623,6 @@ ngx_esp_ldap_authenticate(ngx_esp_ldap_req_t *lr)
                           == 0))
         {
             op->account = account;
-        }
-    }
-
-    /* DCs marked down are skipped, unless all of them are */
-
-    now = ngx_time();
-    op->all = 1;
-
-    for (i = 0; i < lw->ndcs; i++) {
-        if (lw->dcs[i].down_until <= now) {
-            op->all = 0;
-            break;
         }
     }
 
@@ -1035,7 +1021,13 @@ ngx_esp_ldap_next_dc(ngx_esp_ldap_op_t *op)
 
         if (dc->down_until) {
 
-            if (dc->down_until > now && !op->all) {
+            /*
+             * skipped while down, even when all are: a login then fails
+             * at once instead of storming dead DCs, and each DC's retry
+             * time lets one login probe it
+             */
+
+            if (dc->down_until > now) {
                 continue;
             }
 

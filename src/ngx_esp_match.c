@@ -12,6 +12,7 @@
 
 
 static ngx_int_t ngx_esp_unhex(u_char c);
+static ngx_uint_t ngx_esp_utf8_valid(u_char *p, size_t len);
 static ngx_uint_t ngx_esp_plain_char(u_char c);
 
 
@@ -280,7 +281,78 @@ ngx_esp_canonical_path(u_char *raw, size_t len, ngx_str_t *out,
         out->len = 1;
     }
 
+    /*
+     * Exchange's URLs are UTF-8; overlong forms ("%c0%ae" for ".") and
+     * other broken sequences are how paths get past filters that compare
+     * text, so they are refused, encoded or not
+     */
+
+    if (!ngx_esp_utf8_valid(out->data, out->len)) {
+        *reason = "invalid UTF-8 in path";
+        return NGX_DECLINED;
+    }
+
     return NGX_OK;
+}
+
+
+/* strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF */
+
+static ngx_uint_t
+ngx_esp_utf8_valid(u_char *p, size_t len)
+{
+    u_char      *last;
+    uint32_t     u, min;
+    ngx_uint_t   n, i;
+
+    last = p + len;
+
+    while (p < last) {
+
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+
+        if (*p >= 0xc2 && *p <= 0xdf) {
+            n = 1;
+            u = *p & 0x1f;
+            min = 0x80;
+
+        } else if (*p >= 0xe0 && *p <= 0xef) {
+            n = 2;
+            u = *p & 0x0f;
+            min = 0x800;
+
+        } else if (*p >= 0xf0 && *p <= 0xf4) {
+            n = 3;
+            u = *p & 0x07;
+            min = 0x10000;
+
+        } else {
+            return 0;
+        }
+
+        if ((size_t) (last - p) <= n) {
+            return 0;
+        }
+
+        for (i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80) {
+                return 0;
+            }
+
+            u = (u << 6) | (p[i] & 0x3f);
+        }
+
+        if (u < min || u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
+            return 0;
+        }
+
+        p += n + 1;
+    }
+
+    return 1;
 }
 
 
@@ -294,9 +366,11 @@ ngx_esp_canonical_path(u_char *raw, size_t len, ngx_str_t *out,
 ngx_uint_t
 ngx_esp_path_is_plain(u_char *raw, size_t len)
 {
-    u_char     c, prev;
-    size_t     i, seg, dots;
-    ngx_int_t  h1, h2;
+    u_char      c, prev;
+    size_t      i, seg, dots;
+    uint32_t    u, min;
+    ngx_int_t   h1, h2;
+    ngx_uint_t  need;
 
     if (len == 0 || raw[0] != '/') {
         return 0;
@@ -305,10 +379,18 @@ ngx_esp_path_is_plain(u_char *raw, size_t len)
     seg = 0;
     dots = 0;
     prev = '/';
+    need = 0;
+    u = 0;
+    min = 0;
 
     for (i = 1; i <= len; i++) {
 
         if (i == len || raw[i] == '/') {
+
+            if (need) {
+                /* a UTF-8 sequence cut short */
+                return 0;
+            }
 
             if (seg == 0) {
                 /* empty segment: only a trailing slash is fine */
@@ -351,11 +433,45 @@ ngx_esp_path_is_plain(u_char *raw, size_t len)
                 return 0;
             }
 
-        } else if (c >= 0x80) {
-            /* raw UTF-8 bytes: as the client sent them */
-
-        } else if (!ngx_esp_plain_char(c)) {
+        } else if (c < 0x80 && !ngx_esp_plain_char(c)) {
             return 0;
+        }
+
+        /* bytes above 0x7f, raw or escaped, must be strict UTF-8 */
+
+        if (need) {
+            if ((c & 0xc0) != 0x80) {
+                return 0;
+            }
+
+            u = (u << 6) | (c & 0x3f);
+
+            if (--need == 0
+                && (u < min || u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)))
+            {
+                return 0;
+            }
+
+        } else if (c >= 0x80) {
+
+            if (c >= 0xc2 && c <= 0xdf) {
+                need = 1;
+                u = c & 0x1f;
+                min = 0x80;
+
+            } else if (c >= 0xe0 && c <= 0xef) {
+                need = 2;
+                u = c & 0x0f;
+                min = 0x800;
+
+            } else if (c >= 0xf0 && c <= 0xf4) {
+                need = 3;
+                u = c & 0x07;
+                min = 0x10000;
+
+            } else {
+                return 0;
+            }
         }
 
         seg++;

@@ -489,7 +489,7 @@ sub error_log_wait () {
 
 sub log_has () {
     my ($text, $pat) = @_;
-    return ref $pat eq 'Regexp' ? $text =~ $pat : index($text, $pat) >= 0;
+    return ref $pat eq 'Regexp' ? ($text =~ $pat ? 1 : 0) : index($text, $pat) >= 0;
 }
 
 # ---------------------------------------------------------------------------

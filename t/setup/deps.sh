@@ -15,6 +15,8 @@ pkgs=(
     python3 openssl iproute2 util-linux procps curl
     # the login page in a real browser
     chromium libnss3-tools
+    # load for the fault tests and make bench; the fail2ban filter's test
+    wrk fail2ban
 )
 # Node.js for playwright-core: Debian's, unless one is there already
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
