@@ -63,9 +63,24 @@ static ngx_int_t ngx_esp_init_worker(ngx_cycle_t *cycle);
 static void ngx_esp_exit_worker(ngx_cycle_t *cycle);
 
 static char *ngx_esp(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-static char *ngx_esp_allowed_hosts(ngx_conf_t *cf, ngx_command_t *cmd,
+static char *ngx_esp_patterns(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_esp_dirs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+
+typedef struct {
+    size_t                     size;
+    char                    *(*parse)(ngx_conf_t *cf, ngx_str_t *value,
+                                      void *elt);
+} ngx_esp_patterns_t;
+
+
+static ngx_esp_patterns_t  ngx_esp_host_patterns = {
+    sizeof(ngx_esp_host_pattern_t), ngx_esp_parse_host_pattern
+};
+
+static ngx_esp_patterns_t  ngx_esp_path_patterns = {
+    sizeof(ngx_esp_path_pattern_t), ngx_esp_parse_path_pattern
+};
 static char *ngx_esp_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_esp_login_page(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -123,24 +138,24 @@ static ngx_command_t  ngx_esp_commands[] = {
 
     { ngx_string("esp_allowed_hosts"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_esp_allowed_hosts,
+      ngx_esp_patterns,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_esp_loc_conf_t, allowed_hosts),
-      NULL },
+      &ngx_esp_host_patterns },
 
     { ngx_string("esp_allowed_dirs"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_esp_dirs,
+      ngx_esp_patterns,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_esp_loc_conf_t, allowed_dirs),
-      NULL },
+      &ngx_esp_path_patterns },
 
     { ngx_string("esp_preauth_excluded_dirs"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_esp_dirs,
+      ngx_esp_patterns,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_esp_loc_conf_t, excluded_dirs),
-      NULL },
+      &ngx_esp_path_patterns },
 
     { ngx_string("esp_client_auth"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -221,10 +236,10 @@ static ngx_command_t  ngx_esp_commands[] = {
 
     { ngx_string("esp_logoff"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_esp_dirs,
+      ngx_esp_patterns,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_esp_loc_conf_t, logoff),
-      NULL },
+      &ngx_esp_path_patterns },
 
     { ngx_string("esp_permitted_groups"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
@@ -1734,24 +1749,27 @@ ngx_esp(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* a list of patterns, each parsed by the function in cmd->post */
+
 static char *
-ngx_esp_allowed_hosts(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_esp_patterns(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     char  *p = conf;
 
-    ngx_str_t                *value;
-    ngx_uint_t                i;
-    ngx_array_t             **a;
-    ngx_esp_host_pattern_t   *hp;
+    void                 *elt;
+    ngx_str_t            *value;
+    ngx_uint_t            i;
+    ngx_array_t         **a;
+    ngx_esp_patterns_t   *pt;
 
     a = (ngx_array_t **) (p + cmd->offset);
+    pt = cmd->post;
 
     if (*a != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
     }
 
-    *a = ngx_array_create(cf->pool, cf->args->nelts - 1,
-                          sizeof(ngx_esp_host_pattern_t));
+    *a = ngx_array_create(cf->pool, cf->args->nelts - 1, pt->size);
     if (*a == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -1759,51 +1777,12 @@ ngx_esp_allowed_hosts(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = cf->args->elts;
 
     for (i = 1; i < cf->args->nelts; i++) {
-        hp = ngx_array_push(*a);
-        if (hp == NULL) {
+        elt = ngx_array_push(*a);
+        if (elt == NULL) {
             return NGX_CONF_ERROR;
         }
 
-        if (ngx_esp_parse_host_pattern(cf, &value[i], hp) != NGX_CONF_OK) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_esp_dirs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    char  *p = conf;
-
-    ngx_str_t                *value;
-    ngx_uint_t                i;
-    ngx_array_t             **a;
-    ngx_esp_path_pattern_t   *pp;
-
-    a = (ngx_array_t **) (p + cmd->offset);
-
-    if (*a != NGX_CONF_UNSET_PTR) {
-        return "is duplicate";
-    }
-
-    *a = ngx_array_create(cf->pool, cf->args->nelts - 1,
-                          sizeof(ngx_esp_path_pattern_t));
-    if (*a == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    value = cf->args->elts;
-
-    for (i = 1; i < cf->args->nelts; i++) {
-        pp = ngx_array_push(*a);
-        if (pp == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        if (ngx_esp_parse_path_pattern(cf, &value[i], pp) != NGX_CONF_OK) {
+        if (pt->parse(cf, &value[i], elt) != NGX_CONF_OK) {
             return NGX_CONF_ERROR;
         }
     }

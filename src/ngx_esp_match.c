@@ -525,9 +525,10 @@ ngx_esp_unhex(u_char c)
 
 
 char *
-ngx_esp_parse_path_pattern(ngx_conf_t *cf, ngx_str_t *value,
-    ngx_esp_path_pattern_t *pp)
+ngx_esp_parse_path_pattern(ngx_conf_t *cf, ngx_str_t *value, void *elt)
 {
+    ngx_esp_path_pattern_t  *pp = elt;
+
     ngx_uint_t  i;
 
     if (value->len == 0 || value->data[0] != '/') {
@@ -556,9 +557,10 @@ ngx_esp_parse_path_pattern(ngx_conf_t *cf, ngx_str_t *value,
 
 
 char *
-ngx_esp_parse_host_pattern(ngx_conf_t *cf, ngx_str_t *value,
-    ngx_esp_host_pattern_t *hp)
+ngx_esp_parse_host_pattern(ngx_conf_t *cf, ngx_str_t *value, void *elt)
 {
+    ngx_esp_host_pattern_t  *hp = elt;
+
     u_char      *p, c;
     ngx_uint_t   i;
     ngx_str_t    name;

@@ -21,9 +21,9 @@ ngx_int_t ngx_esp_canonical_path(u_char *raw, size_t len, ngx_str_t *out,
 ngx_uint_t ngx_esp_path_is_plain(u_char *raw, size_t len);
 
 char *ngx_esp_parse_path_pattern(ngx_conf_t *cf, ngx_str_t *value,
-    ngx_esp_path_pattern_t *pp);
+    void *elt);
 char *ngx_esp_parse_host_pattern(ngx_conf_t *cf, ngx_str_t *value,
-    ngx_esp_host_pattern_t *hp);
+    void *elt);
 
 
 #endif /* _NGX_ESP_MATCH_H_INCLUDED_ */
