@@ -1368,7 +1368,9 @@ ngx_esp_add_cookie(ngx_http_request_t *r, ngx_esp_ctx_t *ctx,
     }
 
     len = ctx->set_cookie.len;
-    ngx_memcpy(p, ctx->set_cookie.data, len);
+    if (len) {
+        ngx_memcpy(p, ctx->set_cookie.data, len);
+    }
     ctx->set_cookie.data = p;
     p += len;
 
@@ -2117,17 +2119,8 @@ ngx_esp_form_unescape(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *out)
     out->len = d - out->data;
 
     p = out->data;
-    last = out->data + out->len;
-
-    while (p < last) {
-        if (*p < 0x80) {
-            p++;
-            continue;
-        }
-
-        if (ngx_utf8_decode(&p, last - p) > 0x10ffff) {
-            return NGX_DECLINED;
-        }
+    if (!ngx_esp_utf8_valid(out->data, out->len)) {
+        return NGX_DECLINED;
     }
 
     return NGX_OK;
@@ -2372,8 +2365,13 @@ ngx_esp_self_url(ngx_http_request_t *r, ngx_str_t *path, ngx_str_t *out)
     if (r->headers_in.host) {
         v = &r->headers_in.host->value;
 
-        if (v->len > host.len && v->data[host.len] == ':'
-            && ngx_strncasecmp(v->data, host.data, host.len) == 0)
+        /* the port the browser used, if it is one: digits only */
+
+        if (v->len > host.len + 1 && v->len <= host.len + 6
+            && v->data[host.len] == ':'
+            && ngx_strncasecmp(v->data, host.data, host.len) == 0
+            && ngx_atoi(v->data + host.len + 1, v->len - host.len - 1)
+               != NGX_ERROR)
         {
             host = *v;
         }

@@ -1967,7 +1967,8 @@ ngx_esp_ldap_read_handler(ngx_event_t *rev)
         }
 
         if (size > conn->in_size) {
-            p = ngx_alloc(size, &conn->log);
+            /* liblber peeks at the byte after the last element it reads */
+            p = ngx_alloc(size + 1, &conn->log);
             if (p == NULL) {
                 ngx_esp_ldap_fail(conn, NGX_ESP_LDAP_FAIL_INTERNAL);
                 return;

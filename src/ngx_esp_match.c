@@ -12,7 +12,6 @@
 
 
 static ngx_int_t ngx_esp_unhex(u_char c);
-static ngx_uint_t ngx_esp_utf8_valid(u_char *p, size_t len);
 static ngx_uint_t ngx_esp_plain_char(u_char c);
 
 
@@ -298,7 +297,7 @@ ngx_esp_canonical_path(u_char *raw, size_t len, ngx_str_t *out,
 
 /* strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF */
 
-static ngx_uint_t
+ngx_uint_t
 ngx_esp_utf8_valid(u_char *p, size_t len)
 {
     u_char      *last;
@@ -601,6 +600,7 @@ ngx_esp_parse_host_pattern(ngx_conf_t *cf, ngx_str_t *value, void *elt)
     }
 
     if (p[0] == '.'
+        || ngx_strlcasestrn(p, p + name.len, (u_char *) "..", 2 - 1) != NULL
         || (p[0] != '[' && ngx_strlchr(p, p + name.len, ':') != NULL))
     {
         goto invalid;
