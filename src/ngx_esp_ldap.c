@@ -3103,12 +3103,16 @@ ngx_esp_ldap_ad_code(struct berval *diag)
     code = 0;
 
     for (n = 0; p < last && n < 8; p++, n++) {
-        ch = (u_char) (*p | 0x20);
+        ch = *p;
 
         if (ch >= '0' && ch <= '9') {
             code = code * 16 + (ch - '0');
+            continue;
+        }
 
-        } else if (ch >= 'a' && ch <= 'f') {
+        ch |= 0x20;
+
+        if (ch >= 'a' && ch <= 'f') {
             code = code * 16 + (ch - 'a' + 10);
 
         } else {

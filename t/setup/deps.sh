@@ -17,6 +17,8 @@ pkgs=(
     chromium libnss3-tools
     # load for the fault tests and make bench; the fail2ban filter's test
     wrk fail2ban
+    # fuzzing (libFuzzer) and the sanitizer / memcheck runs
+    clang libclang-rt-14-dev llvm lld valgrind
 )
 # Node.js for playwright-core: Debian's, unless one is there already
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
