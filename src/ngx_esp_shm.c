@@ -136,6 +136,9 @@ typedef struct {
 
     /* keyed with sh->secret in init_zone; copied for every hash */
     ngx_esp_shm_mac_t           *mac;
+
+    /* this process's working copy, re-initialised with the same key */
+    ngx_esp_shm_mac_t           *work;
 } ngx_esp_shm_ctx_t;
 
 
@@ -868,6 +871,11 @@ ngx_esp_shm_cleanup(void *data)
         ngx_esp_shm_mac_free(ctx->mac);
         ctx->mac = NULL;
     }
+
+    if (ctx->work) {
+        ngx_esp_shm_mac_free(ctx->work);
+        ctx->work = NULL;
+    }
 }
 
 
@@ -978,8 +986,22 @@ ngx_esp_shm_key(ngx_esp_shm_ctx_t *ctx, const char *label, ngx_str_t *fields,
 
 #if (NGX_ESP_SHM_EVP_MAC)
 
-    mctx = EVP_MAC_CTX_dup(ctx->mac);
-    if (mctx == NULL) {
+    /*
+     * a hash is computed on every Basic request: the key schedule is kept
+     * in a working copy made once per process, and an init without a key
+     * restarts it (no allocation per hash)
+     */
+
+    if (ctx->work == NULL) {
+        ctx->work = EVP_MAC_CTX_dup(ctx->mac);
+        if (ctx->work == NULL) {
+            goto failed;
+        }
+    }
+
+    mctx = ctx->work;
+
+    if (EVP_MAC_init(mctx, NULL, 0, NULL) != 1) {
         goto failed;
     }
 
@@ -1035,7 +1057,9 @@ ngx_esp_shm_key(ngx_esp_shm_ctx_t *ctx, const char *label, ngx_str_t *fields,
 
 done:
 
+#if !(NGX_ESP_SHM_EVP_MAC)
     ngx_esp_shm_mac_free(mctx);
+#endif
 
     if (rc == NGX_OK) {
         return NGX_OK;
