@@ -1525,7 +1525,6 @@ ngx_esp_create_loc_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
-     *     conf->off = 0;
      *     conf->realm = { 0, NULL };
      *     conf->greeting = { 0, NULL };
      *     conf->password_form = { 0, NULL };
@@ -1729,7 +1728,6 @@ ngx_esp(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (ngx_strcmp(value[1].data, "off") == 0) {
         elcf->domain = NULL;
-        elcf->off = 1;
         return NGX_CONF_OK;
     }
 

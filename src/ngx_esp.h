@@ -114,7 +114,6 @@ typedef struct {
 
 typedef struct {
     ngx_esp_domain_t          *domain;       /* NULL: esp off */
-    ngx_uint_t                 off;          /* "esp off" was written */
 
     ngx_array_t               *allowed_hosts;    /* ngx_esp_host_pattern_t */
     ngx_array_t               *allowed_dirs;     /* ngx_esp_path_pattern_t */

@@ -1668,7 +1668,6 @@ ngx_esp_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     elcf->domain = NULL;
-    elcf->off = 1;
     elcf->esp_file = cf->conf_file->file.name.data;
     elcf->esp_line = cf->conf_file->line;
 
