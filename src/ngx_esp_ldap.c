@@ -1003,6 +1003,7 @@ static void
 ngx_esp_ldap_next_dc(ngx_esp_ldap_op_t *op)
 {
     time_t                  now;
+    ngx_uint_t              i, all;
     ngx_esp_ldap_dc_t      *dc;
     ngx_esp_ldap_worker_t  *lw;
 
@@ -1016,32 +1017,40 @@ ngx_esp_ldap_next_dc(ngx_esp_ldap_op_t *op)
         ngx_str_null(&op->lr->user_dn);
     }
 
+    /*
+     * A DC that is down is skipped until its retry time, when one login
+     * probes it.  While every DC is down, a DC that nobody is probing and
+     * that failed at least a second ago is probed by this login: a short
+     * outage of all DCs ends within a second of their return, and dead
+     * DCs see at most one attempt a second from each worker, while the
+     * other logins fail at once.
+     */
+
+    all = 1;
+
+    for (i = 0; i < lw->ndcs; i++) {
+        if (lw->dcs[i].down_until <= now) {
+            all = 0;
+            break;
+        }
+    }
+
     while (op->next < lw->ndcs) {
         dc = &lw->dcs[op->next++];
 
         if (dc->down_until) {
 
-            /*
-             * skipped while down, even when all are: a login then fails
-             * at once instead of storming dead DCs, and each DC's retry
-             * time lets one login probe it
-             */
-
-            if (dc->down_until > now) {
+            if (dc->down_until > now
+                && !(all && !dc->probe
+                     && now >= dc->down_until - lw->domain->retry_down + 1))
+            {
                 continue;
             }
 
-            if (dc->down_until <= now) {
+            /* this login probes it, the others skip it while it runs */
 
-                /*
-                 * its retry time has come: this login probes it, the
-                 * others keep skipping it while the probe runs
-                 */
-
-                dc->down_until = now + (time_t) (lw->domain->timeout / 1000)
-                                 + 1;
-                dc->probe = 1;
-            }
+            dc->down_until = now + (time_t) (lw->domain->timeout / 1000) + 1;
+            dc->probe = 1;
         }
 
         op->retried = 0;
