@@ -25,8 +25,6 @@ static ngx_int_t ngx_esp_access_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_esp_access(ngx_http_request_t *r);
 static ngx_int_t ngx_esp_strip_cookies(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf);
-static ngx_int_t ngx_esp_user_key(ngx_http_request_t *r, ngx_esp_domain_t *d,
-    ngx_str_t *logon, ngx_str_t *key);
 static ngx_int_t ngx_esp_remove_header_elt(ngx_http_request_t *r,
     ngx_list_t *headers, ngx_table_elt_t *elt);
 static ngx_int_t ngx_esp_copy_headers(ngx_http_request_t *r,
@@ -739,7 +737,7 @@ ngx_esp_authenticate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
  * standing for the DNS domain (AD accepts "alice@CONTOSO" too).
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_user_key(ngx_http_request_t *r, ngx_esp_domain_t *d,
     ngx_str_t *logon, ngx_str_t *key)
 {

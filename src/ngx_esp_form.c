@@ -1169,7 +1169,7 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     time_t                now, idle, max, since, refresh;
     ngx_int_t             rc;
     u_char                groups[NGX_ESP_GROUPS_LEN];
-    ngx_str_t             name, value;
+    ngx_str_t             name, value, key;
     ngx_uint_t            i;
     const char           *reason;
     ngx_esp_session_t     s;
@@ -1258,8 +1258,12 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
                 continue;
             }
 
+            if (ngx_esp_user_key(r, elcf->domain, &s.user, &key) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
             since = ngx_esp_user_revoked_since(emcf->shm_zone, &s.domain,
-                                               &s.user);
+                                               &key);
             if (since && s.issued <= since) {
                 ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                               "esp: session of \"%V\" was revoked",

@@ -60,6 +60,8 @@ typedef struct {
 
 ngx_esp_ctx_t *ngx_esp_get_ctx(ngx_http_request_t *r, ngx_uint_t create);
 ngx_esp_main_conf_t *ngx_esp_main_conf(ngx_http_request_t *r);
+ngx_int_t ngx_esp_user_key(ngx_http_request_t *r, ngx_esp_domain_t *d,
+    ngx_str_t *logon, ngx_str_t *key);
 void ngx_esp_log_login(ngx_http_request_t *r, ngx_esp_ctx_t *ctx);
 ngx_int_t ngx_esp_authenticate(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);

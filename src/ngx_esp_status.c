@@ -956,14 +956,8 @@ ngx_esp_status_action(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    key.len = logon.len;
-    key.data = ngx_pnalloc(r->pool, key.len);
-    if (key.data == NULL) {
+    if (ngx_esp_user_key(r, d, &logon, &key) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    for (i = 0; i < key.len; i++) {
-        key.data[i] = ngx_tolower(logon.data[i]);
     }
 
     sh = ngx_esp_status_shctx();
