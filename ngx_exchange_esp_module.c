@@ -345,9 +345,7 @@ ngx_esp_access_handler(ngx_http_request_t *r)
     if (rc == NGX_OK || rc == NGX_DECLINED) {
         elcf = ngx_http_get_module_loc_conf(r, ngx_exchange_esp_module);
 
-        if (elcf->domain
-            && r->headers_in.cookies.nelts
-            && ngx_esp_strip_cookies(r, elcf) != NGX_OK)
+        if (elcf->domain && ngx_esp_strip_cookies(r, elcf) != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -816,18 +814,19 @@ ngx_esp_user_key(ngx_http_request_t *r, ngx_esp_domain_t *d,
 static ngx_int_t
 ngx_esp_strip_cookies(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
 {
-    u_char            *p, *last, *start, *end, *eq, *dst;
-    size_t             len;
-    ngx_str_t          name;
-    ngx_uint_t         i, ours, changed;
-    ngx_table_elt_t  **h;
+    u_char                 *p, *last, *start, *end, *eq, *dst;
+    size_t                  len;
+    ngx_str_t               name;
+    ngx_uint_t              ours, changed;
+    ngx_table_elt_t        *h;
+    ngx_esp_cookie_walk_t   w;
 
-    h = r->headers_in.cookies.elts;
+    ngx_memzero(&w, sizeof(ngx_esp_cookie_walk_t));
 
-    for (i = 0; i < r->headers_in.cookies.nelts; i++) {
+    while ((h = ngx_esp_cookie_header_next(r, &w)) != NULL) {
 
-        p = h[i]->value.data;
-        last = p + h[i]->value.len;
+        p = h->value.data;
+        last = p + h->value.len;
 
         if (ngx_strlcasestrn(p, last, (u_char *) "esp_", 4 - 1) == NULL
             && ngx_strlcasestrn(p, last, elcf->cookie_name.data,
@@ -837,7 +836,7 @@ ngx_esp_strip_cookies(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
         }
 
         /* "; " between the cookies kept may be longer than what was sent */
-        dst = ngx_pnalloc(r->pool, 2 * h[i]->value.len);
+        dst = ngx_pnalloc(r->pool, 2 * h->value.len);
         if (dst == NULL) {
             return NGX_ERROR;
         }
@@ -897,7 +896,7 @@ ngx_esp_strip_cookies(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
 
         if (len == 0) {
             /* a cookie header with nothing left: remove that one */
-            if (ngx_esp_remove_header_elt(r, &r->headers_in.headers, h[i])
+            if (ngx_esp_remove_header_elt(r, &r->headers_in.headers, h)
                 != NGX_OK)
             {
                 return NGX_ERROR;
@@ -906,8 +905,8 @@ ngx_esp_strip_cookies(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
             continue;
         }
 
-        h[i]->value.data = dst;
-        h[i]->value.len = len;
+        h->value.data = dst;
+        h->value.len = len;
     }
 
     return NGX_OK;
@@ -1175,6 +1174,9 @@ ngx_esp_set_header(ngx_http_request_t *r, ngx_list_t *headers, char *name,
         return NGX_ERROR;
     }
 
+    /* zeroed: h->next, since nginx 1.23, must be NULL */
+    ngx_memzero(h, sizeof(ngx_table_elt_t));
+
     h->hash = 1;
     h->key.data = (u_char *) name;
     h->key.len = len;
@@ -1302,6 +1304,9 @@ ngx_esp_header_filter(ngx_http_request_t *r)
         if (h == NULL) {
             return NGX_ERROR;
         }
+
+        /* zeroed: h->next, since nginx 1.23, must be NULL */
+        ngx_memzero(h, sizeof(ngx_table_elt_t));
 
         h->hash = 1;
         ngx_str_set(&h->key, "Set-Cookie");

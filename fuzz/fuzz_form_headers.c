@@ -84,10 +84,11 @@ fuzz_strict(void)
 static void
 fuzz_check_cookies(ngx_http_request_t *r)
 {
-    u_char            *pos, *start, *end;
-    ngx_str_t          name, value;
-    ngx_uint_t         i, n, total, j, inside;
-    ngx_table_elt_t  **h;
+    u_char                 *pos, *start, *end;
+    ngx_str_t               name, value;
+    ngx_uint_t              n, total, j, inside;
+    ngx_table_elt_t       **h;
+    ngx_esp_cookie_walk_t   w;
 
     h = r->headers_in.cookies.elts;
     total = 0;
@@ -96,11 +97,11 @@ fuzz_check_cookies(ngx_http_request_t *r)
         total += h[j]->value.len;
     }
 
-    i = 0;
+    ngx_memzero(&w, sizeof(ngx_esp_cookie_walk_t));
     n = 0;
     pos = NULL;
 
-    while (ngx_esp_cookie_next(r, &i, &pos, &name, &value) == NGX_OK) {
+    while (ngx_esp_cookie_next(r, &w, &pos, &name, &value) == NGX_OK) {
 
         /* each pair lies inside one header, the name before the value */
 

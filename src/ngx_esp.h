@@ -146,4 +146,41 @@ typedef struct {
 extern ngx_module_t  ngx_exchange_esp_module;
 
 
+/*
+ * A walk over the request's Cookie headers.  nginx 1.23 replaced the
+ * array r->headers_in.cookies with the chain r->headers_in.cookie; this is
+ * the one place that knows both.  Start with a zeroed walk.
+ */
+
+typedef struct {
+    ngx_table_elt_t           *h;            /* the current header */
+    ngx_uint_t                 n;            /* headers taken so far */
+} ngx_esp_cookie_walk_t;
+
+
+static ngx_inline ngx_table_elt_t *
+ngx_esp_cookie_header_next(ngx_http_request_t *r, ngx_esp_cookie_walk_t *w)
+{
+#if (nginx_version >= 1023000)
+
+    if (w->n++ == 0) {
+        w->h = r->headers_in.cookie;
+
+    } else if (w->h) {
+        w->h = w->h->next;
+    }
+
+#else
+
+    ngx_table_elt_t  **elts;
+
+    elts = r->headers_in.cookies.elts;
+    w->h = (w->n < r->headers_in.cookies.nelts) ? elts[w->n++] : NULL;
+
+#endif
+
+    return w->h;
+}
+
+
 #endif /* _NGX_ESP_H_INCLUDED_ */

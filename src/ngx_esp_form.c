@@ -136,8 +136,9 @@ static ngx_int_t ngx_esp_clear_cookie(ngx_http_request_t *r,
 static ngx_int_t ngx_esp_add_cookie(ngx_http_request_t *r,
     ngx_esp_ctx_t *ctx, ngx_str_t *name, ngx_str_t *value, char *path,
     time_t max_age, ngx_uint_t samesite);
-static ngx_int_t ngx_esp_cookie_next(ngx_http_request_t *r, ngx_uint_t *i,
-    u_char **pos, ngx_str_t *name, ngx_str_t *value);
+static ngx_int_t ngx_esp_cookie_next(ngx_http_request_t *r,
+    ngx_esp_cookie_walk_t *w, u_char **pos, ngx_str_t *name,
+    ngx_str_t *value);
 static ngx_int_t ngx_esp_csrf_token(ngx_http_request_t *r, ngx_str_t *token,
     ngx_uint_t *fresh);
 static ngx_int_t ngx_esp_handoff(ngx_http_request_t *r,
@@ -386,7 +387,7 @@ ngx_esp_login_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     u_char                *q;
     ngx_int_t              rc;
     ngx_str_t              token, name, value;
-    ngx_uint_t             i;
+    ngx_esp_cookie_walk_t  w;
     const char            *reason;
     ngx_esp_login_form_t   f;
 
@@ -413,10 +414,10 @@ ngx_esp_login_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     /* the double-submitted token: a cookie no other site can set */
 
     token.len = 0;
-    i = 0;
+    ngx_memzero(&w, sizeof(ngx_esp_cookie_walk_t));
     q = NULL;
 
-    while (ngx_esp_cookie_next(r, &i, &q, &name, &value) == NGX_OK) {
+    while (ngx_esp_cookie_next(r, &w, &q, &name, &value) == NGX_OK) {
         if (name.len == ngx_esp_csrf_name.len
             && ngx_strncmp(name.data, ngx_esp_csrf_name.data, name.len) == 0
             && value.len == NGX_ESP_CSRF_LEN
@@ -1145,6 +1146,9 @@ ngx_esp_redirect(ngx_http_request_t *r, ngx_str_t *url)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* zeroed: h->next, since nginx 1.23, must be NULL */
+    ngx_memzero(h, sizeof(ngx_table_elt_t));
+
     h->hash = 1;
     ngx_str_set(&h->key, "Location");
     h->value = *url;
@@ -1165,15 +1169,15 @@ static ngx_int_t
 ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx, ngx_uint_t *stale)
 {
-    u_char               *pos;
-    time_t                now, idle, max, since, refresh;
-    ngx_int_t             rc;
-    u_char                groups[NGX_ESP_GROUPS_LEN];
-    ngx_str_t             name, value, key;
-    ngx_uint_t            i;
-    const char           *reason;
-    ngx_esp_session_t     s;
-    ngx_esp_main_conf_t  *emcf;
+    u_char                *pos;
+    time_t                 now, idle, max, since, refresh;
+    ngx_int_t              rc;
+    u_char                 groups[NGX_ESP_GROUPS_LEN];
+    ngx_str_t              name, value, key;
+    ngx_esp_cookie_walk_t  w;
+    const char            *reason;
+    ngx_esp_session_t      s;
+    ngx_esp_main_conf_t   *emcf;
 
     *stale = 0;
 
@@ -1189,10 +1193,10 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     emcf = ngx_esp_main_conf(r);
     now = ngx_time();
-    i = 0;
+    ngx_memzero(&w, sizeof(ngx_esp_cookie_walk_t));
     pos = NULL;
 
-    while (ngx_esp_cookie_next(r, &i, &pos, &name, &value) == NGX_OK) {
+    while (ngx_esp_cookie_next(r, &w, &pos, &name, &value) == NGX_OK) {
 
         if (name.len != elcf->cookie_name.len
             || ngx_strncmp(name.data, elcf->cookie_name.data, name.len) != 0)
@@ -1425,18 +1429,19 @@ ngx_esp_add_cookie(ngx_http_request_t *r, ngx_esp_ctx_t *ctx,
 /* walks every "name=value" pair of every Cookie header */
 
 static ngx_int_t
-ngx_esp_cookie_next(ngx_http_request_t *r, ngx_uint_t *i, u_char **pos,
-    ngx_str_t *name, ngx_str_t *value)
+ngx_esp_cookie_next(ngx_http_request_t *r, ngx_esp_cookie_walk_t *w,
+    u_char **pos, ngx_str_t *name, ngx_str_t *value)
 {
-    u_char            *p, *last, *start;
-    ngx_table_elt_t  **h;
+    u_char  *p, *last, *start;
 
-    h = r->headers_in.cookies.elts;
+    if (*pos == NULL && ngx_esp_cookie_header_next(r, w) == NULL) {
+        return NGX_DECLINED;
+    }
 
-    while (*i < r->headers_in.cookies.nelts) {
+    while (w->h) {
 
-        last = h[*i]->value.data + h[*i]->value.len;
-        p = *pos ? *pos : h[*i]->value.data;
+        last = w->h->value.data + w->h->value.len;
+        p = *pos ? *pos : w->h->value.data;
 
         while (p < last) {
 
@@ -1485,8 +1490,8 @@ ngx_esp_cookie_next(ngx_http_request_t *r, ngx_uint_t *i, u_char **pos,
             return NGX_OK;
         }
 
-        (*i)++;
         *pos = NULL;
+        (void) ngx_esp_cookie_header_next(r, w);
     }
 
     return NGX_DECLINED;
@@ -1499,15 +1504,16 @@ static ngx_int_t
 ngx_esp_csrf_token(ngx_http_request_t *r, ngx_str_t *token,
     ngx_uint_t *fresh)
 {
-    u_char      *pos, rnd[NGX_ESP_CSRF_LEN / 2];
-    ngx_str_t    name, value;
-    ngx_uint_t   i, k;
+    u_char                 *pos, rnd[NGX_ESP_CSRF_LEN / 2];
+    ngx_str_t               name, value;
+    ngx_uint_t              k;
+    ngx_esp_cookie_walk_t   w;
 
     *fresh = 0;
-    i = 0;
+    ngx_memzero(&w, sizeof(ngx_esp_cookie_walk_t));
     pos = NULL;
 
-    while (ngx_esp_cookie_next(r, &i, &pos, &name, &value) == NGX_OK) {
+    while (ngx_esp_cookie_next(r, &w, &pos, &name, &value) == NGX_OK) {
 
         if (name.len != ngx_esp_csrf_name.len
             || ngx_strncmp(name.data, ngx_esp_csrf_name.data, name.len) != 0

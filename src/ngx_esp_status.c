@@ -1369,6 +1369,9 @@ ngx_esp_status_add_header(ngx_http_request_t *r, char *name, char *value)
         return NGX_ERROR;
     }
 
+    /* zeroed: h->next, since nginx 1.23, must be NULL */
+    ngx_memzero(h, sizeof(ngx_table_elt_t));
+
     h->hash = 1;
     h->key.data = (u_char *) name;
     h->key.len = ngx_strlen(name);
