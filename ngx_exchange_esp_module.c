@@ -1687,6 +1687,14 @@ ngx_esp_init_worker(ngx_cycle_t *cycle)
         }
     }
 
+    /* what runs, once per start or reload, for a report or a bug */
+
+    if (ngx_worker == 0 && emcf->domains.nelts) {
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                      "esp: ngx_exchange_esp " NGX_ESP_VERSION " on "
+                      NGINX_VER ", %s", OpenSSL_version(OPENSSL_VERSION));
+    }
+
     return NGX_OK;
 }
 

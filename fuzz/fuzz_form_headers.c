@@ -86,15 +86,15 @@ fuzz_check_cookies(ngx_http_request_t *r)
 {
     u_char                 *pos, *start, *end;
     ngx_str_t               name, value;
-    ngx_uint_t              n, total, j, inside;
-    ngx_table_elt_t       **h;
-    ngx_esp_cookie_walk_t   w;
+    ngx_uint_t              n, total, inside;
+    ngx_table_elt_t        *h;
+    ngx_esp_cookie_walk_t   w, all;
 
-    h = r->headers_in.cookies.elts;
     total = 0;
+    ngx_memzero(&all, sizeof(ngx_esp_cookie_walk_t));
 
-    for (j = 0; j < r->headers_in.cookies.nelts; j++) {
-        total += h[j]->value.len;
+    while ((h = ngx_esp_cookie_header_next(r, &all)) != NULL) {
+        total += h->value.len;
     }
 
     ngx_memzero(&w, sizeof(ngx_esp_cookie_walk_t));
@@ -106,10 +106,11 @@ fuzz_check_cookies(ngx_http_request_t *r)
         /* each pair lies inside one header, the name before the value */
 
         inside = 0;
+        ngx_memzero(&all, sizeof(ngx_esp_cookie_walk_t));
 
-        for (j = 0; j < r->headers_in.cookies.nelts; j++) {
-            start = h[j]->value.data;
-            end = start + h[j]->value.len;
+        while ((h = ngx_esp_cookie_header_next(r, &all)) != NULL) {
+            start = h->value.data;
+            end = start + h->value.len;
 
             if (name.data >= start && value.data >= name.data + name.len
                 && value.data + value.len <= end)

@@ -72,7 +72,8 @@ $(FUZZ_NGINX)/objs/ngx_auto_config.h: | fuzz-check
 	    flags=(--with-compat --with-http_ssl_module --with-threads); \
 	    if [ -f conf_flags ]; then . ./conf_flags; \
 	        flags=("$${NGX_CONF_FLAGS[@]}"); fi; \
-	    ./configure "$${flags[@]}" --with-cc=$(FUZZ_CC) \
+	    conf=./configure; [ -x $$conf ] || conf=auto/configure; \
+	    $$conf "$${flags[@]}" --with-cc=$(FUZZ_CC) \
 	        --add-dynamic-module=$(CURDIR)' > $(FUZZ_BUILD)/configure.log 2>&1 \
 	    || { tail -30 $(FUZZ_BUILD)/configure.log; rm -rf $(FUZZ_NGINX); exit 1; }
 

@@ -98,6 +98,11 @@ diag('this module build has no esp_ntlm: configs are generated with --no-esp-ntl
 
 my @backends = split ' ', ($ENV{ESP_BACKENDS} || '127.0.0.1:8443 127.0.0.1:8444');
 my $port = nginx_port();
+
+# the nginx under test decides the HTTP/2 syntax (1.25.1: "http2 on;")
+my ($nginx_version) = (`$NGINX -v 2>&1` // '') =~ m{nginx/(\d+\.\d+\.\d+)};
+$nginx_version //= '0.0.0';
+my $h2_directive = sprintf('%03d%03d%03d', split /\./, $nginx_version) ge '001025001' ? 1 : 0;
 my $tls_port = nginx_tls_port();
 
 # the facts of the test fixtures
@@ -126,6 +131,7 @@ sub facts {
         '--pid' => "$PREFIX/logs/nginx.pid",
         '--temp-dir' => "$PREFIX/temp-gen",
         '--worker-processes' => 1,
+        '--nginx' => $NGINX,
         ($has_ntlm ? () : '--no-esp-ntlm'),
     );
     return (@a, @{ $o{extra} || [] });
@@ -302,7 +308,13 @@ ok(start_conf($conf), 'nginx starts with the generated config') or last;
 {
     my ($rc, $conf, $err) = gen(facts(extra => ['--mapi-auth', 'basic']));
     is($rc, 0, '--mapi-auth basic') or diag($err);
-    like($conf, qr/listen 127\.0\.0\.1:$tls_port ssl http2;/, '... turns HTTP/2 on');
+    if ($h2_directive) {
+        like($conf, qr/listen 127\.0\.0\.1:$tls_port ssl;\n\s*http2 on;/,
+             "... turns HTTP/2 on (nginx $nginx_version: \"http2 on;\")");
+    } else {
+        like($conf, qr/listen 127\.0\.0\.1:$tls_port ssl http2;/,
+             "... turns HTTP/2 on (nginx $nginx_version: \"listen ... http2\")");
+    }
     ok(start_conf($conf), '... and serves');
     my $ua = ua();
     my $alice = ad_users()->{alice};
