@@ -329,9 +329,13 @@ my $h2_port = do {
                                   LocalPort => 0, Proto => 'tcp') or die "$!\n";
     $l->sockport;
 };
+# nginx 1.25.1 moved HTTP/2 from "listen ... http2" to "http2 on;"
+my $h2_listen = nginx_version_ge('1.25.1')
+    ? "listen 127.0.0.1:$h2_port ssl;\n    http2 on;"
+    : "listen 127.0.0.1:$h2_port ssl http2;";
 my $server_config = <<"_EOC_";
 server {
-    listen 127.0.0.1:$h2_port ssl http2;
+    $h2_listen
     ssl_certificate \$ESP_RUN/pki/front.pem;
     ssl_certificate_key \$ESP_RUN/pki/front.key;
     server_name mail.contoso.com;
