@@ -394,6 +394,9 @@ EOF
         [[@base, '--smtp-domain', 'admin@contoso.com'], qr/--smtp-domain: .* is an address/],
         [[@base, '--mapi-auth', 'ntlm'], qr/--mapi-auth: "ntlm" is not delegate or basic/],
         [[@base, '--max-failed-auths', 'many'], qr/--max-failed-auths: "many" is not a number/],
+        [[@base, '--max-failed-auths', '1000'], qr/--max-failed-auths: "1000" is not a number 0-999/],
+        [[@base, '--max-failed-auths', '-1'], qr/--max-failed-auths: "-1" is not a number 0-999/],
+        [[@base, '--max-failed-auths', ''], qr/--max-failed-auths: "" is not a number 0-999/],
         [[@base, '--unblock-timeout', '30 minutes'], qr/--unblock-timeout: .* is not an nginx time/],
         [[@base, '--without', 'sharepoint'], qr/--without: unknown service "sharepoint"/],
         [[@base, '--permitted-group', 'Exchange Users'], qr/--permitted-group: .* is not a distinguished name/],
@@ -426,6 +429,27 @@ EOF
     like($out, qr/server 10\.9\.9\.9:444 /, 'a repeatable option on the command line replaces the file\'s');
     unlike($out, qr/server 10\.0\.0\.21:443/, '... all of them');
 
+    # max_failed_auths: the module never blocks unless told to (0); the
+    # generated config blocks after 5 failures unless told otherwise, and
+    # says that this is a recommendation
+    ($rc, $out, $err) = gen(@base);
+    like($out, qr/^\s*max_failed_auths 5;$/m,
+         'no --max-failed-auths: the config blocks after 5 failures');
+    like($out, qr/^\s*# 5 is esp-config's recommendation, not the module's default\n\s*# \(0: never block\); --max-failed-auths N sets another value\.\n\s*max_failed_auths 5;$/m,
+         '... and says it is esp-config\'s recommendation, not the module\'s default');
+    for my $n (qw(0 3 5)) {
+        ($rc, $out, $err) = gen(@base, '--max-failed-auths', $n);
+        is($rc, 0, "--max-failed-auths $n") or diag($err);
+        like($out, qr/^\s*max_failed_auths $n;$/m, '... is written as given');
+        unlike($out, qr/recommendation/, '... with no word of a recommendation');
+    }
+    open $fh, '>', "$TMP/mfa.facts" or die;
+    print $fh slurp_file($facts), "max-failed-auths=0\n";
+    close $fh;
+    ($rc, $out, $err) = gen('--input', "$TMP/mfa.facts", '--no-check-files');
+    like($out, qr/^\s*max_failed_auths 0;$/m, 'max-failed-auths=0 in a facts file: written as given');
+    unlike($out, qr/recommendation/, '... with no word of a recommendation');
+
     ($rc, $out) = gen('--print-powershell');
     is($rc, 0, '--print-powershell');
     like($out, qr/Get-Mailbox -Arbitration \| \? \{\$_\.PersistedCapabilities -like "OrganizationCapabilityClientExtensions"\}/,
@@ -434,6 +458,8 @@ EOF
     ($rc, $out) = gen('--help');
     is($rc, 0, '--help');
     like($out, qr/--arbitration-guid GUID/, '... lists the options');
+    like($out, qr/--max-failed-auths N .*\(default 5, esp-config's\s+recommendation; 0 = never, the module's own\s+default\)/s,
+         '... and gives esp-config\'s max_failed_auths and the module\'s default');
 }
 
 done_testing();
