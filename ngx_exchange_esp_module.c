@@ -190,6 +190,13 @@ static ngx_command_t  ngx_esp_commands[] = {
       offsetof(ngx_esp_main_conf_t, keys),
       NULL },
 
+    { ngx_string("esp_password_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_esp_password_key,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_esp_main_conf_t, password_keys),
+      NULL },
+
     { ngx_string("esp_basic_cache"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_sec_slot,
@@ -1473,6 +1480,7 @@ ngx_esp_create_main_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     emcf->shm_zone = NULL;
+     *     emcf->password_keys = NULL;
      */
 
     if (ngx_array_init(&emcf->domains, cf->pool, 2,
@@ -1630,6 +1638,10 @@ ngx_esp_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                       "\"esp_permitted_groups\" needs \"ldap_bind_dn\" in "
                       "esp_sso_domain \"%V\" for the group search",
                       &conf->domain->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_esp_session_password_conf(cf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 

@@ -95,6 +95,7 @@ struct ngx_esp_domain_s {
 typedef struct {
     ngx_array_t                domains;      /* ngx_esp_domain_t * */
     ngx_array_t               *keys;         /* ngx_esp_key_t */
+    ngx_array_t               *password_keys;    /* ngx_esp_key_t */
     ngx_shm_zone_t            *shm_zone;
 } ngx_esp_main_conf_t;
 

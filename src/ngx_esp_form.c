@@ -700,8 +700,14 @@ ngx_esp_form_login_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        if (elcf->server_auth == NGX_ESP_SERVER_BASIC) {
-            ctx->session.password = ctx->password;
+        if (elcf->server_auth == NGX_ESP_SERVER_BASIC
+            && ngx_esp_session_seal_password(r->pool,
+                                             ngx_esp_main_conf(r)
+                                                 ->password_keys,
+                                             &ctx->session, &ctx->password)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         ctx->has_session = 1;
@@ -902,7 +908,9 @@ ngx_esp_form_server_basic(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
 {
     u_char              *p;
     size_t               len;
-    ngx_str_t            plain, encoded, value, back;
+    ngx_int_t            rc;
+    ngx_str_t            plain, encoded, value, back, password;
+    const char          *reason;
     ngx_esp_loc_conf_t  *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_exchange_esp_module);
@@ -918,11 +926,18 @@ ngx_esp_form_server_basic(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
         return NGX_OK;
     }
 
-    if (ctx->session.password.len == 0) {
+    rc = ngx_esp_session_open_password(r->pool,
+                                       ngx_esp_main_conf(r)->password_keys,
+                                       &ctx->session, &password, &reason);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "esp: the session of \"%V\" carries no password for "
-                      "esp_server_auth basic: sign in again",
-                      &ctx->session.user);
+                      "esp: the session of \"%V\" %s: sign in again",
+                      &ctx->session.user, reason);
 
         if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
             return ngx_esp_send_440(r);
@@ -937,7 +952,7 @@ ngx_esp_form_server_basic(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
         return ngx_esp_redirect_to_login(r, ctx, &back, 0);
     }
 
-    len = ctx->session.user.len + 1 + ctx->session.password.len;
+    len = ctx->session.user.len + 1 + password.len;
 
     plain.data = ngx_pnalloc(r->pool, len);
     if (plain.data == NULL) {
@@ -946,7 +961,7 @@ ngx_esp_form_server_basic(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
 
     p = ngx_cpymem(plain.data, ctx->session.user.data, ctx->session.user.len);
     *p++ = ':';
-    ngx_memcpy(p, ctx->session.password.data, ctx->session.password.len);
+    ngx_memcpy(p, password.data, password.len);
     plain.len = len;
 
     value.len = sizeof("Basic ") - 1 + ngx_base64_encoded_length(len);
