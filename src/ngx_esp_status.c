@@ -40,6 +40,7 @@ typedef struct {
     ngx_str_t                  action;
     ngx_str_t                  domain;
     ngx_str_t                  user;
+    ngx_uint_t                 unblock;      /* else revoke */
 } ngx_esp_status_form_t;
 
 
@@ -902,7 +903,6 @@ ngx_esp_status_action(ngx_http_request_t *r)
     time_t                  now, until;
     ngx_int_t               rc;
     ngx_str_t               body, logon, key;
-    ngx_uint_t              unblock;
     const char             *reason;
     ngx_esp_domain_t       *d;
     ngx_esp_counters_t     *sh;
@@ -920,12 +920,12 @@ ngx_esp_status_action(ngx_http_request_t *r)
     }
 
     if (f.action.len == 7 && ngx_strncmp(f.action.data, "unblock", 7) == 0) {
-        unblock = 1;
+        f.unblock = 1;
 
     } else if (f.action.len == 6
                && ngx_strncmp(f.action.data, "revoke", 6) == 0)
     {
-        unblock = 0;
+        f.unblock = 0;
 
     } else {
         return ngx_esp_status_refuse(r, NGX_HTTP_BAD_REQUEST,
@@ -958,7 +958,7 @@ ngx_esp_status_action(ngx_http_request_t *r)
     now = ngx_time();
     until = 0;
 
-    if (unblock) {
+    if (f.unblock) {
         rc = ngx_esp_lockout_unblock(emcf->shm_zone, &d->name, &key);
 
     } else {
@@ -980,8 +980,8 @@ ngx_esp_status_action(ngx_http_request_t *r)
     sh = ngx_esp_counters();
 
     if (sh) {
-        (void) ngx_atomic_fetch_add(unblock ? &sh->unblocks : &sh->revokes,
-                                    1);
+        (void) ngx_atomic_fetch_add(f.unblock ? &sh->unblocks
+                                              : &sh->revokes, 1);
     }
 
     return ngx_esp_status_answer(r, &f, d, &key, rc, now, until);
@@ -1020,9 +1020,6 @@ ngx_esp_status_answer(ngx_http_request_t *r, ngx_esp_status_form_t *f,
     u_char      *p, *last, buf[NGX_ESP_MAX_USER * 2];
     size_t       len;
     ngx_str_t    type, out;
-    ngx_uint_t   unblock;
-
-    unblock = (f->action.data[0] == 'u');
 
     p = ngx_esp_status_log_str(buf, buf + sizeof(buf), key);
 
@@ -1030,9 +1027,9 @@ ngx_esp_status_answer(ngx_http_request_t *r, ngx_esp_status_form_t *f,
                   "esp: admin %V user=\"%*s\" domain=%V client=%V%s",
                   &f->action, p - buf, buf, &d->name,
                   &r->connection->addr_text,
-                  unblock ? (rc == NGX_OK ? " was_blocked=yes"
-                                          : " was_blocked=no")
-                          : "");
+                  f->unblock ? (rc == NGX_OK ? " was_blocked=yes"
+                                             : " was_blocked=no")
+                             : "");
 
     len = sizeof("{\"ok\":true,\"action\":\"\",\"domain\":,\"user\":,"
                  "\"lockout_removed\":false,\"since\":,\"until\":}")
@@ -1053,7 +1050,7 @@ ngx_esp_status_answer(ngx_http_request_t *r, ngx_esp_status_form_t *f,
     p = ngx_slprintf(p, last, ",\"user\":");
     p = ngx_esp_status_json_str(p, last, key);
 
-    if (unblock) {
+    if (f->unblock) {
         p = ngx_slprintf(p, last, ",\"lockout_removed\":%s}\n",
                          rc == NGX_OK ? "true" : "false");
 
