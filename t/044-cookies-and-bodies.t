@@ -15,6 +15,8 @@
 #   body over 8 KiB gets 413 as soon as that much has arrived, before
 #   nginx writes anything to a temporary file (FOUND (fixed): written to
 #   disk up to client_max_body_size first); exactly 8 KiB still logs in.
+# - HTTP/2 has no framing of its own for a body: a login post without
+#   Content-Length logs in, 64 KiB of it get 413 the same way.
 # - The status page's admin POST reads its body the same way.
 
 use strict;
@@ -22,6 +24,8 @@ use warnings;
 use lib 't/lib';
 use EspTest;
 use EspTest::Flow;
+use File::Temp qw(tempdir);
+use IO::Socket::INET;
 use Time::HiRes qw(sleep);
 use URI::Escape qw(uri_escape_utf8);
 
@@ -63,8 +67,26 @@ location /eas/ {
 location = /esp-status { esp_status; allow 127.0.0.1; deny all; }
 CONF
 
-ok(nginx_start({ http_config => $HTTP, config => $SERVER }), 'nginx starts')
-    or BAIL_OUT(nginx_error());
+# a server with HTTP/2 (nginx 1.22: "listen ... http2")
+$ENV{TEST_NGINX_H2_PORT} = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
+                                                 LocalPort => 0)->sockport;
+my $H2_SERVER = <<'CONF';
+server {
+    listen 127.0.0.1:$TEST_NGINX_H2_PORT ssl http2;
+    ssl_certificate $ESP_RUN/pki/front.pem;
+    ssl_certificate_key $ESP_RUN/pki/front.key;
+    server_name mail.contoso.com;
+    esp contoso;
+    esp_allowed_hosts mail.contoso.com;
+    location /plain/ {
+        esp_client_auth form;
+        proxy_pass https://exchange;
+    }
+}
+CONF
+
+ok(nginx_start({ http_config => $HTTP, config => $SERVER, server_config => $H2_SERVER }),
+   'nginx starts') or BAIL_OUT(nginx_error());
 
 # ------------------------------------------------------------- helpers
 
@@ -245,6 +267,52 @@ for my $case ([8193, 1000, 'one byte over 8 KiB'], [65536, 1000, '64 KiB in chun
 {
     my ($r) = send_raw('GET /plain/after', "Cookie: esp_session=$S");
     is($r ? $r->code : 'none', 200, 'after the refused bodies: the same worker serves the session');
+}
+
+# --------------------------------------------------------------- HTTP/2
+
+SKIP: {
+    my $v = `curl -V 2>/dev/null` // '';
+    skip 'no curl with HTTP/2', 9 unless $v =~ /\bHTTP2\b/;
+
+    my $dir = tempdir(CLEANUP => 1);
+
+    # a POST of unknown length (-T from a pipe): no Content-Length
+    my $h2 = sub {
+        my ($body) = @_;
+        open my $fh, '>', "$dir/body" or die "$dir/body: $!";
+        print $fh $body;
+        close $fh;
+        my $port = $ENV{TEST_NGINX_H2_PORT};
+        error_log_mark();
+        my $out = `cat $dir/body | curl -s --http2 --cacert $ENV{ESP_CA} \\
+            --resolve mail.contoso.com:$port:127.0.0.1 -X POST -T - \\
+            -H 'Cookie: esp_csrf=$CSRF' \\
+            -H 'Content-Type: application/x-www-form-urlencoded' \\
+            -D $dir/headers -o /dev/null -w '%{http_code} %{http_version}' \\
+            https://mail.contoso.com:$port/_esp/login 2>&1`;
+        open $fh, '<', "$dir/headers" or return ($out, '');
+        local $/;
+        my $headers = <$fh> // '';
+        return ($out, $headers);
+    };
+
+    my ($out, $headers) = $h2->(login_body('/plain/h2'));
+    is($out, '302 2', 'HTTP/2 login post without Content-Length: logged in');
+    like($headers, qr/^set-cookie: esp_session=/mi, 'HTTP/2 login post: a session');
+    ok(error_log_wait(qr/esp: login user="\Q$ALICE\E" .* result=ok/), 'HTTP/2 login post: the login is logged');
+
+    ($out) = $h2->(login_body('/plain/h2', 65536));
+    is($out, '413 2', 'HTTP/2 login post of 64 KiB: 413');
+    ok(error_log_wait('esp: login refused: body too large'), 'HTTP/2 login post of 64 KiB: the reason is logged');
+    sleep 0.2;
+    my $log = error_log_since_mark();
+    unlike($log, qr/buffered to a temporary file/, 'HTTP/2 login post of 64 KiB: nothing written to a file');
+    unlike($log, qr/esp: login user=/, 'HTTP/2 login post of 64 KiB: no bind');
+    unlike($log, qr/\[(?:alert|crit|emerg)\]|exited on signal/, 'HTTP/2 login post of 64 KiB: the worker is fine');
+
+    ($out) = $h2->(login_body('/plain/h2'));
+    is($out, '302 2', 'HTTP/2: the next login post on a new connection works');
 }
 
 # ----------------------------------------------- the status page's bodies
