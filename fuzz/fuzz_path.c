@@ -21,6 +21,7 @@
 #include "fuzz_common.h"
 
 #include "../src/ngx_esp_match.c"
+#include "../src/ngx_esp_http.c"
 
 
 static size_t

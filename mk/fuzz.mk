@@ -22,7 +22,8 @@ FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_BUILD         := $(BUILD)/fuzz
 FUZZ_NGINX         := $(FUZZ_BUILD)/nginx
 FUZZ_TARGETS       := session_open session_plain form_body form_headers \
-                      return_url basic_logon path glob_hosts ldap_response
+                      return_url basic_logon path glob_hosts ldap_response \
+                      http_headers
 FUZZ_BINS          := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/bin/fuzz_%)
 
 FUZZ_INCS  := -I $(FUZZ_NGINX)/objs $(addprefix -I $(FUZZ_NGINX)/src/, \
