@@ -13,6 +13,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include "ngx_esp_http.h"
 #include "ngx_esp_session.h"
 
 
@@ -91,13 +92,6 @@ static ngx_int_t ngx_esp_session_key_read(ngx_conf_t *cf, ngx_str_t *name,
     ngx_esp_key_t *k, char *what);
 static ngx_int_t ngx_esp_session_key_id(ngx_esp_key_t *k);
 static void ngx_esp_session_keys_wipe(void *data);
-static void ngx_esp_session_wipe(void *data);
-
-
-typedef struct {
-    u_char                    *data;
-    size_t                     len;
-} ngx_esp_wipe_t;
 
 
 ngx_int_t
@@ -623,24 +617,16 @@ ngx_esp_session_find_key(ngx_array_t *keys, u_char *id)
 static u_char *
 ngx_esp_session_wiped_alloc(ngx_pool_t *pool, size_t len)
 {
-    u_char              *p;
-    ngx_esp_wipe_t      *w;
-    ngx_pool_cleanup_t  *cln;
+    u_char  *p;
 
     p = ngx_pnalloc(pool, len);
     if (p == NULL) {
         return NULL;
     }
 
-    cln = ngx_pool_cleanup_add(pool, sizeof(ngx_esp_wipe_t));
-    if (cln == NULL) {
+    if (ngx_esp_http_wipe_later(pool, p, len) != NGX_OK) {
         return NULL;
     }
-
-    w = cln->data;
-    w->data = p;
-    w->len = len;
-    cln->handler = ngx_esp_session_wipe;
 
     return p;
 }
@@ -673,15 +659,6 @@ ngx_esp_get_u64(u_char *p)
     }
 
     return v;
-}
-
-
-static void
-ngx_esp_session_wipe(void *data)
-{
-    ngx_esp_wipe_t  *w = data;
-
-    ngx_explicit_memzero(w->data, w->len);
 }
 
 
