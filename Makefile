@@ -20,6 +20,7 @@ override NGINX_SRC := $(abspath $(NGINX_SRC))
 ifeq ($(NGINX_SRC),$(DEBIAN_SRC))
 BUILD       := $(CURDIR)/build
 NGINX       ?= /usr/sbin/nginx
+MODULE_OUT  := $(MODULE)
 else
 NGX_VERSION := $(shell sed -n 's/^\#define NGINX_VERSION *"\(.*\)"/\1/p' \
                    $(NGINX_SRC)/src/core/nginx.h 2>/dev/null)
@@ -28,6 +29,9 @@ $(error NGINX_SRC=$(NGINX_SRC) is not an nginx source tree (no src/core/nginx.h)
 endif
 BUILD       := $(CURDIR)/build/nginx-$(NGX_VERSION)$(if $(STATIC),-static)
 NGINX       := $(BUILD)/nginx/objs/nginx
+# the .so for another nginx stays in its build folder: the one at the top
+# is always Debian's, which make test loads
+MODULE_OUT  := $(BUILD)/nginx/objs/$(MODULE)
 endif
 
 # How an upstream tree is configured: NGINX_CONFIGURE_ARGS, when given (the
@@ -47,7 +51,7 @@ SOURCES := config ngx_exchange_esp_module.c $(wildcard src/*.c src/*.h)
 
 .PHONY: all install deps test demo demo-stop bench clean
 
-all: $(MODULE)
+all: $(MODULE_OUT)
 
 # The module is built by nginx's own build system, from a private copy of
 # the configure tree, with the same flags the nginx binary was built with,
@@ -68,15 +72,16 @@ $(BUILD)/nginx/Makefile: $(NGINX_SRC)/src/core/nginx.h config
 	    > $(BUILD)/configure.log 2>&1 \
 	    || { tail -30 $(BUILD)/configure.log; exit 1; }
 
-$(MODULE): $(BUILD)/nginx/Makefile $(SOURCES)
+$(MODULE_OUT): $(BUILD)/nginx/Makefile $(SOURCES)
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
-	cp $(BUILD)/nginx/objs/$(MODULE) $(MODULE)
+	$(if $(filter $(MODULE),$(MODULE_OUT)),cp $(BUILD)/nginx/objs/$(MODULE) $(MODULE))
+	@echo "built $(MODULE_OUT)"
 
 # nginx itself from an upstream tree (with the module), for the tests
 $(BUILD)/nginx/objs/nginx: $(BUILD)/nginx/Makefile $(SOURCES)
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile
 
-install: $(MODULE)
+install: $(MODULE_OUT)
 	install -d $(MODULES_DIR)
 	install -m 644 $(MODULE) $(MODULES_DIR)/$(MODULE)
 	@echo "installed $(MODULES_DIR)/$(MODULE); add to nginx.conf:"
