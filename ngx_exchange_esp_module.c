@@ -16,9 +16,7 @@
 #include "ngx_esp_session.h"
 #include "ngx_esp_shm.h"
 #include "ngx_esp_status.h"
-
-
-#define NGX_ESP_LOG_USER_LEN  256
+#include "ngx_esp_log.h"
 
 
 static ngx_int_t ngx_esp_access_handler(ngx_http_request_t *r);
@@ -370,7 +368,8 @@ ngx_esp_access(ngx_http_request_t *r)
     if (ctx && ctx->login && !ctx->done && elcf->domain == NULL) {
         /* a login must never pass as a plain POST to where esp is off */
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "esp: login refused: esp is off at \"%V\"", &r->uri);
+                      "esp: login refused: esp is off at \"%V\"",
+                      ngx_esp_log_escape(r->pool, &r->uri));
         return NGX_HTTP_FORBIDDEN;
     }
 
@@ -507,7 +506,7 @@ ngx_esp_host_allowed(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
     if (!ngx_esp_match_hosts(elcf->allowed_hosts, &r->headers_in.server)) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "esp: host \"%V\" is not allowed",
-                      &r->headers_in.server);
+                      ngx_esp_log_escape(r->pool, &r->headers_in.server));
         return NGX_HTTP_FORBIDDEN;
     }
 
@@ -572,7 +571,7 @@ ngx_esp_gate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "esp: path \"%V\" is outside the allowed directories",
-                      &r->uri);
+                      ngx_esp_log_escape(r->pool, &r->uri));
         return NGX_HTTP_FORBIDDEN;
     }
 
@@ -583,14 +582,14 @@ ngx_esp_gate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         if (ngx_esp_path_is_plain(raw.data, raw.len)) {
             ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                            "esp: \"%V\" is excluded from pre-authentication",
-                           &r->uri);
+                           ngx_esp_log_escape(r->pool, &r->uri));
             *excluded = 1;
 
         } else {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "esp: \"%V\" matches an excluded directory but is "
                           "not written plainly: authentication required",
-                          &r->uri);
+                          ngx_esp_log_escape(r->pool, &r->uri));
         }
     }
 
@@ -928,7 +927,8 @@ ngx_esp_ldap_done(ngx_esp_ldap_req_t *lr)
     ctx->done = 1;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
-                   "esp: resuming \"%V\" after the directory", &r->uri);
+                   "esp: resuming \"%V\" after the directory",
+                   ngx_esp_log_escape(r->pool, &r->uri));
 
     r->read_event_handler = ngx_http_block_reading;
     r->write_event_handler = ngx_http_core_run_phases;
@@ -987,7 +987,8 @@ ngx_esp_auth_finish(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
             {
                 ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                               "esp: user \"%V\" of domain %V is blocked for "
-                              "%T s after %i failed logins", &ctx->key,
+                              "%T s after %i failed logins",
+                              ngx_esp_log_escape(r->pool, &ctx->key),
                               &elcf->domain->name,
                               elcf->domain->unblock_timeout,
                               elcf->domain->max_failed_auths);
@@ -1331,35 +1332,11 @@ ngx_esp_header_filter(ngx_http_request_t *r)
 void
 ngx_esp_log_login(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
 {
-    u_char               c, *p, *last, buf[NGX_ESP_LOG_USER_LEN * 4];
-    size_t               i;
     ngx_str_t            dc;
     ngx_uint_t           level;
     ngx_esp_ldap_req_t  *lr;
 
     lr = &ctx->lr;
-
-    /* the user name is client input: escape it inside its quotes */
-
-    p = buf;
-    last = buf + sizeof(buf) - 4;
-
-    for (i = 0; i < ctx->user.len && i < NGX_ESP_LOG_USER_LEN && p < last;
-         i++)
-    {
-        c = ctx->user.data[i];
-
-        if (c == '"' || c == '\\') {
-            *p++ = '\\';
-            *p++ = c;
-
-        } else if (c < 0x20 || c == 0x7f) {
-            p = ngx_sprintf(p, "\\x%02xd", c);
-
-        } else {
-            *p++ = c;
-        }
-    }
 
     dc = lr->dc;
     if (dc.len == 0) {
@@ -1372,17 +1349,19 @@ ngx_esp_log_login(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
 
     if (lr->ad_code) {
         ngx_log_error(level, r->connection->log, 0,
-                      "esp: login user=\"%*s\" client=%V domain=%V dc=%V "
+                      "esp: login user=\"%V\" client=%V domain=%V dc=%V "
                       "result=%s ad_code=%xi",
-                      p - buf, buf, &r->connection->addr_text,
+                      ngx_esp_log_escape(r->pool, &ctx->user),
+                      &r->connection->addr_text,
                       &lr->domain->name, &dc,
                       ngx_esp_auth_result_name(lr->result), lr->ad_code);
 
     } else {
         ngx_log_error(level, r->connection->log, 0,
-                      "esp: login user=\"%*s\" client=%V domain=%V dc=%V "
+                      "esp: login user=\"%V\" client=%V domain=%V dc=%V "
                       "result=%s ad_code=none",
-                      p - buf, buf, &r->connection->addr_text,
+                      ngx_esp_log_escape(r->pool, &ctx->user),
+                      &r->connection->addr_text,
                       &lr->domain->name, &dc,
                       ngx_esp_auth_result_name(lr->result));
     }

@@ -27,6 +27,7 @@
 #include "fuzz_common.h"
 
 #include "../src/ngx_esp_ldap.c"
+#include "../src/ngx_esp_log.c"
 
 #include "fuzz_http.h"
 

@@ -37,6 +37,7 @@
 #include <sys/mman.h>
 
 #include "../src/ngx_esp_ldap.c"
+#include "../src/ngx_esp_log.c"
 
 
 /* a copy of a frame for liblber: a spare byte after it, or a guard page */

@@ -14,13 +14,17 @@
  * - a plain path canonicalises, to exactly its percent-decoded self;
  * - an excluded-directory pattern that a plain path matches as sent
  *   also matches its canonical form (what nginx's r->uri holds), so an
- *   exclusion never opens more than the path it names.
+ *   exclusion never opens more than the path it names;
+ * - the path as a log line shows it (ngx_esp_log_escape()) holds only
+ *   printable ASCII, no '"' but an escaped one, and reads back to its
+ *   first NGX_ESP_LOG_VALUE_LEN bytes, "..." marking a cut.
  */
 
 
 #include "fuzz_common.h"
 
 #include "../src/ngx_esp_match.c"
+#include "../src/ngx_esp_log.c"
 
 
 static size_t
@@ -81,6 +85,68 @@ fuzz_check_canonical(ngx_str_t *c)
 }
 
 
+static void
+fuzz_check_log_escape(u_char *raw, size_t size)
+{
+    u_char      *back, *d, c;
+    size_t       i, n, len;
+    ngx_str_t    v, *e;
+    ngx_pool_t  *pool;
+
+    pool = fuzz_pool();
+
+    v.data = raw;
+    v.len = size;
+    e = ngx_esp_log_escape(pool, &v);
+
+    n = ngx_min(size, NGX_ESP_LOG_VALUE_LEN);
+    len = e->len;
+
+    FUZZ_ASSERT(len <= n * 4 + 3);
+
+    if (n < size) {
+        FUZZ_ASSERT(len >= 3 && ngx_memcmp(e->data + len - 3, "...", 3) == 0);
+        len -= 3;
+    }
+
+    back = malloc(n + 1);
+    d = back;
+
+    for (i = 0; i < len; i++) {
+        c = e->data[i];
+
+        FUZZ_ASSERT(c >= 0x20 && c < 0x7f && c != '"');
+
+        if (c != '\\') {
+            *d++ = c;
+            continue;
+        }
+
+        FUZZ_ASSERT(i + 1 < len);
+        c = e->data[++i];
+
+        if (c == 'x') {
+            FUZZ_ASSERT(i + 2 < len);
+            c = (u_char) (ngx_esp_unhex(e->data[i + 1]) * 16
+                          + ngx_esp_unhex(e->data[i + 2]));
+            FUZZ_ASSERT(c < 0x20 || c >= 0x7f);
+            i += 2;
+
+        } else {
+            FUZZ_ASSERT(c == '"' || c == '\\');
+        }
+
+        *d++ = c;
+    }
+
+    FUZZ_ASSERT((size_t) (d - back) == n);
+    FUZZ_ASSERT(ngx_memcmp(back, raw, n) == 0);
+
+    free(back);
+    ngx_destroy_pool(pool);
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -102,6 +168,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     reason = NULL;
     rc = ngx_esp_canonical_path(raw, size, &out, &reason);
     plain = ngx_esp_path_is_plain(raw, size);
+
+    fuzz_check_log_escape(raw, size);
 
     FUZZ_ASSERT(rc == NGX_OK || rc == NGX_DECLINED);
 

@@ -16,6 +16,7 @@
 #include "ngx_esp_match.h"
 #include "ngx_esp_shm.h"
 #include "ngx_esp_pages.h"
+#include "ngx_esp_log.h"
 
 
 #define NGX_ESP_CSRF_COOKIE     "esp_csrf"
@@ -555,13 +556,15 @@ ngx_esp_continue_at(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
                            sizeof("/_esp/") - 1) == 0)
     {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "esp: login return URL refused: \"%V\"", &name);
+                      "esp: login return URL refused: \"%V\"",
+                      ngx_esp_log_escape(r->pool, &name));
         return NGX_DECLINED;
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "esp: login continues in the location of \"%V?%V\"",
-                   &name, &args);
+                   ngx_esp_log_escape(r->pool, &name),
+                   ngx_esp_log_escape(r->pool, &args));
 
     (void) ngx_http_internal_redirect(r, &name, &args);
     ngx_http_finalize_request(r, NGX_DONE);
@@ -588,7 +591,7 @@ ngx_esp_form_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         if (elcf->client_auth != NGX_ESP_CLIENT_FORM) {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "esp: login refused: \"%V\" is not a form login "
-                          "location", &r->uri);
+                          "location", ngx_esp_log_escape(r->pool, &r->uri));
             return NGX_HTTP_FORBIDDEN;
         }
 
@@ -623,7 +626,8 @@ ngx_esp_form_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
             ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                           "esp: logoff user=\"%V\" client=%V domain=%V",
-                          &ctx->session.user, &r->connection->addr_text,
+                          ngx_esp_log_escape(r->pool, &ctx->session.user),
+                          &r->connection->addr_text,
                           &elcf->domain->name);
 
             if (ngx_esp_clear_cookie(r, elcf, ctx) != NGX_OK) {
@@ -654,7 +658,8 @@ ngx_esp_form_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "esp: %V \"%V\" without a session: 440",
-                      &r->method_name, &r->uri);
+                      ngx_esp_log_escape(r->pool, &r->method_name),
+                      ngx_esp_log_escape(r->pool, &r->uri));
         return ngx_esp_send_440(r);
     }
 
@@ -889,7 +894,8 @@ ngx_esp_handoff(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ctx->handoff = 1;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "esp: handing the login to Exchange at \"%V\"", &r->uri);
+                   "esp: handing the login to Exchange at \"%V\"",
+                   ngx_esp_log_escape(r->pool, &r->uri));
 
     return NGX_OK;
 }
@@ -922,7 +928,7 @@ ngx_esp_form_server_basic(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "esp: the session of \"%V\" carries no password for "
                       "esp_server_auth basic: sign in again",
-                      &ctx->session.user);
+                      ngx_esp_log_escape(r->pool, &ctx->session.user));
 
         if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
             return ngx_esp_send_440(r);
@@ -1014,13 +1020,15 @@ ngx_esp_form_header_filter(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
     if (ctx->handoff) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "esp: Exchange refused the forms login of \"%V\" "
-                      "that the directory accepted", &ctx->lr.logon_name);
+                      "that the directory accepted",
+                      ngx_esp_log_escape(r->pool, &ctx->lr.logon_name));
         back = ctx->return_url;
 
     } else {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "esp: Exchange asks \"%V\" to sign in again: "
-                      "ending the session", &ctx->session.user);
+                      "ending the session",
+                      ngx_esp_log_escape(r->pool, &ctx->session.user));
         back = r->unparsed_uri;
     }
 
@@ -1225,7 +1233,8 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "esp: session of \"%V\" is for domain \"%V\"",
-                          &s.user, &s.domain);
+                          ngx_esp_log_escape(r->pool, &s.user),
+                          ngx_esp_log_escape(r->pool, &s.domain));
             *stale = ngx_max(*stale, 1);
             continue;
         }
@@ -1243,7 +1252,8 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
             || s.issued > now + 60)
         {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "esp: session of \"%V\" expired (%s)", &s.user,
+                          "esp: session of \"%V\" expired (%s)",
+                          ngx_esp_log_escape(r->pool, &s.user),
                           now - s.issued >= max ? "maximum lifetime"
                                                 : "idle");
             *stale = 2;
@@ -1257,7 +1267,7 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
             {
                 ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                               "esp: session of \"%V\" was ended by logoff",
-                              &s.user);
+                              ngx_esp_log_escape(r->pool, &s.user));
                 *stale = ngx_max(*stale, 1);
                 continue;
             }
@@ -1271,7 +1281,7 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
             if (since && s.issued <= since) {
                 ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                               "esp: session of \"%V\" was revoked",
-                              &s.user);
+                              ngx_esp_log_escape(r->pool, &s.user));
                 *stale = ngx_max(*stale, 1);
                 continue;
             }
@@ -1284,7 +1294,7 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "esp: session of \"%V\" was not checked against "
                           "the permitted groups here: sign in again",
-                          &s.user);
+                          ngx_esp_log_escape(r->pool, &s.user));
             continue;
         }
 
@@ -2294,7 +2304,8 @@ refused:
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "esp: login refused: posted from another site "
-                  "(\"%V: %V\")", &h[i].key, &h[i].value);
+                  "(\"%V: %V\")", ngx_esp_log_escape(r->pool, &h[i].key),
+                  ngx_esp_log_escape(r->pool, &h[i].value));
 
     return 0;
 }

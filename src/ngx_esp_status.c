@@ -14,6 +14,7 @@
 #include "ngx_esp_request.h"
 #include "ngx_esp_shm.h"
 #include "ngx_esp_status.h"
+#include "ngx_esp_log.h"
 
 
 /* not a name an operator would give an esp_shared_zone */
@@ -102,8 +103,6 @@ static ngx_int_t ngx_esp_status_add_header(ngx_http_request_t *r,
 static u_char *ngx_esp_status_json_str(u_char *p, u_char *last,
     ngx_str_t *s);
 static u_char *ngx_esp_status_label(u_char *p, u_char *last, ngx_str_t *s);
-static u_char *ngx_esp_status_log_str(u_char *p, u_char *last,
-    ngx_str_t *s);
 
 static ngx_esp_status_shctx_t *ngx_esp_status_shctx(void);
 static ngx_int_t ngx_esp_status_init_zone(ngx_shm_zone_t *shm_zone,
@@ -852,7 +851,7 @@ ngx_esp_status_body_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_esp_status_action(ngx_http_request_t *r)
 {
-    u_char                   *p, *last, buf[NGX_ESP_MAX_USER * 2];
+    u_char                   *p, *last;
     size_t                    len, i;
     time_t                    now, until;
     ngx_int_t                 rc;
@@ -988,11 +987,9 @@ ngx_esp_status_action(ngx_http_request_t *r)
                                     1);
     }
 
-    p = ngx_esp_status_log_str(buf, buf + sizeof(buf), &key);
-
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                  "esp: admin %V user=\"%*s\" domain=%V client=%V%s",
-                  &f.action, p - buf, buf, &d->name,
+                  "esp: admin %V user=\"%V\" domain=%V client=%V%s",
+                  &f.action, ngx_esp_log_escape(r->pool, &key), &d->name,
                   &r->connection->addr_text,
                   unblock ? (rc == NGX_OK ? " was_blocked=yes"
                                           : " was_blocked=no")
@@ -1504,25 +1501,6 @@ ngx_esp_status_label(u_char *p, u_char *last, ngx_str_t *s)
         } else {
             *p++ = c;
         }
-    }
-
-    return p;
-}
-
-
-/* the user name in a log line, inside its quotes */
-
-static u_char *
-ngx_esp_status_log_str(u_char *p, u_char *last, ngx_str_t *s)
-{
-    size_t  i;
-
-    for (i = 0; i < s->len && last - p >= 2; i++) {
-        if (s->data[i] == '"' || s->data[i] == '\\') {
-            *p++ = '\\';
-        }
-
-        *p++ = s->data[i];
     }
 
     return p;

@@ -149,12 +149,13 @@ for my $typed ('alice', 'CONTOSO\\alice', 'contoso\\alice', 'alice@contoso.local
     ok(error_log_wait('"alice" as "alice@contoso.local"'),
        'principalname: a bare name is bound as user@logon_domain');
     login('/contoso/', 'CONTOSO\\alice', $pw{alice});
-    ok(error_log_wait('"CONTOSO\\alice" as "alice@contoso.local"'),
+    # the log escapes the backslash a client wrote (\\)
+    ok(error_log_wait('"CONTOSO\\\\alice" as "alice@contoso.local"'),
        'principalname: DOMAIN\\user is bound as user@logon_domain');
 
     ($res) = login('/byname/', 'alice', $pw{alice});
     is($res->code, 200, 'username: a bare name logs in');
-    ok(error_log_wait('"alice" as "CONTOSO\\alice"'),
+    ok(error_log_wait('"alice" as "CONTOSO\\\\alice"'),
        'username: a bare name is bound as NETBIOS\\user');
     ($res) = login('/byname/', 'alice@contoso.local', $pw{alice});
     is($res->code, 200, 'username: a typed UPN logs in');
@@ -449,8 +450,8 @@ sub ad_sh {
 sub log_user {
     my ($user) = @_;
     (my $u = substr $user, 0, 256) =~ s/(["\\])/\\$1/g;
-    $u =~ s/([\x00-\x1f\x7f])/sprintf('\\x%02x', ord $1)/ge;
-    return $u;
+    $u =~ s/([\x00-\x1f\x7f-\xff])/sprintf('\\x%02x', ord $1)/ge;
+    return length($user) > 256 ? "$u..." : $u;
 }
 
 # login($path, $user, $password): (response, fields of its login log line,
