@@ -17,6 +17,7 @@
 #include "ngx_esp_shm.h"
 #include "ngx_esp_status.h"
 #include "ngx_esp_log.h"
+#include "ngx_esp_refusal.h"
 
 
 static ngx_int_t ngx_esp_access_handler(ngx_http_request_t *r);
@@ -166,6 +167,13 @@ static ngx_command_t  ngx_esp_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_esp_loc_conf_t, server_auth),
       &ngx_esp_server_auth_modes },
+
+    { ngx_string("esp_login_messages"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, login_messages),
+      &ngx_esp_login_messages_modes },
 
     { ngx_string("esp_realm"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -677,8 +685,7 @@ ngx_esp_authenticate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
            != NGX_OK)
     {
         lr->result = NGX_ESP_AUTH_INVALID;
-        ctx->done = 1;
-        return ngx_esp_auth_finish(r, elcf, ctx);
+        goto refused;
     }
 
     if (ngx_esp_user_key(r, elcf->domain, &lr->logon_name, &key) != NGX_OK) {
@@ -692,8 +699,7 @@ ngx_esp_authenticate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
            == NGX_BUSY)
     {
         lr->result = NGX_ESP_AUTH_BLOCKED;
-        ctx->done = 1;
-        return ngx_esp_auth_finish(r, elcf, ctx);
+        goto refused;
     }
 
     if (ctx->login == NGX_ESP_LOGIN_BASIC && elcf->basic_cache
@@ -709,6 +715,8 @@ ngx_esp_authenticate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         return ngx_esp_auth_finish(r, elcf, ctx);
     }
 
+    ctx->started = ngx_current_msec;
+
     rc = ngx_esp_ldap_authenticate(lr);
 
     if (rc == NGX_AGAIN) {
@@ -719,6 +727,15 @@ ngx_esp_authenticate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+refused:
+
+    /* decided without the directory: not measurably sooner than it */
+
+    if (lr->result != NGX_ESP_AUTH_OK) {
+        return ngx_esp_refusal_delay(r, ctx) == NGX_AGAIN
+               ? NGX_AGAIN : NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ctx->done = 1;
@@ -926,6 +943,10 @@ ngx_esp_ldap_done(ngx_esp_ldap_req_t *lr)
     ctx->waiting = 0;
     ctx->done = 1;
 
+    if (lr->result == NGX_ESP_AUTH_BAD_CREDENTIALS) {
+        ngx_esp_refusal_sample(lr->domain, ngx_current_msec - ctx->started);
+    }
+
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "esp: resuming \"%V\" after the directory",
                    ngx_esp_log_escape(r->pool, &r->uri));
@@ -1020,7 +1041,7 @@ ngx_esp_auth_finish(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         return ngx_esp_form_login_done(r, elcf, ctx);
     }
 
-    switch (lr->result) {
+    switch (ngx_esp_refusal_shown(elcf, lr->result)) {
 
     case NGX_ESP_AUTH_OK:
         return ngx_esp_server_auth(r, elcf);
@@ -1525,6 +1546,7 @@ ngx_esp_create_loc_conf(ngx_conf_t *cf)
     conf->excluded_dirs = NGX_CONF_UNSET_PTR;
     conf->client_auth = NGX_CONF_UNSET_UINT;
     conf->server_auth = NGX_CONF_UNSET_UINT;
+    conf->login_messages = NGX_CONF_UNSET_UINT;
     conf->basic_cache = NGX_CONF_UNSET;
     conf->public_private = NGX_CONF_UNSET;
     conf->logoff = NGX_CONF_UNSET_PTR;
@@ -1559,6 +1581,8 @@ ngx_esp_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->server_auth, prev->server_auth,
                               NGX_ESP_SERVER_NONE);
     ngx_conf_merge_str_value(conf->realm, prev->realm, "Exchange");
+    ngx_conf_merge_uint_value(conf->login_messages, prev->login_messages,
+                              NGX_ESP_MESSAGES_GENERIC);
     ngx_conf_merge_sec_value(conf->basic_cache, prev->basic_cache, 300);
     ngx_conf_merge_str_value(conf->greeting, prev->greeting, "");
     ngx_conf_merge_value(conf->public_private, prev->public_private, 1);

@@ -17,6 +17,7 @@
 #include "ngx_esp_shm.h"
 #include "ngx_esp_pages.h"
 #include "ngx_esp_log.h"
+#include "ngx_esp_refusal.h"
 
 
 #define NGX_ESP_CSRF_COOKIE     "esp_csrf"
@@ -682,7 +683,7 @@ ngx_esp_form_login_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_str_t        url;
     ngx_esp_text_e   msg;
 
-    switch (ctx->result) {
+    switch (ngx_esp_refusal_shown(elcf, ctx->result)) {
 
     case NGX_ESP_AUTH_OK:
 

@@ -44,6 +44,7 @@ typedef struct {
     ngx_int_t                  status;       /* the decision on re-entry */
     ngx_esp_auth_result_e      result;
     ngx_uint_t                 login;        /* NGX_ESP_LOGIN_* */
+    ngx_msec_t                 started;      /* the directory was asked */
 
     unsigned                   waiting:1;
     unsigned                   done:1;

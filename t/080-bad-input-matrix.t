@@ -92,6 +92,7 @@ location ~* ^/ews(/|\$) {
     esp_server_auth basic;
     esp_permitted_groups "$GROUP";
     esp_basic_cache 0;
+    esp_login_messages detailed;    # 403 for "not permitted" (TEST 25)
     proxy_pass https://exchange;
 }
 location ~* ^/mapi(/|\$) {
