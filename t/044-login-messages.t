@@ -295,4 +295,27 @@ sub basic_timed {
     unlike(error_log_since_mark(), qr/refused without the directory/, 'timing: with no delay of the gate');
 }
 
+# ------------------------------------------------------------ config
+
+{
+    my $nginx = $ENV{ESP_NGINX} || '/usr/sbin/nginx';
+    # nginx's own enum slot: it names the value and the line
+    for my $case (['an unknown value', 'verbose', qr/\[emerg\] .*invalid value "verbose" in \S+messages\.conf:\d+/],
+                  ['twice', "generic;\n    esp_login_messages detailed",
+                   qr/"esp_login_messages" directive is duplicate in \S+messages\.conf:\d+/]) {
+        my ($what, $value, $re) = @$case;
+        my $file = nginx_prefix() . '/conf/messages.conf';
+        my $text = config_with({ http_config => $HTTP, config => <<"CONF" });
+    esp contoso;
+    esp_allowed_hosts mail.contoso.com;
+    esp_login_messages $value;
+CONF
+        $text =~ s/^pid .*$/pid logs\/messages.pid;/m;
+        EspTest::spurt($file, $text);
+        my $out = `$nginx -t -p @{[ nginx_prefix() ]}/ -c $file 2>&1`;
+        isnt($?, 0, "config: esp_login_messages, $what: nginx -t fails");
+        like($out, $re, "config: esp_login_messages, $what: says why, with the file and line");
+    }
+}
+
 done_testing();
