@@ -55,21 +55,6 @@ fuzz_caseeq(u_char *a, u_char *b, size_t n)
 }
 
 
-static size_t
-fuzz_count_byte(u_char *p, size_t len, u_char c)
-{
-    size_t  i, n;
-
-    n = 0;
-
-    for (i = 0; i < len; i++) {
-        n += (p[i] == c);
-    }
-
-    return n;
-}
-
-
 /* the pattern ends in "/" and stars, which stand for the rest, "/" too */
 
 static ngx_uint_t

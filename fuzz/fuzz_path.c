@@ -50,21 +50,6 @@ fuzz_percent_decode(u_char *dst, u_char *src, size_t len)
 }
 
 
-static size_t
-fuzz_count(u_char *p, size_t len, u_char c)
-{
-    size_t  i, n;
-
-    n = 0;
-
-    for (i = 0; i < len; i++) {
-        n += (p[i] == c);
-    }
-
-    return n;
-}
-
-
 static void
 fuzz_check_canonical(ngx_str_t *c)
 {
@@ -212,7 +197,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * segment ends in "." or " " (Windows would drop them)
          */
 
-        FUZZ_ASSERT(fuzz_count(dec, dlen, '/') == fuzz_count(raw, size, '/'));
+        FUZZ_ASSERT(fuzz_count_byte(dec, dlen, '/')
+                    == fuzz_count_byte(raw, size, '/'));
         FUZZ_ASSERT(ngx_strlchr(dec, dec + dlen, '%') == NULL);
         FUZZ_ASSERT(ngx_strlchr(dec, dec + dlen, ';') == NULL);
         FUZZ_ASSERT(ngx_strlchr(dec, dec + dlen, ':') == NULL);

@@ -20,15 +20,12 @@ use lib 't/lib';
 use EspTest;
 use EspTest::Flow;
 use HTTP::Request::Common qw(GET);
-use IPC::Open2 qw(open2);
 use Time::HiRes qw(time);
 
 if (!ad_present() || !exchange_present() || !$ENV{ESP_MODULE}) {
     Test::More::plan(skip_all => 'needs the AD fixture, the stand-in Exchange and the module');
 }
 
-my $RUN = $ENV{ESP_RUN} || '/tmp/esp-run';
-my $ROOT = $ENV{ESP_ROOT} || '.';
 my $USERS = ad_users();
 my $PW = sub { $USERS->{ $_[0] }{password} };
 my $UPN = sub { $USERS->{ $_[0] }{upn} };
@@ -38,20 +35,8 @@ my $GROUP = 'CN=grp-outer,CN=Users,DC=contoso,DC=local';
 my $FAKE = '127.0.0.4';
 my $BASE = 7701;
 my $ADCODES = $BASE + 15;
-my $ca = nginx_prefix() . '/conf/both-ca.pem';
-EspTest::spurt($ca, EspTest::slurp("$RUN/pki/ca.pem") . EspTest::slurp("$RUN/pki/other-ca.pem"));
-my $fake_pid = open2(my $fake, my $fake_in, '/usr/bin/python3',
-                     "$ROOT/t/fixtures/fake-dc.py", "$RUN/pki/rogue.pem",
-                     "$RUN/pki/rogue.key", $FAKE, $BASE);
-END {
-    local $?;
-    if ($fake_pid) {
-        close $fake_in;
-        kill 'TERM', $fake_pid;
-        waitpid $fake_pid, 0;
-    }
-}
-is(scalar(<$fake> // ''), "ready\n", 'the fake DCs listen');
+my $ca = start_fake_dcs($BASE);
+ok($ca, 'the fake DCs listen');
 
 my $HTTP = "esp_session_key \$ESP_RUN/keys/session.key;\n"
     . sso_domain_config(max_failed_auths => 2, reset_fail_timeout => '10m',
