@@ -382,6 +382,13 @@ SKIP: {
         esp badsvc;
         esp_client_auth basic;
         esp_permitted_groups "$outer";
+        esp_login_messages detailed;    # 503 names the trouble
+        proxy_pass http://127.0.0.1:\$TEST_NGINX_PORT/ok/;
+    }
+    location /badsvc-generic/ {
+        esp badsvc;
+        esp_client_auth basic;
+        esp_permitted_groups "$outer";
         proxy_pass http://127.0.0.1:\$TEST_NGINX_PORT/ok/;
     }
     location /ok/ {
@@ -392,7 +399,7 @@ CONF
     print $fh 'Not-The-Password-1';
     close $fh;
     chmod 0644, "$RUN/ad/wrong.secret";
-    skip 'esp_permitted_groups is not implemented yet', 10
+    skip 'esp_permitted_groups is not implemented yet', 12
         unless nginx_start(\%gconf, quiet => 1);
 
     my ($res, $line) = login('/grp/', 'nested', $pw{nested});
@@ -413,6 +420,12 @@ CONF
     ok(error_log_wait(qr/esp: the service account \S+ was refused by ldaps:\S+: AD data 52e \(wrong password\)/),
        'service account refused: the error log says why (AD data 52e)');
     unlike(error_log_since_mark(), qr/timed out/, 'service account refused: not "timed out"');
+
+    # the service account is only asked after a right password: by default
+    # its refusal must not tell the client so (t/044-login-messages.t)
+    ($res, $line) = login('/badsvc-generic/', 'nested', $pw{nested});
+    is($res->code, 401, 'service account refused, esp_login_messages generic: 401 as for a wrong password');
+    is($line->{result}, 'service_account', 'service account refused, generic: the log still says service_account');
 }
 
 # -------------------------------------------------------------- secrets
