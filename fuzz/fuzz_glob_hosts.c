@@ -31,6 +31,7 @@
 #include "fuzz_common.h"
 
 #include "../src/ngx_esp_match.c"
+#include "../src/ngx_esp_http.c"
 
 #include "fuzz_http.h"
 

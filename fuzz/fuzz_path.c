@@ -24,6 +24,7 @@
 #include "fuzz_common.h"
 
 #include "../src/ngx_esp_match.c"
+#include "../src/ngx_esp_http.c"
 #include "../src/ngx_esp_log.c"
 
 

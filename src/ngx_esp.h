@@ -190,4 +190,46 @@ ngx_esp_cookie_header_next(ngx_http_request_t *r, ngx_esp_cookie_walk_t *w)
 }
 
 
+/*
+ * The header the walk stands on leaves nginx's list of cookie headers
+ * (not r->headers_in.headers); the walk goes on with the next one.
+ */
+
+static ngx_inline void
+ngx_esp_cookie_header_drop(ngx_http_request_t *r, ngx_esp_cookie_walk_t *w)
+{
+#if (nginx_version >= 1023000)
+
+    ngx_table_elt_t  **hp;
+
+    /* w->h keeps its "next": the walk goes on from it */
+
+    for (hp = &r->headers_in.cookie; *hp; hp = &(*hp)->next) {
+        if (*hp == w->h) {
+            *hp = w->h->next;
+            return;
+        }
+    }
+
+#else
+
+    ngx_table_elt_t  **elts;
+
+    elts = r->headers_in.cookies.elts;
+
+    if (w->n == 0 || elts[w->n - 1] != w->h) {
+        return;
+    }
+
+    ngx_memmove(&elts[w->n - 1], &elts[w->n],
+                (r->headers_in.cookies.nelts - w->n)
+                * sizeof(ngx_table_elt_t *));
+
+    r->headers_in.cookies.nelts--;
+    w->n--;
+
+#endif
+}
+
+
 #endif /* _NGX_ESP_H_INCLUDED_ */

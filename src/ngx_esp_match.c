@@ -8,6 +8,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_esp_http.h"
 #include "ngx_esp_match.h"
 
 
@@ -318,66 +319,6 @@ ngx_esp_canonical_path(u_char *raw, size_t len, ngx_str_t *out,
     }
 
     return NGX_OK;
-}
-
-
-/* strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF */
-
-ngx_uint_t
-ngx_esp_utf8_valid(u_char *p, size_t len)
-{
-    u_char      *last;
-    uint32_t     u, min;
-    ngx_uint_t   n, i;
-
-    last = p + len;
-
-    while (p < last) {
-
-        if (*p < 0x80) {
-            p++;
-            continue;
-        }
-
-        if (*p >= 0xc2 && *p <= 0xdf) {
-            n = 1;
-            u = *p & 0x1f;
-            min = 0x80;
-
-        } else if (*p >= 0xe0 && *p <= 0xef) {
-            n = 2;
-            u = *p & 0x0f;
-            min = 0x800;
-
-        } else if (*p >= 0xf0 && *p <= 0xf4) {
-            n = 3;
-            u = *p & 0x07;
-            min = 0x10000;
-
-        } else {
-            return 0;
-        }
-
-        if ((size_t) (last - p) <= n) {
-            return 0;
-        }
-
-        for (i = 1; i <= n; i++) {
-            if ((p[i] & 0xc0) != 0x80) {
-                return 0;
-            }
-
-            u = (u << 6) | (p[i] & 0x3f);
-        }
-
-        if (u < min || u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
-            return 0;
-        }
-
-        p += n + 1;
-    }
-
-    return 1;
 }
 
 

@@ -29,6 +29,7 @@ typedef struct {
 typedef struct {
     ngx_event_t                ev;
     ngx_http_request_t        *r;
+    ngx_esp_refusal_wake_pt    wake;
 } ngx_esp_refusal_wait_t;
 
 
@@ -92,7 +93,8 @@ ngx_esp_refusal_sample(ngx_esp_domain_t *d, ngx_msec_t ms)
 
 
 ngx_int_t
-ngx_esp_refusal_delay(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
+ngx_esp_refusal_delay(ngx_http_request_t *r, ngx_esp_domain_t *d,
+    ngx_esp_refusal_wake_pt wake)
 {
     ngx_msec_t                  ms;
     ngx_pool_cleanup_t         *cln;
@@ -108,14 +110,15 @@ ngx_esp_refusal_delay(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
     ngx_memzero(w, sizeof(ngx_esp_refusal_wait_t));
 
     w->r = r;
+    w->wake = wake;
     w->ev.handler = ngx_esp_refusal_wake;
     w->ev.data = w;
     w->ev.log = r->connection->log;
 
     cln->handler = ngx_esp_refusal_cleanup;
 
-    ms = ngx_esp_refusal_pick(ctx->lr.domain);
-    s = ctx->lr.domain->refusals;
+    ms = ngx_esp_refusal_pick(d);
+    s = d->refusals;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "esp: refused without the directory: answering in "
@@ -124,10 +127,7 @@ ngx_esp_refusal_delay(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
 
     ngx_add_timer(&w->ev, ms);
 
-    ctx->waiting = 1;
-    r->read_event_handler = ngx_http_test_reading;
-
-    return NGX_AGAIN;
+    return NGX_OK;
 }
 
 
@@ -162,34 +162,16 @@ ngx_esp_refusal_wake(ngx_event_t *ev)
 {
     ngx_esp_refusal_wait_t  *w = ev->data;
 
-    ngx_connection_t    *c;
-    ngx_esp_ctx_t       *ctx;
-    ngx_http_request_t  *r;
+    ngx_connection_t  *c;
 
-    r = w->r;
-    c = r->connection;
+    c = w->r->connection;
 
-    ngx_http_set_log_request(c->log, r);
+    ngx_http_set_log_request(c->log, w->r);
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "esp: the refusal's wait is over");
 
-    ctx = ngx_esp_get_ctx(r, 0);
-
-    if (ctx == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        ngx_http_run_posted_requests(c);
-        return;
-    }
-
-    ctx->waiting = 0;
-    ctx->done = 1;
-
-    r->read_event_handler = ngx_http_block_reading;
-    r->write_event_handler = ngx_http_core_run_phases;
-
-    ngx_http_core_run_phases(r);
-    ngx_http_run_posted_requests(c);
+    w->wake(w->r);
 }
 
 

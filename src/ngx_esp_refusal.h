@@ -9,7 +9,7 @@
 
 
 #include "ngx_esp.h"
-#include "ngx_esp_request.h"
+#include "ngx_esp_ldap.h"
 
 
 /*
@@ -22,6 +22,10 @@
  * refusal the gate decides alone waits about as long as the directory
  * takes to refuse a bind.  The error log keeps the detail.
  */
+
+
+/* what ngx_esp_refusal_delay() calls when the wait is over */
+typedef void (*ngx_esp_refusal_wake_pt)(ngx_http_request_t *r);
 
 
 /* the esp_login_messages values (ngx_conf_set_enum_slot) */
@@ -45,14 +49,15 @@ ngx_esp_auth_result_e ngx_esp_refusal_shown(ngx_esp_loc_conf_t *elcf,
 void ngx_esp_refusal_sample(ngx_esp_domain_t *d, ngx_msec_t ms);
 
 /*
- * A refusal decided without the directory (ctx->lr.result): NGX_AGAIN
- * with a timer armed that resumes the request as the directory's answer
- * would (ctx->waiting, then ctx->done), after about as long as this
- * worker saw the directory take to refuse a bind (a random one of its
- * last refusals, with jitter; 20-80 ms before it saw any); NGX_ERROR.
- * The worker never sleeps.
+ * A refusal decided without the directory of domain "d": NGX_OK with a
+ * timer armed that calls "wake" (which resumes the request as the
+ * directory's answer would) after about as long as this worker saw the
+ * directory take to refuse a bind (a random one of its last refusals,
+ * with jitter; 20-80 ms before it saw any), or NGX_ERROR.  The timer
+ * goes with the request's pool.  The worker never sleeps.
  */
-ngx_int_t ngx_esp_refusal_delay(ngx_http_request_t *r, ngx_esp_ctx_t *ctx);
+ngx_int_t ngx_esp_refusal_delay(ngx_http_request_t *r, ngx_esp_domain_t *d,
+    ngx_esp_refusal_wake_pt wake);
 
 
 #endif /* _NGX_ESP_REFUSAL_H_INCLUDED_ */

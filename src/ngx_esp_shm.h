@@ -116,7 +116,6 @@ void ngx_esp_lockout_success(ngx_shm_zone_t *zone, ngx_esp_domain_t *d,
     ngx_str_t *user);
 ngx_int_t ngx_esp_lockout_unblock(ngx_shm_zone_t *zone, ngx_str_t *domain,
     ngx_str_t *user);
-ngx_uint_t ngx_esp_lockout_active(ngx_shm_zone_t *zone);
 
 
 /*

@@ -422,7 +422,7 @@ CONF
     unlike(error_log_since_mark(), qr/timed out/, 'service account refused: not "timed out"');
 
     # the service account is only asked after a right password: by default
-    # its refusal must not tell the client so (t/044-login-messages.t)
+    # its refusal must not tell the client so (t/045-login-messages.t)
     ($res, $line) = login('/badsvc-generic/', 'nested', $pw{nested});
     is($res->code, 401, 'service account refused, esp_login_messages generic: 401 as for a wrong password');
     is($line->{result}, 'service_account', 'service account refused, generic: the log still says service_account');

@@ -159,7 +159,7 @@ my @CASES = (
     ['logon hours (530)', '/owa/x', '/detailed/x', $UPN->('hours'), $PW->('hours'), 'hours', 'logon_hours'],
     ['workstation (531)', '/fake/x', '/fake-detailed/x', 'code531@contoso.local', 'Right-1x', 'station', 'workstation'],
     ['not in a permitted group', '/groups/x', '/groups-detailed/x', $UPN->('carol'), $PW->('carol'), 'denied', 'not_permitted'],
-    ['unknown user', '/owa/x', '/detailed/x', 'nosuchuser-044@contoso.local', 'Wrong-1x', 'bad', 'bad_credentials'],
+    ['unknown user', '/owa/x', '/detailed/x', 'nosuchuser-045@contoso.local', 'Wrong-1x', 'bad', 'bad_credentials'],
 );
 
 for my $c (@CASES) {
@@ -227,13 +227,13 @@ sub lock_out {
 }
 
 {
-    my ($res, $ua) = lock_out('/owa/x', 'ghost-044-a@contoso.local');
+    my ($res, $ua) = lock_out('/owa/x', 'ghost-045-a@contoso.local');
     ok(result_logged('blocked'), 'generic, blocked by the gate: logged as blocked');
     is($res->code, 200, 'generic, blocked by the gate: the form again');
     like((message_of($res))[0], qr/^\Q$MSG{bad}\E/, 'generic, blocked by the gate: the wrong-user-or-password message');
     is(page_shape($res), page_shape($WRONG), 'generic, blocked by the gate: the very page a wrong password gets');
 
-    ($res) = lock_out('/detailed/x', 'ghost-044-b@contoso.local');
+    ($res) = lock_out('/detailed/x', 'ghost-045-b@contoso.local');
     ok(result_logged('blocked'), 'detailed, blocked by the gate: logged as blocked');
     like((message_of($res))[0], qr/^\Q$MSG{blocked}\E/, 'detailed, blocked by the gate: "Too many failed sign-in attempts"');
 }
@@ -249,7 +249,7 @@ sub basic_timed {
 }
 
 {
-    my $user = 'ghost-044-t@contoso.local';
+    my $user = 'ghost-045-t@contoso.local';
     my @binds = map { my ($r, $t) = basic_timed($user, 'Wrong-1x'); [$r->code, $t] } 1 .. 2;
     is("$binds[0][0] $binds[1][0]", '401 401', 'timing: two refusals by the directory');
     my ($res, $took) = basic_timed($user, 'Wrong-1x');
@@ -268,7 +268,7 @@ sub basic_timed {
     like(error_log_since_mark(), qr/esp: the refusal's wait is over/, 'timing: a timer woke the request');
 
     # a login refused before any bind waits too
-    ($res) = basic_timed('nosuchuser-044-empty@contoso.local', '');
+    ($res) = basic_timed('nosuchuser-045-empty@contoso.local', '');
     is($res->code, 401, 'timing: an empty password: 401');
     ok(result_logged('invalid'), 'timing: an empty password is refused before any bind');
     like(error_log_since_mark(), qr/esp: refused without the directory: answering in \d+ms/,
