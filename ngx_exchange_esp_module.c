@@ -16,7 +16,9 @@
 #include "ngx_esp_gate.h"
 #include "ngx_esp_http.h"
 #include "ngx_esp_ldap.h"
+#include "ngx_esp_log.h"
 #include "ngx_esp_match.h"
+#include "ngx_esp_refusal.h"
 #include "ngx_esp_request.h"
 #include "ngx_esp_session.h"
 #include "ngx_esp_shm.h"
@@ -141,6 +143,13 @@ static ngx_command_t  ngx_esp_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_esp_loc_conf_t, server_auth),
       &ngx_esp_server_auth_modes },
+
+    { ngx_string("esp_login_messages"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, login_messages),
+      &ngx_esp_login_messages_modes },
 
     { ngx_string("esp_realm"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -353,7 +362,7 @@ ngx_esp_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
             /* a login must never pass as a plain POST to where esp is off */
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "esp: login refused: esp is off at \"%V\"",
-                          &r->uri);
+                          ngx_esp_log_escape(r->pool, &r->uri));
             return NGX_HTTP_FORBIDDEN;
         }
 
@@ -364,6 +373,7 @@ ngx_esp_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
         switch (ctx->state) {
 
         case NGX_ESP_STATE_WAITING:
+        case NGX_ESP_STATE_DELAYED:
             return NGX_AGAIN;
 
         case NGX_ESP_STATE_DECIDED:
@@ -596,6 +606,7 @@ ngx_esp_create_loc_conf(ngx_conf_t *cf)
     conf->excluded_dirs = NGX_CONF_UNSET_PTR;
     conf->client_auth = NGX_CONF_UNSET_UINT;
     conf->server_auth = NGX_CONF_UNSET_UINT;
+    conf->login_messages = NGX_CONF_UNSET_UINT;
     conf->basic_cache = NGX_CONF_UNSET;
     conf->public_private = NGX_CONF_UNSET;
     conf->logoff = NGX_CONF_UNSET_PTR;
@@ -630,6 +641,8 @@ ngx_esp_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->server_auth, prev->server_auth,
                               NGX_ESP_SERVER_NONE);
     ngx_conf_merge_str_value(conf->realm, prev->realm, "Exchange");
+    ngx_conf_merge_uint_value(conf->login_messages, prev->login_messages,
+                              NGX_ESP_MESSAGES_GENERIC);
     ngx_conf_merge_sec_value(conf->basic_cache, prev->basic_cache, 300);
     ngx_conf_merge_str_value(conf->greeting, prev->greeting, "");
     ngx_conf_merge_value(conf->public_private, prev->public_private, 1);

@@ -28,6 +28,7 @@
 
 #include "../src/ngx_esp_ldap.c"
 #include "../src/ngx_esp_ldap_ber.c"
+#include "../src/ngx_esp_log.c"
 
 #include "fuzz_http.h"
 

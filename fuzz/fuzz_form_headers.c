@@ -30,6 +30,7 @@
 #include "../src/ngx_esp_session.c"
 #include "../src/ngx_esp_http.c"
 #include "../src/ngx_esp_auth.c"
+#include "../src/ngx_esp_log.c"
 
 #include "fuzz_http.h"
 #include "fuzz_session.h"

@@ -34,6 +34,10 @@
 #define NGX_ESP_LANG_EN           1
 #define NGX_ESP_LANG_DE           2
 
+/* esp_login_messages */
+#define NGX_ESP_MESSAGES_GENERIC  1
+#define NGX_ESP_MESSAGES_DETAILED 2
+
 /* logon_format */
 #define NGX_ESP_LOGON_PRINCIPAL   1
 #define NGX_ESP_LOGON_USERNAME    2
@@ -83,6 +87,8 @@ struct ngx_esp_domain_s {
 
     /* per worker: the directory client's state (src/ngx_esp_ldap.c) */
     void                      *ldap;
+    /* per worker: how long the directory takes to refuse (refusal.c) */
+    void                      *refusals;
 
     ngx_uint_t                 defined;
     u_char                    *file;             /* where it was defined, */
@@ -123,6 +129,7 @@ typedef struct {
     ngx_uint_t                 client_auth;
     ngx_uint_t                 server_auth;
     ngx_str_t                  realm;            /* esp_realm */
+    ngx_uint_t                 login_messages;   /* esp_login_messages */
     time_t                     basic_cache;      /* esp_basic_cache */
 
     /* form login */

@@ -9,10 +9,10 @@
 #include <ngx_http.h>
 
 #include "ngx_esp_auth.h"
+#include "ngx_esp_log.h"
+#include "ngx_esp_refusal.h"
 #include "ngx_esp_shm.h"
 
-
-#define NGX_ESP_LOG_USER_LEN      256
 
 /* not a name an operator would give an esp_shared_zone */
 #define NGX_ESP_COUNTERS_ZONE      "ngx_exchange_esp_status"
@@ -21,6 +21,7 @@
 
 static void ngx_esp_ctx_cleanup(void *data);
 static void ngx_esp_auth_ldap_done(ngx_esp_ldap_req_t *lr);
+static void ngx_esp_auth_wake(ngx_http_request_t *r);
 static void ngx_esp_auth_book(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 static void ngx_esp_auth_log(ngx_http_request_t *r, ngx_esp_ctx_t *ctx);
@@ -183,6 +184,8 @@ ngx_esp_auth_start(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         goto decided;
     }
 
+    ctx->started = ngx_current_msec;
+
     rc = ngx_esp_ldap_authenticate(lr);
 
     if (rc == NGX_AGAIN) {
@@ -197,6 +200,21 @@ ngx_esp_auth_start(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
 decided:
 
+    if (lr->result != NGX_ESP_AUTH_OK) {
+
+        /* decided without the directory: not measurably sooner than it */
+
+        if (ngx_esp_refusal_delay(r, elcf->domain, ngx_esp_auth_wake)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->state = NGX_ESP_STATE_DELAYED;
+        r->read_event_handler = ngx_http_test_reading;
+        return NGX_AGAIN;
+    }
+
     ctx->state = NGX_ESP_STATE_DECIDED;
 
     return ngx_esp_auth_resume(r, elcf, ctx);
@@ -208,6 +226,23 @@ ngx_esp_auth_ldap_done(ngx_esp_ldap_req_t *lr)
 {
     ngx_http_request_t  *r = lr->data;
 
+    ngx_esp_ctx_t  *ctx;
+
+    ctx = ngx_esp_get_ctx(r, 0);
+
+    if (lr->result == NGX_ESP_AUTH_BAD_CREDENTIALS) {
+        ngx_esp_refusal_sample(lr->domain, ngx_current_msec - ctx->started);
+    }
+
+    ngx_esp_auth_wake(r);
+}
+
+
+/* the directory has answered, or a refusal has waited long enough */
+
+static void
+ngx_esp_auth_wake(ngx_http_request_t *r)
+{
     ngx_connection_t  *c;
     ngx_esp_ctx_t     *ctx;
 
@@ -217,7 +252,8 @@ ngx_esp_auth_ldap_done(ngx_esp_ldap_req_t *lr)
     ctx->state = NGX_ESP_STATE_DECIDED;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
-                   "esp: resuming \"%V\" after the directory", &r->uri);
+                   "esp: resuming \"%V\" with the decision",
+                   ngx_esp_log_escape(r->pool, &r->uri));
 
     r->read_event_handler = ngx_http_block_reading;
     r->write_event_handler = ngx_http_core_run_phases;
@@ -287,7 +323,8 @@ ngx_esp_auth_book(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         {
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "esp: user \"%V\" of domain %V is blocked for "
-                          "%T s after %i failed logins", &ctx->key,
+                          "%T s after %i failed logins",
+                          ngx_esp_log_escape(r->pool, &ctx->key),
                           &elcf->domain->name,
                           elcf->domain->unblock_timeout,
                           elcf->domain->max_failed_auths);
@@ -401,35 +438,11 @@ ngx_esp_user_key(ngx_http_request_t *r, ngx_esp_domain_t *d,
 static void
 ngx_esp_auth_log(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
 {
-    u_char               c, *p, *last, buf[NGX_ESP_LOG_USER_LEN * 4];
-    size_t               i;
     ngx_str_t            dc;
     ngx_uint_t           level;
     ngx_esp_ldap_req_t  *lr;
 
     lr = &ctx->lr;
-
-    /* the user name is client input: escape it inside its quotes */
-
-    p = buf;
-    last = buf + sizeof(buf) - 4;
-
-    for (i = 0; i < ctx->user.len && i < NGX_ESP_LOG_USER_LEN && p < last;
-         i++)
-    {
-        c = ctx->user.data[i];
-
-        if (c == '"' || c == '\\') {
-            *p++ = '\\';
-            *p++ = c;
-
-        } else if (c < 0x20 || c == 0x7f) {
-            p = ngx_sprintf(p, "\\x%02xd", c);
-
-        } else {
-            *p++ = c;
-        }
-    }
 
     dc = lr->dc;
     if (dc.len == 0) {
@@ -442,17 +455,19 @@ ngx_esp_auth_log(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
 
     if (lr->ad_code) {
         ngx_log_error(level, r->connection->log, 0,
-                      "esp: login user=\"%*s\" client=%V domain=%V dc=%V "
+                      "esp: login user=\"%V\" client=%V domain=%V dc=%V "
                       "result=%s ad_code=%xi",
-                      p - buf, buf, &r->connection->addr_text,
+                      ngx_esp_log_escape(r->pool, &ctx->user),
+                      &r->connection->addr_text,
                       &lr->domain->name, &dc,
                       ngx_esp_auth_result_name(lr->result), lr->ad_code);
 
     } else {
         ngx_log_error(level, r->connection->log, 0,
-                      "esp: login user=\"%*s\" client=%V domain=%V dc=%V "
+                      "esp: login user=\"%V\" client=%V domain=%V dc=%V "
                       "result=%s ad_code=none",
-                      p - buf, buf, &r->connection->addr_text,
+                      ngx_esp_log_escape(r->pool, &ctx->user),
+                      &r->connection->addr_text,
                       &lr->domain->name, &dc,
                       ngx_esp_auth_result_name(lr->result));
     }

@@ -11,6 +11,7 @@
 #include "ngx_esp_auth.h"
 #include "ngx_esp_basic.h"
 #include "ngx_esp_http.h"
+#include "ngx_esp_refusal.h"
 
 
 static ngx_int_t ngx_esp_basic_done(ngx_http_request_t *r,
@@ -56,7 +57,7 @@ static ngx_int_t
 ngx_esp_basic_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx)
 {
-    switch (ctx->result) {
+    switch (ngx_esp_refusal_shown(elcf, ctx->result)) {
 
     case NGX_ESP_AUTH_OK:
 

@@ -15,7 +15,9 @@
 #include "ngx_esp_auth.h"
 #include "ngx_esp_form.h"
 #include "ngx_esp_http.h"
+#include "ngx_esp_log.h"
 #include "ngx_esp_match.h"
+#include "ngx_esp_refusal.h"
 #include "ngx_esp_shm.h"
 #include "ngx_esp_pages.h"
 
@@ -458,7 +460,8 @@ ngx_esp_login_token(ngx_http_request_t *r, ngx_esp_login_form_t *f)
 
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "esp: login refused: posted from another site "
-                      "(\"%V: %V\")", &h->key, &h->value);
+                      "(\"%V: %V\")", ngx_esp_log_escape(r->pool, &h->key),
+                      ngx_esp_log_escape(r->pool, &h->value));
 
         return 0;
     }
@@ -555,13 +558,15 @@ ngx_esp_continue_at(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
                            sizeof("/_esp/") - 1) == 0)
     {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "esp: login return URL refused: \"%V\"", &name);
+                      "esp: login return URL refused: \"%V\"",
+                      ngx_esp_log_escape(r->pool, &name));
         return NGX_DECLINED;
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "esp: login continues in the location of \"%V?%V\"",
-                   &name, &args);
+                   ngx_esp_log_escape(r->pool, &name),
+                   ngx_esp_log_escape(r->pool, &args));
 
     (void) ngx_http_internal_redirect(r, &name, &args);
     ngx_http_finalize_request(r, NGX_DONE);
@@ -588,7 +593,7 @@ ngx_esp_form_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         if (elcf->client_auth != NGX_ESP_CLIENT_FORM) {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "esp: login refused: \"%V\" is not a form login "
-                          "location", &r->uri);
+                          "location", ngx_esp_log_escape(r->pool, &r->uri));
             return NGX_HTTP_FORBIDDEN;
         }
 
@@ -635,7 +640,8 @@ ngx_esp_form_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "esp: %V \"%V\" without a session: 440",
-                      &r->method_name, &r->uri);
+                      ngx_esp_log_escape(r->pool, &r->method_name),
+                      ngx_esp_log_escape(r->pool, &r->uri));
         return ngx_esp_send_440(r);
     }
 
@@ -673,8 +679,8 @@ ngx_esp_form_logoff(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                   "esp: logoff user=\"%V\" client=%V domain=%V",
-                  &ctx->session.user, &r->connection->addr_text,
-                  &elcf->domain->name);
+                  ngx_esp_log_escape(r->pool, &ctx->session.user),
+                  &r->connection->addr_text, &elcf->domain->name);
 
     return ngx_esp_clear_cookie(r, elcf, ctx);
 }
@@ -690,7 +696,7 @@ ngx_esp_form_login_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_text_e        msg;
     ngx_esp_main_conf_t  *emcf;
 
-    switch (ctx->result) {
+    switch (ngx_esp_refusal_shown(elcf, ctx->result)) {
 
     case NGX_ESP_AUTH_OK:
 
@@ -910,7 +916,8 @@ ngx_esp_handoff(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ctx->handoff = 1;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "esp: handing the login to Exchange at \"%V\"", &r->uri);
+                   "esp: handing the login to Exchange at \"%V\"",
+                   ngx_esp_log_escape(r->pool, &r->uri));
 
     return NGX_OK;
 }
@@ -954,7 +961,8 @@ ngx_esp_form_server_basic(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
     if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "esp: the session of \"%V\" %s: sign in again",
-                      &ctx->session.user, reason);
+                      ngx_esp_log_escape(r->pool, &ctx->session.user),
+                      reason);
 
         if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
             return ngx_esp_send_440(r);
@@ -1093,13 +1101,15 @@ ngx_esp_form_answer(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
     if (ctx->handoff) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "esp: Exchange refused the forms login of \"%V\" "
-                      "that the directory accepted", &ctx->lr.logon_name);
+                      "that the directory accepted",
+                      ngx_esp_log_escape(r->pool, &ctx->lr.logon_name));
         back = ctx->return_url;
 
     } else {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "esp: Exchange asks \"%V\" to sign in again: "
-                      "ending the session", &ctx->session.user);
+                      "ending the session",
+                      ngx_esp_log_escape(r->pool, &ctx->session.user));
         back = r->unparsed_uri;
     }
 
@@ -1322,7 +1332,8 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "esp: session of \"%V\" is for domain \"%V\"",
-                          &s.user, &s.domain);
+                          ngx_esp_log_escape(r->pool, &s.user),
+                          ngx_esp_log_escape(r->pool, &s.domain));
             *stale = ngx_max(*stale, 1);
             continue;
         }
@@ -1340,7 +1351,8 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
             || s.issued > now + 60)
         {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "esp: session of \"%V\" expired (%s)", &s.user,
+                          "esp: session of \"%V\" expired (%s)",
+                          ngx_esp_log_escape(r->pool, &s.user),
                           now - s.issued >= max ? "maximum lifetime"
                                                 : "idle");
             *stale = 2;
@@ -1354,7 +1366,7 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
             {
                 ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                               "esp: session of \"%V\" was ended by logoff",
-                              &s.user);
+                              ngx_esp_log_escape(r->pool, &s.user));
                 *stale = ngx_max(*stale, 1);
                 continue;
             }
@@ -1368,7 +1380,7 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
             if (since && s.issued <= since) {
                 ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                               "esp: session of \"%V\" was revoked",
-                              &s.user);
+                              ngx_esp_log_escape(r->pool, &s.user));
                 *stale = ngx_max(*stale, 1);
                 continue;
             }
@@ -1381,7 +1393,7 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "esp: session of \"%V\" was not checked against "
                           "the permitted groups here: sign in again",
-                          &s.user);
+                          ngx_esp_log_escape(r->pool, &s.user));
             continue;
         }
 

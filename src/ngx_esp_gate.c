@@ -10,6 +10,7 @@
 
 #include "ngx_esp_gate.h"
 #include "ngx_esp_http.h"
+#include "ngx_esp_log.h"
 #include "ngx_esp_match.h"
 
 
@@ -19,7 +20,7 @@ ngx_esp_gate_host(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
     if (!ngx_esp_match_hosts(elcf->allowed_hosts, &r->headers_in.server)) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "esp: host \"%V\" is not allowed",
-                      &r->headers_in.server);
+                      ngx_esp_log_escape(r->pool, &r->headers_in.server));
         return NGX_HTTP_FORBIDDEN;
     }
 
@@ -84,7 +85,7 @@ ngx_esp_gate_path(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "esp: path \"%V\" is outside the allowed directories",
-                      &r->uri);
+                      ngx_esp_log_escape(r->pool, &r->uri));
         return NGX_HTTP_FORBIDDEN;
     }
 
@@ -95,14 +96,14 @@ ngx_esp_gate_path(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         if (ngx_esp_path_is_plain(raw.data, raw.len)) {
             ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                            "esp: \"%V\" is excluded from pre-authentication",
-                           &r->uri);
+                           ngx_esp_log_escape(r->pool, &r->uri));
             *excluded = 1;
 
         } else {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "esp: \"%V\" matches an excluded directory but is "
                           "not written plainly: authentication required",
-                          &r->uri);
+                          ngx_esp_log_escape(r->pool, &r->uri));
         }
     }
 

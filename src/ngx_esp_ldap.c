@@ -38,6 +38,7 @@
 #include "ngx_esp_ldap.h"
 #include "ngx_esp_ldap_ber.h"
 #include "ngx_esp_ldap_conn.h"
+#include "ngx_esp_log.h"
 
 
 #define NGX_ESP_LDAP_MAX_INPUT        256
@@ -253,7 +254,8 @@ ngx_esp_ldap_authenticate(ngx_esp_ldap_req_t *lr)
 
     if (rc == NGX_DECLINED) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, lr->log, 0,
-                       "esp ldap: \"%V\" is not a logon name", &lr->user);
+                       "esp ldap: \"%V\" is not a logon name",
+                       ngx_esp_log_escape(lr->pool, &lr->user));
 
         lr->result = NGX_ESP_AUTH_INVALID;
         return NGX_OK;
@@ -339,7 +341,8 @@ ngx_esp_ldap_authenticate(ngx_esp_ldap_req_t *lr)
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, lr->log, 0,
                    "esp ldap: authenticate \"%V\" as \"%V\", %ui groups",
-                   &lr->user, &lr->logon_name, ngroups);
+                   ngx_esp_log_escape(lr->pool, &lr->user),
+                   ngx_esp_log_escape(lr->pool, &lr->logon_name), ngroups);
 
     ngx_esp_ldap_next_dc(op);
 
@@ -811,7 +814,8 @@ ngx_esp_ldap_send_step(ngx_esp_ldap_op_t *op)
 
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, lr->log, 0,
                        "esp ldap: bind \"%V\" on %V msgid %d",
-                       &lr->logon_name, &conn->dc->conf->name, conn->out.msgid);
+                       ngx_esp_log_escape(lr->pool, &lr->logon_name),
+                       &conn->dc->conf->name, conn->out.msgid);
         break;
 
     case NGX_ESP_LDAP_SERVICE_BIND:
@@ -835,7 +839,9 @@ ngx_esp_ldap_send_step(ngx_esp_ldap_op_t *op)
         ngx_log_debug4(NGX_LOG_DEBUG_HTTP, lr->log, 0,
                        "esp ldap: search \"%V\" for upn \"%V\" or account "
                        "\"%V\" msgid %d",
-                       &d->base_dn, &op->upn, &op->account, conn->out.msgid);
+                       &d->base_dn, ngx_esp_log_escape(lr->pool, &op->upn),
+                       ngx_esp_log_escape(lr->pool, &op->account),
+                       conn->out.msgid);
         break;
 
     default: /* NGX_ESP_LDAP_CHECK_GROUPS */
@@ -847,7 +853,8 @@ ngx_esp_ldap_send_step(ngx_esp_ldap_op_t *op)
 
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, lr->log, 0,
                        "esp ldap: check %ui groups of \"%V\" msgid %d",
-                       op->ngroups, &lr->user_dn, conn->out.msgid);
+                       op->ngroups, ngx_esp_log_escape(lr->pool, &lr->user_dn),
+                       conn->out.msgid);
         break;
     }
 
@@ -931,7 +938,7 @@ ngx_esp_ldap_op_answer(ngx_esp_ldap_op_t *op, ngx_esp_ldap_msg_t *m)
             if (op->upn.len == 0 && op->account.len == 0) {
                 ngx_log_debug1(NGX_LOG_DEBUG_HTTP, lr->log, 0,
                                "esp ldap: \"%V\" is no name of this domain",
-                               &lr->logon_name);
+                               ngx_esp_log_escape(lr->pool, &lr->logon_name));
 
                 ngx_esp_ldap_op_release(op);
                 ngx_esp_ldap_finish(op, dc, NGX_ESP_AUTH_NOT_PERMITTED);
@@ -1017,12 +1024,13 @@ ngx_esp_ldap_op_answer(ngx_esp_ldap_op_t *op, ngx_esp_ldap_msg_t *m)
                 ngx_log_error(NGX_LOG_WARN, lr->log, 0,
                               "esp: \"%V\" names more than one user in "
                               "\"%V\": not permitted",
-                              &lr->logon_name, &op->lw->domain->base_dn);
+                              ngx_esp_log_escape(lr->pool, &lr->logon_name),
+                              &op->lw->domain->base_dn);
             }
 
             ngx_log_debug1(NGX_LOG_DEBUG_HTTP, lr->log, 0,
                            "esp ldap: \"%V\" not found in the base DN",
-                           &lr->logon_name);
+                           ngx_esp_log_escape(lr->pool, &lr->logon_name));
 
             ngx_esp_ldap_op_release(op);
             ngx_esp_ldap_finish(op, dc, NGX_ESP_AUTH_NOT_PERMITTED);
@@ -1042,7 +1050,8 @@ ngx_esp_ldap_op_answer(ngx_esp_ldap_op_t *op, ngx_esp_ldap_msg_t *m)
         {
             ngx_log_debug2(NGX_LOG_DEBUG_HTTP, lr->log, 0,
                            "esp ldap: \"%V\" is %sin a permitted group",
-                           &lr->user_dn, op->found ? "" : "not ");
+                           ngx_esp_log_escape(lr->pool, &lr->user_dn),
+                           op->found ? "" : "not ");
 
             ngx_esp_ldap_op_release(op);
             ngx_esp_ldap_finish(op, dc, op->found ? NGX_ESP_AUTH_OK
@@ -1095,7 +1104,8 @@ ngx_esp_ldap_log_answer(ngx_esp_ldap_op_t *op, ngx_esp_ldap_msg_t *m)
         ngx_log_error(NGX_LOG_ERR, lr->log, 0,
                       "esp: domain controller %V answered the bind of "
                       "\"%V\" with %d (%s) \"%*s\"",
-                      name, &lr->logon_name, m->code,
+                      name, ngx_esp_log_escape(lr->pool, &lr->logon_name),
+                      m->code,
                       ldap_err2string(m->code), n, text);
         break;
 
@@ -1111,7 +1121,8 @@ ngx_esp_ldap_log_answer(ngx_esp_ldap_op_t *op, ngx_esp_ldap_msg_t *m)
         ngx_log_error(NGX_LOG_ERR, lr->log, 0,
                       "esp: domain controller %V answered the search for "
                       "\"%V\" in \"%V\" with %d (%s) \"%*s\"",
-                      name, &lr->logon_name, &op->lw->domain->base_dn,
+                      name, ngx_esp_log_escape(lr->pool, &lr->logon_name),
+                      &op->lw->domain->base_dn,
                       m->code, ldap_err2string(m->code), n, text);
         break;
 
@@ -1119,7 +1130,8 @@ ngx_esp_ldap_log_answer(ngx_esp_ldap_op_t *op, ngx_esp_ldap_msg_t *m)
         ngx_log_error(NGX_LOG_ERR, lr->log, 0,
                       "esp: domain controller %V answered the group check "
                       "of \"%V\" with %d (%s) \"%*s\"",
-                      name, &lr->user_dn, m->code,
+                      name, ngx_esp_log_escape(lr->pool, &lr->user_dn),
+                      m->code,
                       ldap_err2string(m->code), n, text);
         break;
     }

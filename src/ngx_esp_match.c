@@ -14,19 +14,38 @@
 
 static ngx_int_t ngx_esp_unhex(u_char c);
 static ngx_uint_t ngx_esp_plain_char(u_char c);
+static void ngx_esp_path_pattern_warn(ngx_conf_t *cf, ngx_str_t *value);
 
 
 /*
  * Case-insensitive (ASCII, as IIS compares paths) glob match where "*"
- * is any run of bytes, "/" included.  The single-star backtracking keeps
- * it at O(plen * len) for any input, with no recursion.
+ * is any run of bytes within one path segment: it never takes a "/".
+ * Only stars that end the pattern right after a "/" ("/owa/" and a star)
+ * take the rest of the path, "/" included.  Otherwise "/ecp/" star ".js"
+ * would also match "/ecp/x.aspx/y.js", which IIS hands to x.aspx
+ * (PathInfo): the shape of ProxyLogon's way past authentication.  The
+ * single-star backtracking keeps it at O(plen * len) for any input, with
+ * no recursion; a star that meets a "/" ends the search, since no
+ * earlier star can take it either.
  */
 
 ngx_uint_t
 ngx_esp_glob_match(u_char *p, size_t plen, u_char *s, size_t len)
 {
-    size_t      pi, si, star_p, star_s;
+    size_t      pi, si, star_p, star_s, rest;
     ngx_uint_t  star;
+
+    /* where a trailing "/" and stars begin to stand for the rest */
+
+    rest = plen;
+
+    while (rest > 0 && p[rest - 1] == '*') {
+        rest--;
+    }
+
+    if (rest == plen || rest == 0 || p[rest - 1] != '/') {
+        rest = plen + 1;
+    }
 
     pi = 0;
     si = 0;
@@ -35,6 +54,10 @@ ngx_esp_glob_match(u_char *p, size_t plen, u_char *s, size_t len)
     star_s = 0;
 
     while (si < len) {
+
+        if (pi == rest) {
+            return 1;
+        }
 
         if (pi < plen && p[pi] == '*') {
             star = 1;
@@ -49,7 +72,7 @@ ngx_esp_glob_match(u_char *p, size_t plen, u_char *s, size_t len)
             continue;
         }
 
-        if (!star) {
+        if (!star || s[star_s] == '/') {
             return 0;
         }
 
@@ -67,7 +90,10 @@ ngx_esp_glob_match(u_char *p, size_t plen, u_char *s, size_t len)
 
 /*
  * A pattern ending in "/" and a star also matches the directory itself
- * ("/owa"), which IIS answers with a redirect to "/owa/".
+ * ("/owa"), which IIS answers with a redirect to "/owa/".  The rule is
+ * the same for every list of patterns (esp_allowed_dirs,
+ * esp_preauth_excluded_dirs, esp_logoff): a star stays within its segment
+ * unless the pattern ends in "/" and a star.
  */
 
 ngx_uint_t
@@ -492,7 +518,55 @@ ngx_esp_parse_path_pattern(ngx_conf_t *cf, ngx_str_t *value, void *elt)
 
     pp->pattern = *value;
 
+    ngx_esp_path_pattern_warn(cf, value);
+
     return NGX_CONF_OK;
+}
+
+
+/*
+ * "/ecp/" star ".js" as an exclusion: the star matches within one
+ * segment only (see ngx_esp_glob_match()), but an exclusion by what a
+ * path ends with still lets unauthenticated requests reach whatever the
+ * backend serves under such names; say so where it is configured.
+ * cf->args is NULL when the fuzz targets call the parser.
+ */
+
+static void
+ngx_esp_path_pattern_warn(ngx_conf_t *cf, ngx_str_t *value)
+{
+    u_char     *star;
+    ngx_str_t  *args;
+
+    if (cf->args == NULL || cf->args->nelts == 0) {
+        return;
+    }
+
+    args = cf->args->elts;
+
+    if (args[0].len != sizeof("esp_preauth_excluded_dirs") - 1
+        || ngx_strncmp(args[0].data, "esp_preauth_excluded_dirs",
+                       args[0].len) != 0)
+    {
+        return;
+    }
+
+    star = ngx_strlchr(value->data, value->data + value->len, '*');
+
+    while (star && star < value->data + value->len && *star == '*') {
+        star++;
+    }
+
+    if (star == NULL || star == value->data + value->len) {
+        return;
+    }
+
+    ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                       "\"esp_preauth_excluded_dirs\" pattern \"%V\": the "
+                       "\"*\" before \"%*s\" matches within one path "
+                       "segment only, yet lets every such name past the "
+                       "login; list the exact paths if you can", value,
+                       (size_t) (value->data + value->len - star), star);
 }
 
 

@@ -36,6 +36,9 @@ typedef enum {
     NGX_ESP_STATE_FORM_LOGIN,     /* the credentials, on their way to be
                                      checked */
     NGX_ESP_STATE_WAITING,        /* the directory has the credentials */
+    NGX_ESP_STATE_DELAYED,        /* refused without the directory: the
+                                     answer waits as long as a bind would
+                                     (src/ngx_esp_refusal.c) */
     NGX_ESP_STATE_DECIDED,        /* its answer is in ctx->lr.result, not
                                      acted upon yet */
     NGX_ESP_STATE_DONE            /* acted upon: a later pass of the
@@ -58,6 +61,7 @@ struct ngx_esp_ctx_s {
     ngx_esp_auth_done_pt       done;         /* the login's completion */
     ngx_esp_auth_result_e      result;       /* once DONE */
     ngx_uint_t                 message;      /* FORM_PAGE: the form's */
+    ngx_msec_t                 started;      /* WAITING: since when */
 
     ngx_str_t                  user;         /* as the client gave it */
     ngx_str_t                  password;     /* wiped with the pool */

@@ -13,6 +13,7 @@
 #include "ngx_esp_auth.h"
 #include "ngx_esp_http.h"
 #include "ngx_esp_ldap.h"
+#include "ngx_esp_log.h"
 #include "ngx_esp_request.h"
 #include "ngx_esp_shm.h"
 #include "ngx_esp_status.h"
@@ -102,8 +103,6 @@ static ngx_int_t ngx_esp_status_send(ngx_http_request_t *r,
 static u_char *ngx_esp_status_json_str(u_char *p, u_char *last,
     ngx_str_t *s);
 static u_char *ngx_esp_status_label(u_char *p, u_char *last, ngx_str_t *s);
-static u_char *ngx_esp_status_log_str(u_char *p, u_char *last,
-    ngx_str_t *s);
 
 
 static ngx_esp_status_dc_metric_t  ngx_esp_status_dc_metrics[] = {
@@ -1017,15 +1016,13 @@ ngx_esp_status_answer(ngx_http_request_t *r, ngx_esp_status_form_t *f,
     ngx_esp_domain_t *d, ngx_str_t *key, ngx_int_t rc, time_t since,
     time_t until)
 {
-    u_char      *p, *last, buf[NGX_ESP_MAX_USER * 2];
+    u_char      *p, *last;
     size_t       len;
     ngx_str_t    type, out;
 
-    p = ngx_esp_status_log_str(buf, buf + sizeof(buf), key);
-
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                  "esp: admin %V user=\"%*s\" domain=%V client=%V%s",
-                  &f->action, p - buf, buf, &d->name,
+                  "esp: admin %V user=\"%V\" domain=%V client=%V%s",
+                  &f->action, ngx_esp_log_escape(r->pool, key), &d->name,
                   &r->connection->addr_text,
                   f->unblock ? (rc == NGX_OK ? " was_blocked=yes"
                                              : " was_blocked=no")
@@ -1316,25 +1313,6 @@ ngx_esp_status_label(u_char *p, u_char *last, ngx_str_t *s)
         } else {
             *p++ = c;
         }
-    }
-
-    return p;
-}
-
-
-/* the user name in a log line, inside its quotes */
-
-static u_char *
-ngx_esp_status_log_str(u_char *p, u_char *last, ngx_str_t *s)
-{
-    size_t  i;
-
-    for (i = 0; i < s->len && last - p >= 2; i++) {
-        if (s->data[i] == '"' || s->data[i] == '\\') {
-            *p++ = '\\';
-        }
-
-        *p++ = s->data[i];
     }
 
     return p;
