@@ -186,9 +186,17 @@ fuzz_push(ngx_http_request_t *r, ngx_uint_t id, ngx_uint_t arg)
     h->lowcase_key = h->key.data;
 
     if (cookie) {
+#if (nginx_version >= 1023000)
+        for (ch = &r->headers_in.cookie; *ch; ch = &(*ch)->next) {
+            /* void */
+        }
+
+        *ch = h;
+#else
         ch = ngx_array_push(&r->headers_in.cookies);
         FUZZ_ASSERT(ch != NULL);
         *ch = h;
+#endif
     }
 
     fuzz_remember(h, key, value, cookie);
@@ -343,9 +351,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_ASSERT(ngx_list_init(&r->headers_in.headers, pool, 1 + data[0] % 4,
                               sizeof(ngx_table_elt_t))
                 == NGX_OK);
+#if (nginx_version < 1023000)
     FUZZ_ASSERT(ngx_array_init(&r->headers_in.cookies, pool, 1,
                                sizeof(ngx_table_elt_t *))
                 == NGX_OK);
+#endif
 
     fuzz_n = 0;
 

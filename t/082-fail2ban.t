@@ -187,6 +187,11 @@ for my $h ('198.51.100.21', 'x",client=198.51.100.22', "\xc3\xbc.client=198.51.1
            'x%2C%20client%3A%20198.51.100.24', 'x\\,client=198.51.100.25') {
     my $res = $ua{never}->get(url("$AS&h=" . rand()), Host => $h,
                               Authorization => basic_auth($UPN{alice}, 'Wrong-1x'));
+    if ($res->code == 400 && nginx_version_ge('1.29.4')) {
+        # nginx 1.29.4 and later refuse such a Host themselves: no esp line
+        pass('hostile Host ' . log_escape($h) . ': nginx itself answers 400');
+        next;
+    }
     push @expect, [never => 'hostile Host ' . log_escape($h) . ' (' . $res->code . ')',
                    qr/esp: host "\Q${\ log_escape($h =~ tr{A-Z}{a-z}r)}\E" is not allowed/];
 }
