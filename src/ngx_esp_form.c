@@ -663,6 +663,9 @@ ngx_esp_form_logoff(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     ctx->logoff = 1;
 
+    /* ended here: no later location of this request may take it */
+    ctx->checked.domain = NULL;
+
     if (emcf->shm_zone) {
         (void) ngx_esp_session_revoke(emcf->shm_zone, ctx->session.id,
                                       NGX_ESP_SESSION_ID_LEN,

@@ -21,7 +21,9 @@
 # Basic login in a Basic location; the hand-off's body (the password) went
 # on to an esp off named location after Exchange's error; $esp_user was set
 # where esp is off.  A failed Basic login answered 403 where error_page
-# sent the 401 to a location that should challenge again.
+# sent the 401 to a location that should challenge again.  A session
+# ended by its logoff still opened the location error_page sent the
+# logoff's answer to.
 
 use strict;
 use warnings;
@@ -158,6 +160,15 @@ my $COMMON = <<'CONF';
 location ~ ^/rewrite/(?<rest>.+)$ {
     internal;
     rewrite ^ /internal/$rest last;
+}
+# a logoff meets an error of Exchange's: error_page to the same settings
+location /lo/ {
+    esp_client_auth form;
+    esp_logoff /lo/logoff.owa;
+    proxy_intercept_errors on;
+    proxy_set_header X-Standin-Status 404;
+    error_page 404 = @f_same;
+    proxy_pass https://exchange;
 }
 # the login's hand-off meets an error of Exchange's: error_page to esp off
 location /h/ {
@@ -434,6 +445,17 @@ my $alice = session_for('alice', '/f/plain/x');
     my $nested = session_for('nested', '/fg/accel/f/groups/x');
     $res = $nested->get(url('/fg/accel/f/groups/x'));
     is($res->code, 200, 'form session checked against the same groups: stands after X-Accel-Redirect');
+}
+
+# ------------------------------- a logoff meets error_page
+
+{
+    my $carol = session_for('carol', '/f/plain/x');
+    my $res = $carol->get(url('/lo/logoff.owa'));
+    is($res->code, 302, 'logoff, then error_page: 302');
+    like($res->header('Location') // '', qr{/_esp/logout$}, 'logoff, then error_page: to the signed-out page');
+    is(scalar backend_entries_for($res, wait => 0.3), 1,
+       'logoff, then error_page: the ended session opened nothing after the logoff');
 }
 
 # ------------------------- the hand-off meets error_page to esp off
