@@ -291,6 +291,11 @@ ngx_esp_ctx_cleanup(void *data)
     if (ctx->password.len) {
         ngx_explicit_memzero(ctx->password.data, ctx->password.len);
     }
+
+    if (ctx->basic_password.len) {
+        ngx_explicit_memzero(ctx->basic_password.data,
+                             ctx->basic_password.len);
+    }
 }
 
 

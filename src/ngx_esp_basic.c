@@ -39,11 +39,11 @@ ngx_esp_basic_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     /*
      * An earlier location of this request (internal redirect) may have
      * kept the client's Authorization from its Exchange: the credentials
-     * are then those nginx decoded there, for nginx's decoder must not
-     * see the header gone.
+     * are then those decoded there.  nginx's own copy is no guide: its
+     * decoder, asked again without the header ($remote_user), spoils it.
      */
 
-    if (r->headers_in.authorization || r->headers_in.user.len == 0) {
+    if (r->headers_in.authorization || ctx->basic_user.len == 0) {
 
         rc = ngx_http_auth_basic_user(r);
 
@@ -58,10 +58,13 @@ ngx_esp_basic_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
                           "esp: malformed Authorization header");
             return ngx_esp_basic_challenge(r, elcf);
         }
+
+        ctx->basic_user = r->headers_in.user;
+        ctx->basic_password = r->headers_in.passwd;
     }
 
-    ctx->user = r->headers_in.user;
-    ctx->password = r->headers_in.passwd;
+    ctx->user = ctx->basic_user;
+    ctx->password = ctx->basic_password;
 
     return ngx_esp_auth_start(r, elcf, ctx, ngx_esp_basic_done,
                               NGX_ESP_AUTH_CACHE);

@@ -80,6 +80,10 @@ struct ngx_esp_ctx_s {
     ngx_str_t                  return_url;   /* form login: where to go */
     ngx_str_t                  key;          /* lowercased logon name */
 
+    /* the client's, as decoded: a location may take the header off */
+    ngx_str_t                  basic_user;
+    ngx_str_t                  basic_password;   /* wiped with the pool */
+
     ngx_esp_session_t          session;      /* a valid session cookie */
 
     ngx_str_t                  set_cookie;   /* added by the header filter */

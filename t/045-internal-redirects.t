@@ -68,6 +68,8 @@ location ~ ^/%P%/ep/(?<to>[a-z]+)/ {
     esp_server_auth %SERVER%;
     proxy_intercept_errors on;
     proxy_set_header X-Standin-Status 404;
+    # nginx's Basic decoder, asked after the gate took the header off
+    proxy_set_header X-Remote-User $remote_user;
     error_page 401 404 = @%P%_$to;
     proxy_pass https://exchange;
 }
