@@ -105,9 +105,30 @@ ngx_esp_auth_redirected(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
 
     ctx->redirected = 0;
 
-    if (ctx->state != NGX_ESP_STATE_NEW && ctx->state != NGX_ESP_STATE_DONE)
-    {
-        /* the gate's own redirect: a login on its way (FORM_PAGE...) */
+    switch (ctx->state) {
+
+    case NGX_ESP_STATE_NEW:
+    case NGX_ESP_STATE_DONE:
+        break;
+
+    case NGX_ESP_STATE_FORM_PAGE:
+    case NGX_ESP_STATE_FORM_LOGIN:
+
+        if (ctx->continued) {
+            /* the gate's own redirect: the login goes on there */
+            ctx->continued = 0;
+            return NGX_OK;
+        }
+
+        /* the operator's (error_page...): the login ends here */
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "esp: login abandoned: an internal redirect took it "
+                      "to \"%V\"", &r->uri);
+        break;
+
+    default:
+        /* a body or the directory is awaited: no redirect meanwhile */
         return NGX_OK;
     }
 

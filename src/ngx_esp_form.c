@@ -515,9 +515,10 @@ static ngx_int_t
 ngx_esp_continue_at(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_str_t *url, ngx_uint_t with_args)
 {
-    u_char      *q;
-    ngx_str_t    path, args, name;
-    const char  *reason;
+    u_char         *q;
+    ngx_str_t       path, args, name;
+    const char     *reason;
+    ngx_esp_ctx_t  *ctx;
 
     path = *url;
     args.len = 0;
@@ -560,6 +561,10 @@ ngx_esp_continue_at(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "esp: login continues in the location of \"%V?%V\"",
                    &name, &args);
+
+    /* the one redirect that carries a login on (ngx_esp_auth_redirected) */
+    ctx = ngx_http_get_module_ctx(r, ngx_exchange_esp_module);
+    ctx->continued = 1;
 
     (void) ngx_http_internal_redirect(r, &name, &args);
     ngx_http_finalize_request(r, NGX_DONE);

@@ -27,8 +27,8 @@
  * Where a request stands with the gate, in this order.  A form login
  * crosses locations: the form (or its credentials) goes by internal
  * redirect to the location of its return URL, whose settings apply there.
- * Any other internal redirect starts the new location at NEW
- * (ngx_esp_auth_redirected()).
+ * Any other internal redirect starts the new location at NEW, and ends a
+ * login on its way (ngx_esp_auth_redirected()).
  */
 typedef enum {
     NGX_ESP_STATE_NEW = 0,        /* nothing decided yet */
@@ -101,6 +101,8 @@ struct ngx_esp_ctx_s {
 
     unsigned                   redirected:1; /* found again after an
                                                 internal redirect */
+    unsigned                   continued:1;  /* by the gate's own, to a
+                                                login's return URL */
 
     /* what the gate put into the request for this location only */
     unsigned                   set_authorization:1;  /* from the session */

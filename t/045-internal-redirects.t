@@ -23,7 +23,9 @@
 # where esp is off.  A failed Basic login answered 403 where error_page
 # sent the 401 to a location that should challenge again.  A session
 # ended by its logoff still opened the location error_page sent the
-# logoff's answer to.
+# logoff's answer to.  A login whose return URL's location refused it
+# (403) went on in the location error_page sent the 403 to: the gate's
+# own redirect to the return URL is the only one that carries a login.
 
 use strict;
 use warnings;
@@ -170,6 +172,13 @@ location /lo/ {
     proxy_intercept_errors on;
     proxy_set_header X-Standin-Status 404;
     error_page 404 = @f_same;
+    proxy_pass https://exchange;
+}
+# a login's return URL is refused there; error_page sends it elsewhere
+location /rl/ {
+    esp_client_auth form;
+    esp_allowed_dirs /owa/*;
+    error_page 403 = @f_same;
     proxy_pass https://exchange;
 }
 # the login's hand-off meets an error of Exchange's: error_page to esp off
@@ -458,6 +467,21 @@ my $alice = session_for('alice', '/f/plain/x');
     like($res->header('Location') // '', qr{/_esp/logout$}, 'logoff, then error_page: to the signed-out page');
     is(scalar backend_entries_for($res, wait => 0.3), 1,
        'logoff, then error_page: the ended session opened nothing after the logoff');
+}
+
+# ------------------ only the gate's own redirect carries a login on
+
+{
+    my $ua = ua();
+    my ($form) = follow($ua, $ua->get(url('/rl/x')));
+    like($form->decoded_content // '', qr/name="password"/, 'a refused return URL: the login form');
+    error_log_mark();
+    my $res = submit_form($ua, $form, username => $UPN->('alice'), password => $PW->('alice'));
+    is($res->code, 440, 'a refused return URL, error_page elsewhere: the login does not go on there');
+    ok(!cookies($ua)->{esp_session}, 'a refused return URL, error_page elsewhere: no session');
+    ok(error_log_wait('esp: login abandoned: an internal redirect took it'),
+       'a refused return URL, error_page elsewhere: logged');
+    is(logins('alice', 'result='), 0, 'a refused return URL, error_page elsewhere: no bind');
 }
 
 # ------------------------- the hand-off meets error_page to esp off
