@@ -352,6 +352,10 @@ ngx_esp_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
 
     ctx = ngx_esp_get_ctx(r, 0);
 
+    if (ctx && ngx_esp_auth_redirected(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     if (elcf->domain == NULL) {
 
         /* FORM_PAGE to DECIDED: a login on its way */

@@ -8,6 +8,9 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 #include "ngx_esp_auth.h"
 #include "ngx_esp_log.h"
 #include "ngx_esp_refusal.h"
@@ -41,7 +44,8 @@ static ngx_esp_counters_t      *ngx_esp_counters_sh;
 /*
  * The state survives internal redirects (a login continues in the
  * location of its return URL), which clear module contexts: it is found
- * again through its pool cleanup, as the realip module does.
+ * again through its pool cleanup, as the realip module does, and marked
+ * for ngx_esp_auth_redirected().
  */
 
 ngx_esp_ctx_t *
@@ -59,6 +63,7 @@ ngx_esp_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
     for (cln = r->pool->cleanup; cln; cln = cln->next) {
         if (cln->handler == ngx_esp_ctx_cleanup) {
             ctx = cln->data;
+            ctx->redirected = 1;
             ngx_http_set_ctx(r, ctx, ngx_exchange_esp_module);
             return ctx;
         }
@@ -84,6 +89,218 @@ ngx_esp_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
 }
 
 
+/*
+ * Every location judges a request by its own settings: a decision, and
+ * what the gate added to the request, belong to the location that made
+ * them.  The context survives an internal redirect only so that a form
+ * login can go on in its return URL's location, and so that a decision
+ * can be reused where it is provably the same (ngx_esp_auth_reuse()).
+ */
+
+ngx_int_t
+ngx_esp_auth_redirected(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
+{
+    if (!ctx->redirected) {
+        return NGX_OK;
+    }
+
+    ctx->redirected = 0;
+
+    switch (ctx->state) {
+
+    case NGX_ESP_STATE_NEW:
+    case NGX_ESP_STATE_DONE:
+        break;
+
+    case NGX_ESP_STATE_FORM_PAGE:
+    case NGX_ESP_STATE_FORM_LOGIN:
+
+        if (ctx->continued) {
+            /* the gate's own redirect: the login goes on there */
+            ctx->continued = 0;
+            return NGX_OK;
+        }
+
+        /* the operator's (error_page...): the login ends here */
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "esp: login abandoned: an internal redirect took it "
+                      "to \"%V\"", ngx_esp_log_escape(r->pool, &r->uri));
+        break;
+
+    default:
+        /* a body or the directory is awaited: no redirect meanwhile */
+        return NGX_OK;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "esp: \"%V\" judged anew after an internal redirect",
+                   ngx_esp_log_escape(r->pool, &r->uri));
+
+    ctx->state = NGX_ESP_STATE_NEW;
+    ctx->authenticated = 0;
+    ctx->has_session = 0;
+    ctx->handoff = 0;
+
+    if (ctx->set_authorization) {
+        ctx->set_authorization = 0;
+
+        /* the session's password, as Basic, was for that location only */
+
+        if (ngx_esp_http_set_header(r, &r->headers_in.headers,
+                                    "Authorization", NULL,
+                                    &r->headers_in.authorization)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ctx->gate_body) {
+        ctx->gate_body = 0;
+        ngx_esp_http_drop_body(r);
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_esp_auth_reuse(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx)
+{
+    u_char              groups[NGX_ESP_GROUPS_LEN];
+    ngx_esp_checked_t  *ch;
+
+    ch = &ctx->checked;
+
+    if (ch->domain == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (ch->domain != elcf->domain || ch->client_auth != elcf->client_auth) {
+        goto afresh;
+    }
+
+    /*
+     * anybody the domain authenticated may pass where no group is asked;
+     * bad credentials, a blocked or disabled account... are refused
+     * whatever the groups
+     */
+
+    if (ch->ok ? elcf->permitted_groups != NULL
+               : ctx->result == NGX_ESP_AUTH_NOT_PERMITTED)
+    {
+        if (ngx_esp_groups_fingerprint(r, elcf->permitted_groups, groups)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (CRYPTO_memcmp(groups, ch->groups, NGX_ESP_GROUPS_LEN) != 0) {
+            goto afresh;
+        }
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "esp: the earlier decision stands at \"%V\"",
+                   ngx_esp_log_escape(r->pool, &r->uri));
+
+    ctx->authenticated = ch->ok;
+
+    if (ch->login) {
+        ctx->state = NGX_ESP_STATE_DONE;
+    }
+
+    return NGX_OK;
+
+afresh:
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "esp: \"%V\" is checked again: an internal redirect "
+                  "brought it from a location that checks otherwise",
+                  ngx_esp_log_escape(r->pool, &r->uri));
+
+    return NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_esp_auth_checked(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx, u_char *groups)
+{
+    ngx_esp_checked_t  *ch;
+
+    ch = &ctx->checked;
+
+    if (groups) {
+        ngx_memcpy(ch->groups, groups, NGX_ESP_GROUPS_LEN);
+        ch->login = 0;
+
+    } else {
+        if (ngx_esp_groups_fingerprint(r, elcf->permitted_groups, ch->groups)
+            != NGX_OK)
+        {
+            ch->domain = NULL;
+            return NGX_ERROR;
+        }
+
+        ch->login = 1;
+    }
+
+    ch->domain = elcf->domain;
+    ch->client_auth = elcf->client_auth;
+    ch->ok = ctx->authenticated;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_esp_groups_fingerprint(ngx_http_request_t *r, ngx_array_t *groups,
+    u_char *fp)
+{
+    u_char      *buf, *p, digest[EVP_MAX_MD_SIZE];
+    size_t       len;
+    ngx_str_t   *dn;
+    ngx_uint_t   i;
+
+    ngx_memzero(fp, NGX_ESP_GROUPS_LEN);
+
+    if (groups == NULL || groups->nelts == 0) {
+        return NGX_OK;
+    }
+
+    dn = groups->elts;
+    len = 0;
+
+    for (i = 0; i < groups->nelts; i++) {
+        len += dn[i].len + 1;
+    }
+
+    buf = ngx_pnalloc(r->pool, len);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = buf;
+
+    for (i = 0; i < groups->nelts; i++) {
+        ngx_strlow(p, dn[i].data, dn[i].len);
+        p += dn[i].len;
+        *p++ = '\n';
+    }
+
+    if (EVP_Digest(buf, len, digest, NULL, EVP_sha256(), NULL) != 1) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(fp, digest, NGX_ESP_GROUPS_LEN);
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_esp_ctx_cleanup(void *data)
 {
@@ -96,6 +313,11 @@ ngx_esp_ctx_cleanup(void *data)
 
     if (ctx->password.len) {
         ngx_explicit_memzero(ctx->password.data, ctx->password.len);
+    }
+
+    if (ctx->basic_password.len) {
+        ngx_explicit_memzero(ctx->basic_password.data,
+                             ctx->basic_password.len);
     }
 }
 
@@ -119,6 +341,7 @@ ngx_esp_auth_start(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     ctx->done = done;
     ctx->use_cache = (flags & NGX_ESP_AUTH_CACHE) ? 1 : 0;
+    ctx->cached = 0;
 
     /*
      * the directory ignores spaces around a name (phones add them): so
@@ -268,7 +491,7 @@ ngx_esp_auth_resume(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx)
 {
     if (ctx->state != NGX_ESP_STATE_DECIDED) {
-        /* decided earlier in this request: a later pass, e.g. error_page */
+        /* acted upon already in this location: the same answer */
         return ctx->authenticated ? NGX_DECLINED : NGX_HTTP_FORBIDDEN;
     }
 
@@ -282,6 +505,10 @@ ngx_esp_auth_resume(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     if (ctx->result == NGX_ESP_AUTH_OK) {
         ctx->authenticated = 1;
         ctx->user = ctx->lr.logon_name;
+    }
+
+    if (ngx_esp_auth_checked(r, elcf, ctx, NULL) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     return ctx->done(r, elcf, ctx);

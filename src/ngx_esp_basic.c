@@ -26,22 +26,46 @@ ngx_esp_basic_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 {
     ngx_int_t  rc;
 
-    rc = ngx_http_auth_basic_user(r);
+    rc = ngx_esp_auth_reuse(r, elcf, ctx);
 
-    if (rc == NGX_DECLINED) {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "esp: no Basic credentials");
-        return ngx_esp_basic_challenge(r, elcf);
+    if (rc == NGX_OK) {
+        /* an earlier location checked the same: its answer again, here */
+        return ngx_esp_basic_done(r, elcf, ctx);
     }
 
     if (rc == NGX_ERROR) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "esp: malformed Authorization header");
-        return ngx_esp_basic_challenge(r, elcf);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->user = r->headers_in.user;
-    ctx->password = r->headers_in.passwd;
+    /*
+     * An earlier location of this request (internal redirect) may have
+     * kept the client's Authorization from its Exchange: the credentials
+     * are then those decoded there.  nginx's own copy is no guide: its
+     * decoder, asked again without the header ($remote_user), spoils it.
+     */
+
+    if (r->headers_in.authorization || ctx->basic_user.len == 0) {
+
+        rc = ngx_http_auth_basic_user(r);
+
+        if (rc == NGX_DECLINED) {
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "esp: no Basic credentials");
+            return ngx_esp_basic_challenge(r, elcf);
+        }
+
+        if (rc == NGX_ERROR) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "esp: malformed Authorization header");
+            return ngx_esp_basic_challenge(r, elcf);
+        }
+
+        ctx->basic_user = r->headers_in.user;
+        ctx->basic_password = r->headers_in.passwd;
+    }
+
+    ctx->user = ctx->basic_user;
+    ctx->password = ctx->basic_password;
 
     return ngx_esp_auth_start(r, elcf, ctx, ngx_esp_basic_done,
                               NGX_ESP_AUTH_CACHE);

@@ -9,7 +9,6 @@
 #include <ngx_http.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "ngx_esp_auth.h"
@@ -123,8 +122,6 @@ static ngx_int_t ngx_esp_show_form(ngx_http_request_t *r,
     ngx_str_t *url, ngx_str_t *user);
 static ngx_int_t ngx_esp_continue_at(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_str_t *url, ngx_uint_t with_args);
-static ngx_int_t ngx_esp_groups_fingerprint(ngx_http_request_t *r,
-    ngx_array_t *groups, u_char *fp);
 static ngx_int_t ngx_esp_parse_form(ngx_http_request_t *r,
     ngx_esp_login_form_t *f, const char **reason);
 static ngx_str_t *ngx_esp_form_field(ngx_esp_login_form_t *f,
@@ -349,6 +346,7 @@ ngx_esp_login_body_handler(ngx_http_request_t *r)
     }
 
     ctx->state = NGX_ESP_STATE_BODY_READ;
+    ctx->gate_body = 1;
 
     r->preserve_body = 1;
     r->write_event_handler = ngx_http_core_run_phases;
@@ -520,9 +518,10 @@ static ngx_int_t
 ngx_esp_continue_at(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_str_t *url, ngx_uint_t with_args)
 {
-    u_char      *q;
-    ngx_str_t    path, args, name;
-    const char  *reason;
+    u_char         *q;
+    ngx_str_t       path, args, name;
+    const char     *reason;
+    ngx_esp_ctx_t  *ctx;
 
     path = *url;
     args.len = 0;
@@ -567,6 +566,10 @@ ngx_esp_continue_at(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
                    "esp: login continues in the location of \"%V?%V\"",
                    ngx_esp_log_escape(r->pool, &name),
                    ngx_esp_log_escape(r->pool, &args));
+
+    /* the one redirect that carries a login on (ngx_esp_auth_redirected) */
+    ctx = ngx_http_get_module_ctx(r, ngx_exchange_esp_module);
+    ctx->continued = 1;
 
     (void) ngx_http_internal_redirect(r, &name, &args);
     ngx_http_finalize_request(r, NGX_DONE);
@@ -670,6 +673,9 @@ ngx_esp_form_logoff(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
 
     ctx->logoff = 1;
+
+    /* ended here: no later location of this request may take it */
+    ctx->checked.domain = NULL;
 
     if (emcf->shm_zone) {
         (void) ngx_esp_session_revoke(emcf->shm_zone, ctx->session.id,
@@ -914,6 +920,7 @@ ngx_esp_handoff(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     r->valid_unparsed_uri = 0;
 
     ctx->handoff = 1;
+    ctx->gate_body = 1;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "esp: handing the login to Exchange at \"%V\"",
@@ -1005,6 +1012,9 @@ ngx_esp_form_server_basic(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
     encoded.data = p;
     ngx_encode_base64(&encoded, &plain);
     value.len = sizeof("Basic ") - 1 + encoded.len;
+
+    /* for this location's Exchange only (ngx_esp_auth_redirected()) */
+    ctx->set_authorization = 1;
 
     return ngx_esp_http_set_header(r, &r->headers_in.headers,
                                    "Authorization", &value,
@@ -1289,7 +1299,19 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     *stale = 0;
 
-    if (ctx->has_session) {
+    /*
+     * the session an earlier location found or made, if it was checked as
+     * here; its cookie has left the request
+     */
+
+    rc = ngx_esp_auth_reuse(r, elcf, ctx);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_OK && ctx->authenticated) {
+        ctx->has_session = 1;
         return NGX_OK;
     }
 
@@ -1401,6 +1423,10 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         ctx->has_session = 1;
         ctx->authenticated = 1;
         ctx->user = s.user;
+
+        if (ngx_esp_auth_checked(r, elcf, ctx, s.groups) != NGX_OK) {
+            return NGX_ERROR;
+        }
 
         /* idle tracking needs a fresh cookie now and then, not always */
 
@@ -2047,56 +2073,6 @@ fallback:
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_exchange_esp_module);
     *url = elcf->default_url;
-
-    return NGX_OK;
-}
-
-
-/*
- * What a session remembers of the permitted groups its login was checked
- * against: SHA-256 of the DNs, lowercased, in the order configured.
- */
-
-static ngx_int_t
-ngx_esp_groups_fingerprint(ngx_http_request_t *r, ngx_array_t *groups,
-    u_char *fp)
-{
-    u_char      *buf, *p, digest[EVP_MAX_MD_SIZE];
-    size_t       len;
-    ngx_str_t   *dn;
-    ngx_uint_t   i;
-
-    ngx_memzero(fp, NGX_ESP_GROUPS_LEN);
-
-    if (groups == NULL || groups->nelts == 0) {
-        return NGX_OK;
-    }
-
-    dn = groups->elts;
-    len = 0;
-
-    for (i = 0; i < groups->nelts; i++) {
-        len += dn[i].len + 1;
-    }
-
-    buf = ngx_pnalloc(r->pool, len);
-    if (buf == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = buf;
-
-    for (i = 0; i < groups->nelts; i++) {
-        ngx_strlow(p, dn[i].data, dn[i].len);
-        p += dn[i].len;
-        *p++ = '\n';
-    }
-
-    if (EVP_Digest(buf, len, digest, NULL, EVP_sha256(), NULL) != 1) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(fp, digest, NGX_ESP_GROUPS_LEN);
 
     return NGX_OK;
 }

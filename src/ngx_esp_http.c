@@ -710,6 +710,35 @@ ngx_esp_http_body(ngx_http_request_t *r, size_t max, ngx_uint_t wipe,
 }
 
 
+void
+ngx_esp_http_drop_body(ngx_http_request_t *r)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (r->request_body) {
+
+        for (cl = r->request_body->bufs; cl; cl = cl->next) {
+            b = cl->buf;
+
+            if (b->temporary && !b->in_file && b->last > b->pos) {
+                ngx_explicit_memzero(b->pos, b->last - b->pos);
+            }
+        }
+
+        r->request_body->bufs = NULL;
+        r->request_body->buf = NULL;
+    }
+
+    r->headers_in.content_length_n = 0;
+    r->headers_in.chunked = 0;
+
+    if (r->headers_in.content_length) {
+        ngx_str_set(&r->headers_in.content_length->value, "0");
+    }
+}
+
+
 ngx_uint_t
 ngx_esp_http_is_form(ngx_http_request_t *r)
 {

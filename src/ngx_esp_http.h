@@ -90,6 +90,13 @@ ngx_int_t ngx_esp_http_read_body(ngx_http_request_t *r,
 ngx_int_t ngx_esp_http_body(ngx_http_request_t *r, size_t max,
     ngx_uint_t wipe, ngx_str_t *body, const char **reason);
 
+/*
+ * The request goes on without a body: a body the gate read or made for
+ * one location (the login form, the hand-off with the password) is no
+ * other location's.  Its buffers in memory are wiped now.
+ */
+void ngx_esp_http_drop_body(ngx_http_request_t *r);
+
 /* "Content-Type: application/x-www-form-urlencoded", maybe with ";..." */
 ngx_uint_t ngx_esp_http_is_form(ngx_http_request_t *r);
 

@@ -27,6 +27,8 @@
  * Where a request stands with the gate, in this order.  A form login
  * crosses locations: the form (or its credentials) goes by internal
  * redirect to the location of its return URL, whose settings apply there.
+ * Any other internal redirect starts the new location at NEW, and ends a
+ * login on its way (ngx_esp_auth_redirected()).
  */
 typedef enum {
     NGX_ESP_STATE_NEW = 0,        /* nothing decided yet */
@@ -41,9 +43,22 @@ typedef enum {
                                      (src/ngx_esp_refusal.c) */
     NGX_ESP_STATE_DECIDED,        /* its answer is in ctx->lr.result, not
                                      acted upon yet */
-    NGX_ESP_STATE_DONE            /* acted upon: a later pass of the
-                                     request (error_page) repeats it */
+    NGX_ESP_STATE_DONE            /* acted upon in this location */
 } ngx_esp_state_e;
+
+
+/*
+ * What a decision (a login, or a session found) was checked against: an
+ * internal redirect may take the request to a location that checks
+ * otherwise, where it must not count (ngx_esp_auth_reuse()).
+ */
+typedef struct {
+    ngx_esp_domain_t          *domain;       /* NULL: nothing decided */
+    ngx_uint_t                 client_auth;  /* esp_client_auth */
+    u_char                     groups[NGX_ESP_GROUPS_LEN];
+    unsigned                   ok:1;         /* authenticated */
+    unsigned                   login:1;      /* a login: ctx->result */
+} ngx_esp_checked_t;
 
 
 typedef struct ngx_esp_ctx_s  ngx_esp_ctx_t;
@@ -60,6 +75,7 @@ struct ngx_esp_ctx_s {
     ngx_esp_state_e            state;
     ngx_esp_auth_done_pt       done;         /* the login's completion */
     ngx_esp_auth_result_e      result;       /* once DONE */
+    ngx_esp_checked_t          checked;      /* the last decision's */
     ngx_uint_t                 message;      /* FORM_PAGE: the form's */
     ngx_msec_t                 started;      /* WAITING: since when */
 
@@ -68,20 +84,34 @@ struct ngx_esp_ctx_s {
     ngx_str_t                  return_url;   /* form login: where to go */
     ngx_str_t                  key;          /* lowercased logon name */
 
+    /* the client's, as decoded: a location may take the header off */
+    ngx_str_t                  basic_user;
+    ngx_str_t                  basic_password;   /* wiped with the pool */
+
     ngx_esp_session_t          session;      /* a valid session cookie */
 
     ngx_str_t                  set_cookie;   /* added by the header filter */
 
     ngx_esp_body_t             body;         /* a body being read */
 
-    unsigned                   authenticated:1;
-    unsigned                   has_session:1;
+    unsigned                   authenticated:1;  /* in this location */
+    unsigned                   has_session:1;    /* in this location */
     unsigned                   private:1;
     unsigned                   handoff:1;    /* POST auth.owa sent */
     unsigned                   logoff:1;
     unsigned                   use_cache:1;  /* Basic: the cache may answer */
     unsigned                   cached:1;     /* Basic: it did */
     unsigned                   de:1;         /* German pages */
+
+    unsigned                   redirected:1; /* found again after an
+                                                internal redirect */
+    unsigned                   continued:1;  /* by the gate's own, to a
+                                                login's return URL */
+
+    /* what the gate put into the request for this location only */
+    unsigned                   set_authorization:1;  /* from the session */
+    unsigned                   gate_body:1;  /* the login form, or the
+                                                hand-off with the password */
 };
 
 
