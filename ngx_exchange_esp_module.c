@@ -12,6 +12,7 @@
 #include "ngx_esp_match.h"
 #include "ngx_esp_domain.h"
 #include "ngx_esp_ldap.h"
+#include "ngx_esp_lockout.h"
 #include "ngx_esp_request.h"
 #include "ngx_esp_session.h"
 #include "ngx_esp_shm.h"
@@ -628,19 +629,18 @@ ngx_esp_basic(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
 /*
  * One login: the gate's own lockout first (a blocked user never reaches a
- * domain controller), then the Basic cache, then the directory.
+ * domain controller, and a slot is held for the bind), then the Basic
+ * cache, then the directory.
  */
 
 ngx_int_t
 ngx_esp_authenticate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx)
 {
-    ngx_int_t             rc;
-    ngx_str_t             key;
-    ngx_esp_ldap_req_t   *lr;
-    ngx_esp_main_conf_t  *emcf;
+    ngx_int_t            rc;
+    ngx_str_t            key;
+    ngx_esp_ldap_req_t  *lr;
 
-    emcf = ngx_esp_main_conf(r);
     lr = &ctx->lr;
 
     /*
@@ -688,24 +688,27 @@ ngx_esp_authenticate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     ctx->key = key;
 
-    if (emcf->shm_zone
-        && ngx_esp_lockout_check(emcf->shm_zone, elcf->domain, &key, NULL)
-           == NGX_BUSY)
-    {
-        lr->result = NGX_ESP_AUTH_BLOCKED;
-        ctx->done = 1;
-        return ngx_esp_auth_finish(r, elcf, ctx);
+    /* the lockout's slot (or the cache's answer) before any bind */
+
+    rc = ngx_esp_lockout_begin(r, elcf->domain, &key,
+                               (ctx->login == NGX_ESP_LOGIN_BASIC
+                                && elcf->basic_cache
+                                && elcf->permitted_groups == NULL)
+                               ? &ctx->password : NULL,
+                               &ctx->lockout);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ctx->login == NGX_ESP_LOGIN_BASIC && elcf->basic_cache
-        && emcf->shm_zone && elcf->permitted_groups == NULL
-        && ngx_esp_cache_lookup(emcf->shm_zone, &elcf->domain->name, &key,
-                                &ctx->password)
-           == NGX_OK)
-    {
-        lr->result = NGX_ESP_AUTH_OK;
-        ngx_str_set(&lr->dc, "cache");
-        ctx->cached = 1;
+    if (rc == NGX_BUSY || rc == NGX_DONE) {
+        lr->result = (rc == NGX_DONE) ? NGX_ESP_AUTH_OK : NGX_ESP_AUTH_BLOCKED;
+
+        if (rc == NGX_DONE) {
+            ngx_str_set(&lr->dc, "cache");
+            ctx->cached = 1;
+        }
+
         ctx->done = 1;
         return ngx_esp_auth_finish(r, elcf, ctx);
     }
@@ -719,6 +722,7 @@ ngx_esp_authenticate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     }
 
     if (rc == NGX_ERROR) {
+        ngx_esp_lockout_end(r, ctx->lockout, NGX_ESP_AUTH_ERROR, NULL);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -874,7 +878,10 @@ ngx_esp_strip_cookies(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
                     && ngx_strncmp(name.data, elcf->cookie_name.data,
                                    name.len) == 0)
                    || (name.len == sizeof("esp_csrf") - 1
-                       && ngx_strncmp(name.data, "esp_csrf", name.len) == 0);
+                       && ngx_strncmp(name.data, "esp_csrf", name.len) == 0)
+                   || (name.len == sizeof(NGX_ESP_DEVICE_COOKIE) - 1
+                       && ngx_strncmp(name.data, NGX_ESP_DEVICE_COOKIE,
+                                      name.len) == 0);
 
             if (ours) {
                 changed = 1;
@@ -962,12 +969,15 @@ ngx_esp_auth_finish(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     ngx_esp_log_login(r, ctx);
 
+    /* the lockout hears the outcome: only a bind's success resets it */
+
+    ngx_esp_lockout_end(r, ctx->lockout, lr->result, &ctx->set_cookie);
+
     if (emcf->shm_zone && ctx->key.len) {
 
         switch (lr->result) {
 
         case NGX_ESP_AUTH_OK:
-            ngx_esp_lockout_success(emcf->shm_zone, elcf->domain, &ctx->key);
 
             if (login == NGX_ESP_LOGIN_BASIC && elcf->basic_cache
                 && !ctx->cached && elcf->permitted_groups == NULL)
@@ -981,20 +991,6 @@ ngx_esp_auth_finish(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
             break;
 
         case NGX_ESP_AUTH_BAD_CREDENTIALS:
-            if (ngx_esp_lockout_failure(emcf->shm_zone, elcf->domain,
-                                        &ctx->key)
-                == NGX_BUSY)
-            {
-                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                              "esp: user \"%V\" of domain %V is blocked for "
-                              "%T s after %i failed logins", &ctx->key,
-                              &elcf->domain->name,
-                              elcf->domain->unblock_timeout,
-                              elcf->domain->max_failed_auths);
-            }
-
-            break;
-
         case NGX_ESP_AUTH_BLOCKED:
         case NGX_ESP_AUTH_INVALID:
         case NGX_ESP_AUTH_UNAVAILABLE:

@@ -72,6 +72,9 @@ struct ngx_esp_domain_s {
     ngx_int_t                  max_failed_auths;
     time_t                     reset_fail_timeout;
     time_t                     unblock_timeout;
+    ngx_flag_t                 smart_lockout;
+    ngx_int_t                  familiar_failed_auths;
+    time_t                     familiar_remember;
     time_t                     public_idle;
     time_t                     public_max;
     time_t                     private_idle;

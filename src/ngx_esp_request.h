@@ -10,6 +10,7 @@
 
 #include "ngx_esp.h"
 #include "ngx_esp_ldap.h"
+#include "ngx_esp_lockout.h"
 #include "ngx_esp_session.h"
 
 
@@ -37,6 +38,7 @@ typedef struct {
     ngx_str_t                  key;          /* lowercased logon name */
 
     ngx_esp_session_t          session;      /* a valid session cookie */
+    ngx_esp_lockout_t         *lockout;      /* this login's, or NULL */
 
     ngx_str_t                  set_cookie;   /* added by the header filter */
     ngx_str_t                  location;     /* replaces Exchange's */

@@ -42,24 +42,26 @@ typedef HMAC_CTX  ngx_esp_shm_mac_t;
 #include "ngx_esp_shm.h"
 
 
-#define NGX_ESP_SHM_KEY_LEN      32          /* HMAC-SHA256 */
 #define NGX_ESP_SHM_SECRET_LEN   32
 
 /* changes whenever the layout in the zone does */
-#define NGX_ESP_SHM_MAGIC        0x31505345  /* "ESP1" */
+#define NGX_ESP_SHM_MAGIC        0x32505345  /* "ESP2" */
 
 /* purposes of the keyed hashes: no two may be equal */
 #define NGX_ESP_SHM_L_CACHE      "ngx_esp cache v1"
 #define NGX_ESP_SHM_L_PASSWORD   "ngx_esp password v1"
 #define NGX_ESP_SHM_L_LOCKOUT    "ngx_esp lockout v1"
 #define NGX_ESP_SHM_L_USER       "ngx_esp user v1"
+#define NGX_ESP_SHM_L_FAMILIAR_COUNTER  "ngx_esp lockout familiar v1"
+#define NGX_ESP_SHM_L_FAMILIAR   "ngx_esp familiar v1"
 
 /* kinds of entries */
 #define NGX_ESP_SHM_CACHE        0
 #define NGX_ESP_SHM_LOCKOUT      1
 #define NGX_ESP_SHM_SESSION      2
 #define NGX_ESP_SHM_USER         3
-#define NGX_ESP_SHM_NKINDS       4
+#define NGX_ESP_SHM_FAMILIAR     4
+#define NGX_ESP_SHM_NKINDS       5
 
 /* LRU queues, in the order the zone evicts from them when full */
 #define NGX_ESP_SHM_Q_CACHE      0
@@ -82,6 +84,22 @@ typedef HMAC_CTX  ngx_esp_shm_mac_t;
 
 
 /*
+ * A lockout counter: failures, a block, and the slots of logins under way
+ * (ngx_esp_shm_reserve()); "epoch" changes when slots lapse, so that a
+ * late settle does not give back a slot taken since.
+ */
+
+typedef struct {
+    time_t                       ends;       /* failures are forgotten */
+    time_t                       until;      /* blocked until, or 0 */
+    time_t                       busy_until; /* slots in flight lapse */
+    uint16_t                     failures;
+    uint16_t                     inflight;
+    uint32_t                     epoch;
+} ngx_esp_shm_lockout_t;
+
+
+/*
  * With the rbtree node head this is 128 bytes on 64-bit platforms, one
  * slab chunk: a field more would double the memory of every entry.
  */
@@ -98,11 +116,7 @@ typedef struct {
     union {
         u_char                   password[NGX_ESP_SHM_KEY_LEN];
 
-        struct {
-            time_t               first;      /* failure opening the run */
-            time_t               until;      /* blocked until, or 0 */
-            ngx_uint_t           failures;
-        } lockout;
+        ngx_esp_shm_lockout_t    lockout;
 
         time_t                   since;      /* user revocation */
     } u;
@@ -127,6 +141,8 @@ typedef struct {
     ngx_uint_t                   evictions;
     ngx_uint_t                   alloc_failures;
     time_t                       warned;
+
+    uint32_t                     epoch;      /* of lockout slots */
 } ngx_esp_shm_shctx_t;
 
 
@@ -167,6 +183,12 @@ static void ngx_esp_shm_expire(ngx_esp_shm_ctx_t *ctx, time_t now);
 static ngx_int_t ngx_esp_shm_evict(ngx_esp_shm_ctx_t *ctx, time_t now);
 static ngx_uint_t ngx_esp_shm_count_blocked(ngx_esp_shm_ctx_t *ctx,
     time_t now);
+static void ngx_esp_shm_counter_age(ngx_esp_shm_ctx_t *ctx,
+    ngx_esp_shm_node_t *en, time_t now);
+static void ngx_esp_shm_counter_update(ngx_esp_shm_ctx_t *ctx,
+    ngx_esp_shm_node_t *en);
+static ngx_uint_t ngx_esp_shm_counter_fail(ngx_esp_shm_ctx_t *ctx,
+    ngx_esp_shm_node_t *en, ngx_esp_shm_policy_t *p, time_t now);
 
 
 /* credential cache */
@@ -211,6 +233,10 @@ ngx_esp_cache_lookup(ngx_shm_zone_t *zone, ngx_str_t *domain,
 
     } else {
         ctx->sh->misses++;
+
+        if (en) {
+            rc = NGX_DONE;
+        }
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -313,43 +339,57 @@ ngx_esp_cache_forget(ngx_shm_zone_t *zone, ngx_str_t *domain,
 }
 
 
-/* lockout */
+/*
+ * Lockout counters.  A login that may reach the directory holds a slot of
+ * its counter from before the bind until the answer; the slots in flight
+ * and the failures together never exceed the budget, so the directory
+ * never sees more wrong passwords than the budget, however many logins
+ * run at once.  A slot is settled exactly once: released, turned into a
+ * failure, or, on a successful bind, released with the counter reset.
+ */
 
 ngx_int_t
-ngx_esp_lockout_check(ngx_shm_zone_t *zone, ngx_esp_domain_t *d,
-    ngx_str_t *user, time_t *until)
+ngx_esp_shm_counter_key(ngx_shm_zone_t *zone, ngx_str_t *domain,
+    ngx_str_t *user, ngx_uint_t familiar, ngx_esp_shm_slot_t *slot)
 {
-    u_char               key[NGX_ESP_SHM_KEY_LEN];
+    ngx_memzero(slot, sizeof(ngx_esp_shm_slot_t));
+
+    return ngx_esp_shm_user_key(zone->data,
+                                familiar ? NGX_ESP_SHM_L_FAMILIAR_COUNTER
+                                         : NGX_ESP_SHM_L_LOCKOUT,
+                                domain, user, slot->key);
+}
+
+
+ngx_int_t
+ngx_esp_shm_blocked(ngx_shm_zone_t *zone, ngx_esp_shm_policy_t *p,
+    ngx_esp_shm_slot_t *slot, time_t *until)
+{
+    time_t               now;
     ngx_int_t            rc;
     ngx_esp_shm_ctx_t   *ctx;
     ngx_esp_shm_node_t  *en;
 
-    if (d->max_failed_auths <= 0) {
-        return NGX_OK;
-    }
-
     ctx = zone->data;
-
-    if (ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_LOCKOUT, &d->name, user, key)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
+    now = ngx_time();
     rc = NGX_OK;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_LOCKOUT, key, ngx_time());
+    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_LOCKOUT, slot->key, now);
 
-    /* a block that ran out was stale and is gone */
+    if (en) {
+        ngx_esp_shm_counter_age(ctx, en, now);
 
-    if (en && en->u.lockout.until) {
-        if (until) {
-            *until = en->u.lockout.until;
+        if (en->u.lockout.until) {
+            if (until) {
+                *until = en->u.lockout.until;
+            }
+
+            rc = NGX_BUSY;
         }
 
-        rc = NGX_BUSY;
+        ngx_esp_shm_counter_update(ctx, en);
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -359,77 +399,71 @@ ngx_esp_lockout_check(ngx_shm_zone_t *zone, ngx_esp_domain_t *d,
 
 
 ngx_int_t
-ngx_esp_lockout_failure(ngx_shm_zone_t *zone, ngx_esp_domain_t *d,
-    ngx_str_t *user)
+ngx_esp_shm_reserve(ngx_shm_zone_t *zone, ngx_esp_shm_policy_t *p,
+    ngx_esp_shm_slot_t *slot, ngx_uint_t count_busy, ngx_uint_t *started)
 {
-    u_char               key[NGX_ESP_SHM_KEY_LEN];
-    time_t               now;
-    ngx_int_t            rc;
-    ngx_esp_shm_ctx_t   *ctx;
-    ngx_esp_shm_node_t  *en;
-
-    if (d->max_failed_auths <= 0) {
-        return NGX_OK;
-    }
+    time_t                 now;
+    ngx_int_t              rc;
+    ngx_esp_shm_ctx_t     *ctx;
+    ngx_esp_shm_node_t    *en;
+    ngx_esp_shm_lockout_t *lk;
 
     ctx = zone->data;
-
-    if (ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_LOCKOUT, &d->name, user, key)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
     now = ngx_time();
+    *started = 0;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    /*
-     * A run whose reset_fail_timeout has passed is stale, and so is a
-     * block that ran out: either way the count starts again from zero.
-     */
-
-    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_LOCKOUT, key, now);
+    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_LOCKOUT, slot->key, now);
 
     if (en == NULL) {
-        en = ngx_esp_shm_create(ctx, NGX_ESP_SHM_LOCKOUT, key,
+        en = ngx_esp_shm_create(ctx, NGX_ESP_SHM_LOCKOUT, slot->key,
                                 NGX_ESP_SHM_Q_COUNTER, now);
         if (en == NULL) {
             ngx_shmtx_unlock(&ctx->shpool->mutex);
             return NGX_ERROR;
         }
 
-        en->u.lockout.first = now;
-        en->expires = d->reset_fail_timeout > 0
-                      ? now + d->reset_fail_timeout : 0;
-    }
-
-    if (en->u.lockout.until) {
-        ngx_esp_shm_touch(ctx, en, NGX_ESP_SHM_Q_BLOCKED);
-        rc = NGX_BUSY;
-        goto done;
-    }
-
-    en->u.lockout.failures++;
-
-    if (en->u.lockout.failures >= (ngx_uint_t) d->max_failed_auths
-        && d->unblock_timeout > 0)
-    {
-        en->u.lockout.until = now + d->unblock_timeout;
-        en->expires = en->u.lockout.until;
-        ngx_esp_shm_touch(ctx, en, NGX_ESP_SHM_Q_BLOCKED);
-        rc = NGX_BUSY;
+        en->u.lockout.epoch = ++ctx->sh->epoch;
 
     } else {
-        ngx_esp_shm_touch(ctx, en, NGX_ESP_SHM_Q_COUNTER);
+        ngx_esp_shm_counter_age(ctx, en, now);
+    }
+
+    lk = &en->u.lockout;
+
+    if (lk->until) {
+        rc = NGX_BUSY;
+
+    } else if ((ngx_uint_t) lk->failures + lk->inflight >= p->max) {
+
+        /*
+         * Every slot is taken by logins under way.  The caller says whether
+         * this password was already compared with a cached one and did not
+         * match: then the refusal counts, or the cache would answer
+         * guesses for free while the slots are busy.
+         */
+
+        rc = NGX_BUSY;
+
+        if (count_busy) {
+            *started = ngx_esp_shm_counter_fail(ctx, en, p, now);
+        }
+
+    } else {
+        lk->inflight++;
+        lk->busy_until = ngx_max(lk->busy_until, now + p->bound);
+        slot->epoch = lk->epoch;
+        slot->held = 1;
         rc = NGX_OK;
     }
 
-done:
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "esp lockout reserve: %i, failures %ui, in flight %ui, "
+                   "max %ui", rc, (ngx_uint_t) lk->failures,
+                   (ngx_uint_t) lk->inflight, p->max);
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                   "esp lockout failure: %ui, %i",
-                   en->u.lockout.failures, rc);
+    ngx_esp_shm_counter_update(ctx, en);
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
@@ -437,35 +471,96 @@ done:
 }
 
 
-void
-ngx_esp_lockout_success(ngx_shm_zone_t *zone, ngx_esp_domain_t *d,
-    ngx_str_t *user)
+ngx_uint_t
+ngx_esp_shm_settle(ngx_shm_zone_t *zone, ngx_esp_shm_policy_t *p,
+    ngx_esp_shm_slot_t *slot, ngx_uint_t outcome)
 {
-    u_char               key[NGX_ESP_SHM_KEY_LEN];
-    ngx_esp_shm_ctx_t   *ctx;
-    ngx_esp_shm_node_t  *en;
+    time_t                 now;
+    ngx_uint_t             started;
+    ngx_esp_shm_ctx_t     *ctx;
+    ngx_esp_shm_node_t    *en;
+    ngx_esp_shm_lockout_t *lk;
 
-    if (d->max_failed_auths <= 0) {
-        return;
+    if (!slot->held) {
+        return 0;
     }
+
+    slot->held = 0;
 
     ctx = zone->data;
-
-    if (ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_LOCKOUT, &d->name, user, key)
-        != NGX_OK)
-    {
-        return;
-    }
+    now = ngx_time();
+    started = 0;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_LOCKOUT, key, ngx_time());
+    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_LOCKOUT, slot->key, now);
 
-    if (en && en->u.lockout.until == 0) {
-        ngx_esp_shm_delete(ctx, en);
+    if (en) {
+        ngx_esp_shm_counter_age(ctx, en, now);
+
+        lk = &en->u.lockout;
+
+        /*
+         * A slot that lapsed (or whose counter was unblocked or evicted)
+         * is no longer counted in flight: only its own is given back.
+         */
+
+        if (lk->epoch == slot->epoch && lk->inflight) {
+            lk->inflight--;
+        }
     }
 
+    switch (outcome) {
+
+    case NGX_ESP_SHM_SUCCESS:
+
+        /*
+         * Only a bind the directory accepted resets the count, and a
+         * block that began while it ran: its password was right.
+         */
+
+        if (en) {
+            en->u.lockout.failures = 0;
+            en->u.lockout.until = 0;
+        }
+
+        break;
+
+    case NGX_ESP_SHM_FAILURE:
+
+        if (en == NULL) {
+            en = ngx_esp_shm_create(ctx, NGX_ESP_SHM_LOCKOUT, slot->key,
+                                    NGX_ESP_SHM_Q_COUNTER, now);
+            if (en == NULL) {
+                goto done;
+            }
+
+            en->u.lockout.epoch = ++ctx->sh->epoch;
+        }
+
+        started = ngx_esp_shm_counter_fail(ctx, en, p, now);
+        break;
+
+    default: /* NGX_ESP_SHM_RELEASE */
+        break;
+    }
+
+    if (en) {
+        ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "esp lockout settle %ui: failures %ui, in flight %ui, "
+                       "blocked %d", outcome,
+                       (ngx_uint_t) en->u.lockout.failures,
+                       (ngx_uint_t) en->u.lockout.inflight,
+                       en->u.lockout.until != 0);
+
+        ngx_esp_shm_counter_update(ctx, en);
+    }
+
+done:
+
     ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return started;
 }
 
 
@@ -474,14 +569,19 @@ ngx_esp_lockout_unblock(ngx_shm_zone_t *zone, ngx_str_t *domain,
     ngx_str_t *user)
 {
     u_char               key[NGX_ESP_SHM_KEY_LEN];
+    u_char               fkey[NGX_ESP_SHM_KEY_LEN];
     ngx_int_t            rc;
+    ngx_uint_t           i;
     ngx_esp_shm_ctx_t   *ctx;
     ngx_esp_shm_node_t  *en;
 
     ctx = zone->data;
 
     if (ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_LOCKOUT, domain, user, key)
-        != NGX_OK)
+        != NGX_OK
+        || ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_FAMILIAR_COUNTER, domain,
+                                user, fkey)
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -490,11 +590,16 @@ ngx_esp_lockout_unblock(ngx_shm_zone_t *zone, ngx_str_t *domain,
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_LOCKOUT, key, ngx_time());
+    /* both budgets: the one of unknown clients and the familiar one */
 
-    if (en) {
-        ngx_esp_shm_delete(ctx, en);
-        rc = NGX_OK;
+    for (i = 0; i < 2; i++) {
+        en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_LOCKOUT, i ? fkey : key,
+                              ngx_time());
+
+        if (en) {
+            ngx_esp_shm_delete(ctx, en);
+            rc = NGX_OK;
+        }
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -518,6 +623,95 @@ ngx_esp_lockout_active(ngx_shm_zone_t *zone)
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     return n;
+}
+
+
+/*
+ * Clients that logged in as a user before (smart lockout): by address,
+ * under a keyed hash of (domain, user, address), as cheap to lose as a
+ * cached credential.
+ */
+
+ngx_int_t
+ngx_esp_familiar_find(ngx_shm_zone_t *zone, ngx_str_t *domain,
+    ngx_str_t *user, ngx_str_t *addr)
+{
+    u_char               key[NGX_ESP_SHM_KEY_LEN];
+    ngx_int_t            rc;
+    ngx_str_t            f[3];
+    ngx_esp_shm_ctx_t   *ctx;
+
+    ctx = zone->data;
+
+    if (ctx->sh->entries[NGX_ESP_SHM_FAMILIAR] == 0) {
+        return NGX_DECLINED;
+    }
+
+    f[0] = *domain;
+    f[1] = *user;
+    f[2] = *addr;
+
+    if (ngx_esp_shm_key(ctx, NGX_ESP_SHM_L_FAMILIAR, f, 3, key) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    rc = ngx_esp_shm_find(ctx, NGX_ESP_SHM_FAMILIAR, key, ngx_time())
+         ? NGX_OK : NGX_DECLINED;
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_esp_familiar_add(ngx_shm_zone_t *zone, ngx_str_t *domain,
+    ngx_str_t *user, ngx_str_t *addr, time_t ttl)
+{
+    u_char               key[NGX_ESP_SHM_KEY_LEN];
+    time_t               now;
+    ngx_int_t            rc;
+    ngx_str_t            f[3];
+    ngx_esp_shm_ctx_t   *ctx;
+    ngx_esp_shm_node_t  *en;
+
+    ctx = zone->data;
+
+    f[0] = *domain;
+    f[1] = *user;
+    f[2] = *addr;
+
+    if (ngx_esp_shm_key(ctx, NGX_ESP_SHM_L_FAMILIAR, f, 3, key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    now = ngx_time();
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_FAMILIAR, key, now);
+
+    if (en) {
+        ngx_esp_shm_touch(ctx, en, NGX_ESP_SHM_Q_CACHE);
+
+    } else {
+        en = ngx_esp_shm_create(ctx, NGX_ESP_SHM_FAMILIAR, key,
+                                NGX_ESP_SHM_Q_CACHE, now);
+    }
+
+    if (en) {
+        en->expires = now + ttl;
+
+    } else {
+        rc = NGX_ERROR;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return rc;
 }
 
 
@@ -1395,7 +1589,7 @@ ngx_esp_shm_evict(ngx_esp_shm_ctx_t *ctx, time_t now)
 }
 
 
-/* blocks that ran out are deleted on the way */
+/* blocks that ran out are taken off the blocked queue on the way */
 
 static ngx_uint_t
 ngx_esp_shm_count_blocked(ngx_esp_shm_ctx_t *ctx, time_t now)
@@ -1415,10 +1609,119 @@ ngx_esp_shm_count_blocked(ngx_esp_shm_ctx_t *ctx, time_t now)
 
         if (en->expires <= now) {
             ngx_esp_shm_delete(ctx, en);
+
+        } else if (en->u.lockout.until <= now) {
+            /* slots still in flight keep the entry, not the block */
+            ngx_esp_shm_counter_age(ctx, en, now);
+            ngx_esp_shm_counter_update(ctx, en);
         }
     }
 
     return ctx->sh->blocked;
+}
+
+
+/* forgets what ran out: a block, a run of failures, slots in flight */
+
+static void
+ngx_esp_shm_counter_age(ngx_esp_shm_ctx_t *ctx, ngx_esp_shm_node_t *en,
+    time_t now)
+{
+    ngx_esp_shm_lockout_t  *lk;
+
+    lk = &en->u.lockout;
+
+    if (lk->until && lk->until <= now) {
+        /* a block that ran out starts the count again from zero */
+        lk->until = 0;
+        lk->failures = 0;
+    }
+
+    if (lk->failures && lk->until == 0 && lk->ends <= now) {
+        lk->failures = 0;
+    }
+
+    if (lk->inflight && lk->busy_until <= now) {
+
+        /*
+         * Longer than any login can take: their process went away
+         * without settling them (it crashed, or was killed).
+         */
+
+        lk->inflight = 0;
+        lk->epoch = ++ctx->sh->epoch;
+    }
+}
+
+
+/* the entry's life and queue follow its counter; it goes when empty */
+
+static void
+ngx_esp_shm_counter_update(ngx_esp_shm_ctx_t *ctx, ngx_esp_shm_node_t *en)
+{
+    time_t                  expires;
+    ngx_esp_shm_lockout_t  *lk;
+
+    lk = &en->u.lockout;
+
+    if (lk->until) {
+        expires = lk->until;
+
+    } else if (lk->failures) {
+        expires = lk->ends;
+
+    } else {
+        expires = 0;
+    }
+
+    if (lk->inflight) {
+        expires = ngx_max(expires, lk->busy_until);
+    }
+
+    if (expires == 0) {
+        ngx_esp_shm_delete(ctx, en);
+        return;
+    }
+
+    en->expires = expires;
+
+    ngx_esp_shm_touch(ctx, en, lk->until ? NGX_ESP_SHM_Q_BLOCKED
+                                         : NGX_ESP_SHM_Q_COUNTER);
+}
+
+
+/*
+ * One more failure; 1 if it starts a block.  The count is forgotten
+ * reset_fail_timeout after the last failure, as AD forgets its own after
+ * the observation window.  A failure while blocked does not extend the
+ * block.
+ */
+
+static ngx_uint_t
+ngx_esp_shm_counter_fail(ngx_esp_shm_ctx_t *ctx, ngx_esp_shm_node_t *en,
+    ngx_esp_shm_policy_t *p, time_t now)
+{
+    ngx_esp_shm_lockout_t  *lk;
+
+    lk = &en->u.lockout;
+
+    if (lk->until) {
+        return 0;
+    }
+
+
+    if (lk->failures < 0xffff) {
+        lk->failures++;
+    }
+
+    lk->ends = now + p->reset;
+
+    if (lk->failures >= p->max) {
+        lk->until = now + p->unblock;
+        return 1;
+    }
+
+    return 0;
 }
 
 

@@ -1,0 +1,553 @@
+
+/*
+ * Copyright (C) ngx_exchange_esp authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "ngx_esp_lockout.h"
+#include "ngx_esp_session.h"
+#include "ngx_esp_shm.h"
+
+
+/*
+ * The policy over the shared zone's counters (src/ngx_esp_shm.c):
+ *
+ * - Every login that may reach the directory holds a slot of its user's
+ *   counter from before the bind to the answer; while the failures and the
+ *   slots in flight reach max_failed_auths, more logins are refused at
+ *   once.  So the directory never sees more than max_failed_auths wrong
+ *   passwords for one account within reset_fail_timeout, however many
+ *   connections or HTTP/2 streams send them at once.
+ * - The cache is asked only while the user is not blocked, and a password
+ *   that the cache holds another one for and that finds every slot busy
+ *   counts as a failure: the cache never answers guesses the directory
+ *   would not have been asked.  A cache hit resets nothing: only a bind
+ *   the directory accepted does.
+ * - Smart lockout: a client that logged in as the user before (a device
+ *   cookie, or its address within smart_lockout_remember) uses a budget
+ *   of its own, so that somebody failing logins for the user elsewhere
+ *   does not lock the user's own devices out.
+ *
+ * A device cookie is base64url (no padding) of
+ *
+ *     key id (4) | version (1) | issued (8) | MAC (16)
+ *
+ * where the MAC is HMAC-SHA256 under a key derived from the session key,
+ * over a label, version, issued, domain and user: it names nobody, and
+ * proves only to the holders of the key that this client logged in as
+ * that user at "issued".
+ */
+
+
+#define NGX_ESP_DEVICE_VERSION    1
+#define NGX_ESP_DEVICE_MAC_LEN    16
+#define NGX_ESP_DEVICE_LEN        (NGX_ESP_KEY_ID_LEN + 1 + 8                \
+                                   + NGX_ESP_DEVICE_MAC_LEN)
+#define NGX_ESP_DEVICE_LABEL      "ngx_esp device v1"
+#define NGX_ESP_DEVICE_KEY_LABEL  "ngx_esp device key v1"
+
+/* device cookies looked at per request, and the clock skew allowed */
+#define NGX_ESP_DEVICE_TRIES      4
+#define NGX_ESP_DEVICE_SKEW       60
+
+/*
+ * A slot lapses after the longest a login can take: per domain
+ * controller, a wait for a connection and up to four exchanges, twice
+ * (a dead pooled connection is retried on a fresh one), each within
+ * ldap_timeout.
+ */
+#define NGX_ESP_LOCKOUT_STEPS     10
+
+
+struct ngx_esp_lockout_s {
+    ngx_shm_zone_t            *zone;
+    ngx_esp_domain_t          *domain;
+    ngx_str_t                  key;          /* the lowercased logon name */
+    ngx_log_t                 *log;
+
+    ngx_esp_shm_policy_t       policy;
+    ngx_esp_shm_slot_t         slot;
+
+    unsigned                   familiar:1;
+    unsigned                   device:1;     /* a valid device cookie */
+    unsigned                   address:1;    /* a familiar address */
+    unsigned                   ended:1;
+};
+
+
+static void ngx_esp_lockout_cleanup(void *data);
+static void ngx_esp_lockout_blocked(ngx_esp_lockout_t *lk);
+static ngx_int_t ngx_esp_device_mac(ngx_esp_lockout_t *lk, ngx_esp_key_t *k,
+    u_char *head, u_char *mac);
+static ngx_uint_t ngx_esp_device_valid(ngx_http_request_t *r,
+    ngx_esp_lockout_t *lk, ngx_array_t *keys);
+static ngx_int_t ngx_esp_device_cookie(ngx_http_request_t *r,
+    ngx_esp_lockout_t *lk, ngx_array_t *keys, ngx_str_t *set_cookie);
+
+
+ngx_int_t
+ngx_esp_lockout_begin(ngx_http_request_t *r, ngx_esp_domain_t *d,
+    ngx_str_t *key, ngx_str_t *password, ngx_esp_lockout_t **lkp)
+{
+    ngx_int_t             rc;
+    ngx_uint_t            mismatch, started;
+    ngx_shm_zone_t       *zone;
+    ngx_esp_lockout_t    *lk;
+    ngx_pool_cleanup_t   *cln;
+    ngx_esp_main_conf_t  *emcf;
+
+    *lkp = NULL;
+
+    emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
+    zone = emcf->shm_zone;
+
+    if (zone == NULL) {
+        return NGX_OK;
+    }
+
+    if (d->max_failed_auths <= 0) {
+        if (password
+            && ngx_esp_cache_lookup(zone, &d->name, key, password) == NGX_OK)
+        {
+            return NGX_DONE;
+        }
+
+        return NGX_OK;
+    }
+
+    lk = ngx_pcalloc(r->pool, sizeof(ngx_esp_lockout_t));
+    if (lk == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_esp_lockout_cleanup;
+    cln->data = lk;
+
+    lk->zone = zone;
+    lk->domain = d;
+    lk->key = *key;
+    lk->log = r->connection->log;
+
+    if (d->smart_lockout) {
+        lk->device = ngx_esp_device_valid(r, lk, emcf->keys);
+        lk->address = (ngx_esp_familiar_find(zone, &d->name, key,
+                                             &r->connection->addr_text)
+                       == NGX_OK);
+        lk->familiar = lk->device || lk->address;
+    }
+
+    lk->policy.max = lk->familiar ? (ngx_uint_t) d->familiar_failed_auths
+                                  : (ngx_uint_t) d->max_failed_auths;
+    lk->policy.reset = d->reset_fail_timeout;
+    lk->policy.unblock = d->unblock_timeout;
+    lk->policy.bound = (time_t) (NGX_ESP_LOCKOUT_STEPS * d->servers.nelts + 1)
+                       * (time_t) ((d->timeout + 999) / 1000);
+
+    if (ngx_esp_shm_counter_key(zone, &d->name, key, lk->familiar, &lk->slot)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    *lkp = lk;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, lk->log, 0,
+                   "esp lockout: familiar %d (device %d, address %d)",
+                   lk->familiar, lk->device, lk->address);
+
+    mismatch = 0;
+
+    if (password) {
+
+        /* a blocked user's cached password is not compared: no guessing */
+
+        if (ngx_esp_shm_blocked(zone, &lk->policy, &lk->slot, NULL)
+            == NGX_BUSY)
+        {
+            return NGX_BUSY;
+        }
+
+        rc = ngx_esp_cache_lookup(zone, &d->name, key, password);
+
+        if (rc == NGX_OK) {
+            return NGX_DONE;
+        }
+
+        mismatch = (rc == NGX_DONE);
+    }
+
+    rc = ngx_esp_shm_reserve(zone, &lk->policy, &lk->slot, mismatch,
+                             &started);
+
+    if (started) {
+        ngx_esp_lockout_blocked(lk);
+    }
+
+    return rc;
+}
+
+
+void
+ngx_esp_lockout_end(ngx_http_request_t *r, ngx_esp_lockout_t *lk,
+    ngx_esp_auth_result_e result, ngx_str_t *set_cookie)
+{
+    ngx_uint_t            outcome;
+    ngx_esp_domain_t     *d;
+    ngx_esp_main_conf_t  *emcf;
+
+    if (lk == NULL || lk->ended) {
+        return;
+    }
+
+    lk->ended = 1;
+    d = lk->domain;
+
+    switch (result) {
+
+    case NGX_ESP_AUTH_OK:
+    case NGX_ESP_AUTH_NOT_PERMITTED:
+        /* the directory accepted the password */
+        outcome = NGX_ESP_SHM_SUCCESS;
+        break;
+
+    case NGX_ESP_AUTH_BAD_CREDENTIALS:
+        outcome = NGX_ESP_SHM_FAILURE;
+        break;
+
+    default:
+        /* not counted: no answer, or refused whatever the password */
+        outcome = NGX_ESP_SHM_RELEASE;
+        break;
+    }
+
+    if (lk->slot.held
+        && ngx_esp_shm_settle(lk->zone, &lk->policy, &lk->slot, outcome))
+    {
+        ngx_esp_lockout_blocked(lk);
+    }
+
+    if (result != NGX_ESP_AUTH_OK || !d->smart_lockout) {
+        return;
+    }
+
+    if (!lk->address) {
+        (void) ngx_esp_familiar_add(lk->zone, &d->name, &lk->key,
+                                    &r->connection->addr_text,
+                                    d->familiar_remember);
+    }
+
+    if (!lk->device && set_cookie) {
+        emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
+
+        if (ngx_esp_device_cookie(r, lk, emcf->keys, set_cookie) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ALERT, lk->log, 0,
+                          "esp: could not make a device cookie");
+        }
+    }
+}
+
+
+/*
+ * The login ends without an outcome: the client went away while the
+ * directory was asked.  The bind goes on without it and may count there,
+ * so it counts here too; releasing it would let a client that closes
+ * its connections try passwords without limit.
+ */
+
+static void
+ngx_esp_lockout_cleanup(void *data)
+{
+    ngx_esp_lockout_t  *lk = data;
+
+    if (lk->ended || !lk->slot.held) {
+        return;
+    }
+
+    lk->ended = 1;
+
+    ngx_log_error(NGX_LOG_INFO, lk->log, 0,
+                  "esp: a login of domain %V ended before the directory "
+                  "answered: counted as a failed login", &lk->domain->name);
+
+    if (ngx_esp_shm_settle(lk->zone, &lk->policy, &lk->slot,
+                           NGX_ESP_SHM_FAILURE))
+    {
+        ngx_esp_lockout_blocked(lk);
+    }
+}
+
+
+static void
+ngx_esp_lockout_blocked(ngx_esp_lockout_t *lk)
+{
+    ngx_log_error(NGX_LOG_WARN, lk->log, 0,
+                  "esp: user \"%V\" of domain %V is blocked for %T s after "
+                  "%ui failed logins%s", &lk->key, &lk->domain->name,
+                  lk->policy.unblock, lk->policy.max,
+                  lk->familiar ? " from familiar clients" : "");
+}
+
+
+/* head: version (1) | issued (8) */
+
+static ngx_int_t
+ngx_esp_device_mac(ngx_esp_lockout_t *lk, ngx_esp_key_t *k, u_char *head,
+    u_char *mac)
+{
+    u_char        *p, *data, key[EVP_MAX_MD_SIZE], out[EVP_MAX_MD_SIZE];
+    size_t         len;
+    ngx_str_t     *domain;
+    unsigned int   klen, olen;
+
+    domain = &lk->domain->name;
+
+    len = sizeof(NGX_ESP_DEVICE_LABEL) + 9 + 2 + domain->len + 2
+          + lk->key.len;
+
+    data = ngx_alloc(len, lk->log);
+    if (data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(data, NGX_ESP_DEVICE_LABEL, sizeof(NGX_ESP_DEVICE_LABEL));
+    p = ngx_cpymem(p, head, 9);
+    *p++ = (u_char) (domain->len >> 8);
+    *p++ = (u_char) domain->len;
+    p = ngx_cpymem(p, domain->data, domain->len);
+    *p++ = (u_char) (lk->key.len >> 8);
+    *p++ = (u_char) lk->key.len;
+    p = ngx_cpymem(p, lk->key.data, lk->key.len);
+
+    /* a key of its own, derived from the session key */
+
+    if (HMAC(EVP_sha256(), k->key, NGX_ESP_KEY_LEN,
+             (u_char *) NGX_ESP_DEVICE_KEY_LABEL,
+             sizeof(NGX_ESP_DEVICE_KEY_LABEL) - 1, key, &klen)
+        == NULL
+        || HMAC(EVP_sha256(), key, (int) klen, data, p - data, out, &olen)
+           == NULL)
+    {
+        ngx_explicit_memzero(key, sizeof(key));
+        ngx_free(data);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(mac, out, NGX_ESP_DEVICE_MAC_LEN);
+
+    ngx_explicit_memzero(key, sizeof(key));
+    ngx_free(data);
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_esp_device_valid(ngx_http_request_t *r, ngx_esp_lockout_t *lk,
+    ngx_array_t *keys)
+{
+    u_char                 *p, *last, *start, *end, *eq;
+    u_char                  raw[NGX_ESP_DEVICE_LEN + 3];
+    u_char                  mac[NGX_ESP_DEVICE_MAC_LEN];
+    time_t                  issued, now;
+    uint64_t                v;
+    ngx_str_t               value, decoded;
+    ngx_uint_t              i, n, tries;
+    ngx_table_elt_t        *h;
+    ngx_esp_key_t          *k;
+    ngx_esp_cookie_walk_t   w;
+
+    if (keys == NULL) {
+        return 0;
+    }
+
+    k = keys->elts;
+    now = ngx_time();
+    tries = 0;
+
+    ngx_memzero(&w, sizeof(ngx_esp_cookie_walk_t));
+
+    while ((h = ngx_esp_cookie_header_next(r, &w)) != NULL) {
+
+        p = h->value.data;
+        last = p + h->value.len;
+
+        while (p < last) {
+
+            while (p < last && (*p == ' ' || *p == ';')) {
+                p++;
+            }
+
+            start = p;
+
+            while (p < last && *p != ';') {
+                p++;
+            }
+
+            end = p;
+
+            eq = ngx_strlchr(start, end, '=');
+
+            if (eq == NULL
+                || (size_t) (eq - start) != sizeof(NGX_ESP_DEVICE_COOKIE) - 1
+                || ngx_strncmp(start, NGX_ESP_DEVICE_COOKIE, eq - start)
+                   != 0)
+            {
+                continue;
+            }
+
+            /* each one costs two HMACs: a client gets a few */
+
+            if (tries++ == NGX_ESP_DEVICE_TRIES) {
+                return 0;
+            }
+
+            value.data = eq + 1;
+            value.len = end - value.data;
+
+            while (value.len && value.data[value.len - 1] == ' ') {
+                value.len--;
+            }
+
+            if (value.len != ngx_base64_encoded_length(NGX_ESP_DEVICE_LEN) - 1)
+            {
+                continue;
+            }
+
+            decoded.data = raw;
+
+            if (ngx_decode_base64url(&decoded, &value) != NGX_OK
+                || decoded.len != NGX_ESP_DEVICE_LEN
+                || raw[NGX_ESP_KEY_ID_LEN] != NGX_ESP_DEVICE_VERSION)
+            {
+                continue;
+            }
+
+            for (i = 0; i < keys->nelts; i++) {
+                if (ngx_memcmp(k[i].id, raw, NGX_ESP_KEY_ID_LEN) == 0) {
+                    break;
+                }
+            }
+
+            if (i == keys->nelts) {
+                continue;
+            }
+
+            v = 0;
+
+            for (n = 0; n < 8; n++) {
+                v = (v << 8) | raw[NGX_ESP_KEY_ID_LEN + 1 + n];
+            }
+
+            issued = (time_t) v;
+
+            if (issued > now + NGX_ESP_DEVICE_SKEW
+                || issued + lk->domain->familiar_remember <= now)
+            {
+                continue;
+            }
+
+            if (ngx_esp_device_mac(lk, &k[i], raw + NGX_ESP_KEY_ID_LEN, mac)
+                == NGX_OK
+                && CRYPTO_memcmp(mac, raw + NGX_ESP_KEY_ID_LEN + 9,
+                                 NGX_ESP_DEVICE_MAC_LEN)
+                   == 0)
+            {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_esp_device_cookie(ngx_http_request_t *r, ngx_esp_lockout_t *lk,
+    ngx_array_t *keys, ngx_str_t *set_cookie)
+{
+    u_char         *p, raw[NGX_ESP_DEVICE_LEN];
+    size_t          len;
+    uint64_t        v;
+    ngx_str_t       src, value;
+    ngx_uint_t      n, secure;
+    ngx_esp_key_t  *k;
+
+    if (keys == NULL || keys->nelts == 0) {
+        return NGX_ERROR;
+    }
+
+    k = keys->elts;
+
+    p = ngx_cpymem(raw, k[0].id, NGX_ESP_KEY_ID_LEN);
+    *p++ = NGX_ESP_DEVICE_VERSION;
+
+    v = (uint64_t) ngx_time();
+
+    for (n = 8; n--; /* void */) {
+        p[n] = (u_char) v;
+        v >>= 8;
+    }
+
+    if (ngx_esp_device_mac(lk, &k[0], raw + NGX_ESP_KEY_ID_LEN, p + 8)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    src.data = raw;
+    src.len = NGX_ESP_DEVICE_LEN;
+
+    value.data = ngx_pnalloc(r->pool, ngx_base64_encoded_length(src.len));
+    if (value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_encode_base64url(&value, &src);
+
+    secure = 0;
+
+#if (NGX_HTTP_SSL)
+    secure = (r->connection->ssl != NULL);
+#endif
+
+    len = set_cookie->len + 1 + sizeof(NGX_ESP_DEVICE_COOKIE "=") - 1
+          + value.len + sizeof("; Path=/; Max-Age=") - 1 + NGX_TIME_T_LEN
+          + sizeof("; Secure; HttpOnly; SameSite=Lax") - 1;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = set_cookie->len;
+
+    if (len) {
+        ngx_memcpy(p, set_cookie->data, len);
+        p[len++] = '\n';
+    }
+
+    set_cookie->data = p;
+    p += len;
+
+    p = ngx_sprintf(p, NGX_ESP_DEVICE_COOKIE "=%V; Path=/; Max-Age=%T%s"
+                    "; HttpOnly; SameSite=Lax", &value,
+                    lk->domain->familiar_remember,
+                    secure ? "; Secure" : "");
+
+    set_cookie->len = p - set_cookie->data;
+
+    return NGX_OK;
+}
