@@ -34,6 +34,8 @@ static ngx_int_t ngx_esp_host_allowed(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf);
 static ngx_int_t ngx_esp_gate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_uint_t *excluded);
+static ngx_int_t ngx_esp_delegate(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 static ngx_int_t ngx_esp_basic(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 static void ngx_esp_ldap_done(ngx_esp_ldap_req_t *lr);
@@ -111,6 +113,14 @@ static ngx_conf_enum_t  ngx_esp_client_auth_modes[] = {
 };
 
 
+static ngx_conf_enum_t  ngx_esp_delegate_basic_modes[] = {
+    { ngx_string("verify"), NGX_ESP_DELEGATE_VERIFY },
+    { ngx_string("pass"), NGX_ESP_DELEGATE_PASS },
+    { ngx_string("refuse"), NGX_ESP_DELEGATE_REFUSE },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_conf_enum_t  ngx_esp_server_auth_modes[] = {
     { ngx_string("none"), NGX_ESP_SERVER_NONE },
     { ngx_string("basic"), NGX_ESP_SERVER_BASIC },
@@ -169,6 +179,13 @@ static ngx_command_t  ngx_esp_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_esp_loc_conf_t, server_auth),
       &ngx_esp_server_auth_modes },
+
+    { ngx_string("esp_delegate_basic"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, delegate_basic),
+      &ngx_esp_delegate_basic_modes },
 
     { ngx_string("esp_realm"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -418,7 +435,7 @@ ngx_esp_access(ngx_http_request_t *r)
     }
 
     if (elcf->client_auth == NGX_ESP_CLIENT_DELEGATE) {
-        return NGX_DECLINED;
+        return ngx_esp_delegate(r, elcf, ctx);
     }
 
     if (excluded) {
@@ -596,6 +613,48 @@ ngx_esp_gate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * Exchange authenticates here (NTLM, Negotiate, OAuth pass on as they
+ * are), but a Basic password is one more guess at the directory: it goes
+ * through the lockout, the cache and the login log first (verify), or
+ * passes unchecked (pass), or is refused (refuse).
+ */
+
+static ngx_int_t
+ngx_esp_delegate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx)
+{
+    ngx_str_t  *auth;
+
+    if (r->headers_in.authorization == NULL
+        || elcf->delegate_basic == NGX_ESP_DELEGATE_PASS)
+    {
+        return NGX_DECLINED;
+    }
+
+    auth = &r->headers_in.authorization->value;
+
+    if (auth->len < sizeof("Basic") - 1
+        || ngx_strncasecmp(auth->data, (u_char *) "Basic",
+                           sizeof("Basic") - 1)
+           != 0
+        || (auth->len > sizeof("Basic") - 1
+            && auth->data[sizeof("Basic") - 1] != ' '))
+    {
+        return NGX_DECLINED;
+    }
+
+    if (elcf->delegate_basic == NGX_ESP_DELEGATE_REFUSE) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "esp: Basic authentication refused at \"%V\" "
+                      "(esp_delegate_basic refuse)", &r->uri);
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    return ngx_esp_basic(r, elcf, ctx);
 }
 
 
@@ -1087,6 +1146,11 @@ ngx_esp_basic_challenge(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
 static ngx_int_t
 ngx_esp_server_auth(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
 {
+    if (elcf->client_auth == NGX_ESP_CLIENT_DELEGATE) {
+        /* verified Basic goes on as it came: Exchange checks it again */
+        return NGX_OK;
+    }
+
     if (elcf->server_auth != NGX_ESP_SERVER_BASIC
         && r->headers_in.authorization)
     {
@@ -1542,6 +1606,7 @@ ngx_esp_create_loc_conf(ngx_conf_t *cf)
     conf->excluded_dirs = NGX_CONF_UNSET_PTR;
     conf->client_auth = NGX_CONF_UNSET_UINT;
     conf->server_auth = NGX_CONF_UNSET_UINT;
+    conf->delegate_basic = NGX_CONF_UNSET_UINT;
     conf->basic_cache = NGX_CONF_UNSET;
     conf->public_private = NGX_CONF_UNSET;
     conf->logoff = NGX_CONF_UNSET_PTR;
@@ -1575,6 +1640,8 @@ ngx_esp_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               NGX_ESP_CLIENT_FORM);
     ngx_conf_merge_uint_value(conf->server_auth, prev->server_auth,
                               NGX_ESP_SERVER_NONE);
+    ngx_conf_merge_uint_value(conf->delegate_basic, prev->delegate_basic,
+                              NGX_ESP_DELEGATE_VERIFY);
     ngx_conf_merge_str_value(conf->realm, prev->realm, "Exchange");
     ngx_conf_merge_sec_value(conf->basic_cache, prev->basic_cache, 300);
     ngx_conf_merge_str_value(conf->greeting, prev->greeting, "");

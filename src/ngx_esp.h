@@ -23,6 +23,11 @@
 #define NGX_ESP_SERVER_BASIC      2
 #define NGX_ESP_SERVER_FORM       3
 
+/* esp_delegate_basic */
+#define NGX_ESP_DELEGATE_VERIFY   1
+#define NGX_ESP_DELEGATE_PASS     2
+#define NGX_ESP_DELEGATE_REFUSE   3
+
 /* esp_cookie samesite= */
 #define NGX_ESP_SAMESITE_OFF      1
 #define NGX_ESP_SAMESITE_LAX      2
@@ -124,6 +129,7 @@ typedef struct {
 
     ngx_uint_t                 client_auth;
     ngx_uint_t                 server_auth;
+    ngx_uint_t                 delegate_basic;   /* esp_delegate_basic */
     ngx_str_t                  realm;            /* esp_realm */
     time_t                     basic_cache;      /* esp_basic_cache */
 
