@@ -62,6 +62,7 @@ static char *ngx_esp_merge_loc_conf(ngx_conf_t *cf, void *parent,
 static ngx_int_t ngx_esp_init(ngx_conf_t *cf);
 static ngx_int_t ngx_esp_init_worker(ngx_cycle_t *cycle);
 static void ngx_esp_exit_worker(ngx_cycle_t *cycle);
+static void ngx_esp_exit_master(ngx_cycle_t *cycle);
 
 static char *ngx_esp(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_esp_patterns(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -195,7 +196,7 @@ static ngx_command_t  ngx_esp_commands[] = {
       NULL },
 
     { ngx_string("esp_shared_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
       ngx_esp_shared_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -329,7 +330,7 @@ ngx_module_t  ngx_exchange_esp_module = {
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_esp_exit_worker,                   /* exit process */
-    NULL,                                  /* exit master */
+    ngx_esp_exit_master,                   /* exit master */
     NGX_MODULE_V1_PADDING
 };
 
@@ -1750,7 +1751,27 @@ ngx_esp_init_worker(ngx_cycle_t *cycle)
         }
     }
 
+    if (emcf->shm_zone) {
+        return ngx_esp_shm_init_worker(cycle, emcf->shm_zone);
+    }
+
     return NGX_OK;
+}
+
+
+/* the state file gets the zone's last word when nginx stops */
+
+static void
+ngx_esp_exit_master(ngx_cycle_t *cycle)
+{
+    ngx_esp_main_conf_t  *emcf;
+
+    emcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_exchange_esp_module);
+
+    if (emcf && emcf->shm_zone) {
+        ngx_esp_shm_exit_master(cycle, emcf->shm_zone);
+    }
 }
 
 

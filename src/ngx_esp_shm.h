@@ -193,5 +193,12 @@ time_t ngx_esp_user_revoked_since(ngx_shm_zone_t *zone, ngx_str_t *domain,
 void ngx_esp_shm_stats(ngx_shm_zone_t *zone, ngx_esp_shm_stats_t *st);
 
 
+/*
+ * The state file ("state=" of esp_shared_zone): init_worker starts the
+ * periodic save in one worker, exit_master saves when nginx stops.
+ */
+ngx_int_t ngx_esp_shm_init_worker(ngx_cycle_t *cycle, ngx_shm_zone_t *zone);
+void ngx_esp_shm_exit_master(ngx_cycle_t *cycle, ngx_shm_zone_t *zone);
+
 
 #endif /* _NGX_ESP_SHM_H_INCLUDED_ */
