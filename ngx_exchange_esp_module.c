@@ -649,9 +649,10 @@ ngx_esp_delegate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     }
 
     if (elcf->delegate_basic == NGX_ESP_DELEGATE_REFUSE) {
+        /* nothing the client wrote before nginx's ", client: " (fail2ban) */
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "esp: Basic authentication refused at \"%V\" "
-                      "(esp_delegate_basic refuse)", &r->uri);
+                      "esp: Basic authentication refused "
+                      "(esp_delegate_basic refuse)");
         return NGX_HTTP_FORBIDDEN;
     }
 

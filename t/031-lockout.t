@@ -146,6 +146,21 @@ sub logins {
     return @l;
 }
 
+# fail2ban-regex on these lines: the addresses it picks
+sub f2b_ips {
+    my ($mode, @lines) = @_;
+    my ($tool) = grep { -x } '/usr/bin/fail2ban-regex', '/usr/local/bin/fail2ban-regex';
+    return undef unless $tool;
+    my $f = ($ENV{ESP_RUN} || '/tmp') . "/f2b-$$.log";
+    EspTest::spurt($f, join('', map { "$_\n" } @lines));
+    my $filter = ($ENV{ESP_ROOT} || '.') . '/contrib/fail2ban/filter.d/nginx-esp.conf';
+    open(my $fh, '-|', $tool, '-r', '-o', 'ip', $f, "$filter\[mode=$mode\]") or return undef;
+    my @ips = grep { /\S/ } map { s/\s+//gr } <$fh>;
+    close $fh;
+    unlink $f;
+    return \@ips;
+}
+
 sub count_results {
     my %n;
     $n{ $_->[2] }++ for @_;
@@ -333,6 +348,13 @@ SKIP: {
     close $s;
     ok(error_log_wait('ended before the directory answered: counted as a failed login', 5),
        'abort: the login the client left counts as a failure');
+    my @abort = grep { /ended before the directory answered/ } split /\n/, error_log_since_mark();
+    SKIP: {
+        my $normal = f2b_ips(normal => @abort);
+        skip 'no fail2ban-regex', 2 unless $normal;
+        is("@$normal", '', 'abort: fail2ban (normal) does not count it');
+        is("@{ f2b_ips(aggressive => @abort) }", '127.0.0.1', 'abort: fail2ban (aggressive) does, with the client');
+    }
     ad_sh(resume => 'dc1');
     ad_sh(resume => 'dc2');
     # the DCs were marked down by the time-outs of the abandoned bind

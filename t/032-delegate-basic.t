@@ -89,6 +89,21 @@ sub req {
     return ($res->code, $result // 'no-line', $res);
 }
 
+# fail2ban-regex on these lines: the addresses it picks
+sub f2b_ips {
+    my ($mode, @lines) = @_;
+    my ($tool) = grep { -x } '/usr/bin/fail2ban-regex', '/usr/local/bin/fail2ban-regex';
+    return undef unless $tool;
+    my $f = ($ENV{ESP_RUN} || '/tmp') . "/f2b-$$.log";
+    EspTest::spurt($f, join('', map { "$_\n" } @lines));
+    my $filter = ($ENV{ESP_ROOT} || '.') . '/contrib/fail2ban/filter.d/nginx-esp.conf';
+    open(my $fh, '-|', $tool, '-r', '-o', 'ip', $f, "$filter\[mode=$mode\]") or return undef;
+    my @ips = grep { /\S/ } map { s/\s+//gr } <$fh>;
+    close $fh;
+    unlink $f;
+    return \@ips;
+}
+
 sub exchange_auth {
     my ($res) = @_;
     my @e = backend_entries_for($res);
@@ -166,11 +181,28 @@ sub exchange_auth {
     ($code, $result, $res) = req('/autodiscover/autodiscover.xml', $ghost);
     is("$code $result", '403 no-line', 'refuse: Basic gets 403');
     is(exchange_auth($res), 'not reached', 'refuse: never reaches Exchange');
-    like(error_log_since_mark(), qr/esp: Basic authentication refused at "\/autodiscover\/autodiscover\.xml" \(esp_delegate_basic refuse\)/,
+    like(error_log_since_mark(), qr/esp: Basic authentication refused \(esp_delegate_basic refuse\), client: 127\.0\.0\.1,/,
          'refuse: logged');
 
     ($code, $result, $res) = req('/autodiscover/autodiscover.xml', $TYPE1);
     is(exchange_auth($res), $TYPE1, 'refuse: NTLM still passes');
+
+    # a path that tries to put an address where fail2ban looks for it
+    req('/autodiscover/", client: 6.6.6.6, server: x', $ghost);
+}
+
+# the fail2ban filter sees delegate Basic like any other login
+SKIP: {
+    my @lines = grep { /esp: (?:login user=|Basic authentication refused)/ }
+                split /\n/, error_log_since_mark($LOG_START);
+    my $fails = grep { /result=(?:bad_credentials|blocked)/ } @lines;
+    my $refusals = grep { /Basic authentication refused/ } @lines;
+    my $normal = f2b_ips(normal => @lines);
+    skip 'no fail2ban-regex', 3 unless $normal;
+    is(scalar(@$normal), $fails, "fail2ban (normal): the $fails failed delegate Basic logins count");
+    my $aggr = f2b_ips(aggressive => @lines);
+    is(scalar(@$aggr), $fails + $refusals, "fail2ban (aggressive): and the $refusals refusals");
+    ok(!grep({ $_ ne '127.0.0.1' } @$normal, @$aggr), 'fail2ban: only the real client address');
 }
 
 ok(!grep(/\[(alert|crit|emerg)\]/, error_log_since_mark($LOG_START)), 'no alert in the log of the flows');
