@@ -136,9 +136,6 @@ static ngx_int_t ngx_esp_clear_cookie(ngx_http_request_t *r,
 static ngx_int_t ngx_esp_add_cookie(ngx_http_request_t *r,
     ngx_esp_ctx_t *ctx, ngx_str_t *name, ngx_str_t *value, char *path,
     time_t max_age, ngx_uint_t samesite);
-static ngx_int_t ngx_esp_cookie_next(ngx_http_request_t *r,
-    ngx_esp_cookie_walk_t *w, u_char **pos, ngx_str_t *name,
-    ngx_str_t *value);
 static ngx_int_t ngx_esp_csrf_token(ngx_http_request_t *r, ngx_str_t *token,
     ngx_uint_t *fresh);
 static ngx_int_t ngx_esp_handoff(ngx_http_request_t *r,
@@ -1428,7 +1425,7 @@ ngx_esp_add_cookie(ngx_http_request_t *r, ngx_esp_ctx_t *ctx,
 
 /* walks every "name=value" pair of every Cookie header */
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_cookie_next(ngx_http_request_t *r, ngx_esp_cookie_walk_t *w,
     u_char **pos, ngx_str_t *name, ngx_str_t *value)
 {

@@ -13,6 +13,7 @@
 #include <openssl/hmac.h>
 
 #include "ngx_esp_lockout.h"
+#include "ngx_esp_request.h"
 #include "ngx_esp_session.h"
 #include "ngx_esp_shm.h"
 
@@ -358,14 +359,13 @@ static ngx_uint_t
 ngx_esp_device_valid(ngx_http_request_t *r, ngx_esp_lockout_t *lk,
     ngx_array_t *keys)
 {
-    u_char                 *p, *last, *start, *end, *eq;
+    u_char                 *pos;
     u_char                  raw[NGX_ESP_DEVICE_LEN + 3];
     u_char                  mac[NGX_ESP_DEVICE_MAC_LEN];
     time_t                  issued, now;
     uint64_t                v;
-    ngx_str_t               value, decoded;
+    ngx_str_t               name, value, decoded;
     ngx_uint_t              i, n, tries;
-    ngx_table_elt_t        *h;
     ngx_esp_key_t          *k;
     ngx_esp_cookie_walk_t   w;
 
@@ -376,97 +376,68 @@ ngx_esp_device_valid(ngx_http_request_t *r, ngx_esp_lockout_t *lk,
     k = keys->elts;
     now = ngx_time();
     tries = 0;
+    pos = NULL;
 
     ngx_memzero(&w, sizeof(ngx_esp_cookie_walk_t));
 
-    while ((h = ngx_esp_cookie_header_next(r, &w)) != NULL) {
+    while (ngx_esp_cookie_next(r, &w, &pos, &name, &value) == NGX_OK) {
 
-        p = h->value.data;
-        last = p + h->value.len;
+        if (name.len != sizeof(NGX_ESP_DEVICE_COOKIE) - 1
+            || ngx_strncmp(name.data, NGX_ESP_DEVICE_COOKIE, name.len) != 0)
+        {
+            continue;
+        }
 
-        while (p < last) {
+        /* each one costs two HMACs: a client gets a few */
 
-            while (p < last && (*p == ' ' || *p == ';')) {
-                p++;
+        if (tries++ == NGX_ESP_DEVICE_TRIES) {
+            return 0;
+        }
+
+        if (value.len != ngx_base64_encoded_length(NGX_ESP_DEVICE_LEN) - 1) {
+            continue;
+        }
+
+        decoded.data = raw;
+
+        if (ngx_decode_base64url(&decoded, &value) != NGX_OK
+            || decoded.len != NGX_ESP_DEVICE_LEN
+            || raw[NGX_ESP_KEY_ID_LEN] != NGX_ESP_DEVICE_VERSION)
+        {
+            continue;
+        }
+
+        for (i = 0; i < keys->nelts; i++) {
+            if (ngx_memcmp(k[i].id, raw, NGX_ESP_KEY_ID_LEN) == 0) {
+                break;
             }
+        }
 
-            start = p;
+        if (i == keys->nelts) {
+            continue;
+        }
 
-            while (p < last && *p != ';') {
-                p++;
-            }
+        v = 0;
 
-            end = p;
+        for (n = 0; n < 8; n++) {
+            v = (v << 8) | raw[NGX_ESP_KEY_ID_LEN + 1 + n];
+        }
 
-            eq = ngx_strlchr(start, end, '=');
+        issued = (time_t) v;
 
-            if (eq == NULL
-                || (size_t) (eq - start) != sizeof(NGX_ESP_DEVICE_COOKIE) - 1
-                || ngx_strncmp(start, NGX_ESP_DEVICE_COOKIE, eq - start)
-                   != 0)
-            {
-                continue;
-            }
+        if (issued > now + NGX_ESP_DEVICE_SKEW
+            || issued + lk->domain->familiar_remember <= now)
+        {
+            continue;
+        }
 
-            /* each one costs two HMACs: a client gets a few */
-
-            if (tries++ == NGX_ESP_DEVICE_TRIES) {
-                return 0;
-            }
-
-            value.data = eq + 1;
-            value.len = end - value.data;
-
-            while (value.len && value.data[value.len - 1] == ' ') {
-                value.len--;
-            }
-
-            if (value.len != ngx_base64_encoded_length(NGX_ESP_DEVICE_LEN) - 1)
-            {
-                continue;
-            }
-
-            decoded.data = raw;
-
-            if (ngx_decode_base64url(&decoded, &value) != NGX_OK
-                || decoded.len != NGX_ESP_DEVICE_LEN
-                || raw[NGX_ESP_KEY_ID_LEN] != NGX_ESP_DEVICE_VERSION)
-            {
-                continue;
-            }
-
-            for (i = 0; i < keys->nelts; i++) {
-                if (ngx_memcmp(k[i].id, raw, NGX_ESP_KEY_ID_LEN) == 0) {
-                    break;
-                }
-            }
-
-            if (i == keys->nelts) {
-                continue;
-            }
-
-            v = 0;
-
-            for (n = 0; n < 8; n++) {
-                v = (v << 8) | raw[NGX_ESP_KEY_ID_LEN + 1 + n];
-            }
-
-            issued = (time_t) v;
-
-            if (issued > now + NGX_ESP_DEVICE_SKEW
-                || issued + lk->domain->familiar_remember <= now)
-            {
-                continue;
-            }
-
-            if (ngx_esp_device_mac(lk, &k[i], raw + NGX_ESP_KEY_ID_LEN, mac)
-                == NGX_OK
-                && CRYPTO_memcmp(mac, raw + NGX_ESP_KEY_ID_LEN + 9,
-                                 NGX_ESP_DEVICE_MAC_LEN)
-                   == 0)
-            {
-                return 1;
-            }
+        if (ngx_esp_device_mac(lk, &k[i], raw + NGX_ESP_KEY_ID_LEN, mac)
+            == NGX_OK
+            && CRYPTO_memcmp(mac, raw + NGX_ESP_KEY_ID_LEN + 9,
+                             NGX_ESP_DEVICE_MAC_LEN)
+               == 0)
+        {
+            return 1;
         }
     }
 

@@ -83,5 +83,13 @@ ngx_int_t ngx_esp_form_server_basic(ngx_http_request_t *r,
     ngx_esp_ctx_t *ctx);
 ngx_int_t ngx_esp_form_init(ngx_conf_t *cf);
 
+/*
+ * Every "name=value" pair of every Cookie header, unquoted: start with a
+ * zeroed walk and *pos NULL; NGX_OK for each pair, then NGX_DECLINED.
+ */
+ngx_int_t ngx_esp_cookie_next(ngx_http_request_t *r,
+    ngx_esp_cookie_walk_t *w, u_char **pos, ngx_str_t *name,
+    ngx_str_t *value);
+
 
 #endif /* _NGX_ESP_REQUEST_H_INCLUDED_ */

@@ -185,6 +185,8 @@ static ngx_esp_shm_node_t *ngx_esp_shm_find(ngx_esp_shm_ctx_t *ctx,
     ngx_uint_t kind, u_char *key, time_t now);
 static ngx_esp_shm_node_t *ngx_esp_shm_create(ngx_esp_shm_ctx_t *ctx,
     ngx_uint_t kind, u_char *key, ngx_uint_t lru, time_t now);
+static ngx_esp_shm_node_t *ngx_esp_shm_upsert(ngx_esp_shm_ctx_t *ctx,
+    ngx_uint_t kind, u_char *key, ngx_uint_t lru, time_t now);
 static void ngx_esp_shm_touch(ngx_esp_shm_ctx_t *ctx, ngx_esp_shm_node_t *en,
     ngx_uint_t lru);
 static void ngx_esp_shm_delete(ngx_esp_shm_ctx_t *ctx,
@@ -297,15 +299,8 @@ ngx_esp_cache_store(ngx_shm_zone_t *zone, ngx_str_t *domain,
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_CACHE, key, now);
-
-    if (en) {
-        ngx_esp_shm_touch(ctx, en, NGX_ESP_SHM_Q_CACHE);
-
-    } else {
-        en = ngx_esp_shm_create(ctx, NGX_ESP_SHM_CACHE, key,
-                                NGX_ESP_SHM_Q_CACHE, now);
-    }
+    en = ngx_esp_shm_upsert(ctx, NGX_ESP_SHM_CACHE, key, NGX_ESP_SHM_Q_CACHE,
+                            now);
 
     if (en) {
         ngx_memcpy(en->u.password, pw, NGX_ESP_SHM_KEY_LEN);
@@ -649,26 +644,33 @@ ngx_esp_lockout_active(ngx_shm_zone_t *zone)
  * cached credential.
  */
 
+static ngx_int_t
+ngx_esp_shm_familiar_key(ngx_esp_shm_ctx_t *ctx, ngx_str_t *domain,
+    ngx_str_t *user, ngx_str_t *addr, u_char *key)
+{
+    ngx_str_t  f[3];
+
+    f[0] = *domain;
+    f[1] = *user;
+    f[2] = *addr;
+
+    return ngx_esp_shm_key(ctx, NGX_ESP_SHM_L_FAMILIAR, f, 3, key);
+}
+
+
 ngx_int_t
 ngx_esp_familiar_find(ngx_shm_zone_t *zone, ngx_str_t *domain,
     ngx_str_t *user, ngx_str_t *addr)
 {
     u_char               key[NGX_ESP_SHM_KEY_LEN];
     ngx_int_t            rc;
-    ngx_str_t            f[3];
     ngx_esp_shm_ctx_t   *ctx;
 
     ctx = zone->data;
 
-    if (ctx->sh->entries[NGX_ESP_SHM_FAMILIAR] == 0) {
-        return NGX_DECLINED;
-    }
-
-    f[0] = *domain;
-    f[1] = *user;
-    f[2] = *addr;
-
-    if (ngx_esp_shm_key(ctx, NGX_ESP_SHM_L_FAMILIAR, f, 3, key) != NGX_OK) {
+    if (ctx->sh->entries[NGX_ESP_SHM_FAMILIAR] == 0
+        || ngx_esp_shm_familiar_key(ctx, domain, user, addr, key) != NGX_OK)
+    {
         return NGX_DECLINED;
     }
 
@@ -690,17 +692,12 @@ ngx_esp_familiar_add(ngx_shm_zone_t *zone, ngx_str_t *domain,
     u_char               key[NGX_ESP_SHM_KEY_LEN];
     time_t               now;
     ngx_int_t            rc;
-    ngx_str_t            f[3];
     ngx_esp_shm_ctx_t   *ctx;
     ngx_esp_shm_node_t  *en;
 
     ctx = zone->data;
 
-    f[0] = *domain;
-    f[1] = *user;
-    f[2] = *addr;
-
-    if (ngx_esp_shm_key(ctx, NGX_ESP_SHM_L_FAMILIAR, f, 3, key) != NGX_OK) {
+    if (ngx_esp_shm_familiar_key(ctx, domain, user, addr, key) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -709,15 +706,8 @@ ngx_esp_familiar_add(ngx_shm_zone_t *zone, ngx_str_t *domain,
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_FAMILIAR, key, now);
-
-    if (en) {
-        ngx_esp_shm_touch(ctx, en, NGX_ESP_SHM_Q_CACHE);
-
-    } else {
-        en = ngx_esp_shm_create(ctx, NGX_ESP_SHM_FAMILIAR, key,
-                                NGX_ESP_SHM_Q_CACHE, now);
-    }
+    en = ngx_esp_shm_upsert(ctx, NGX_ESP_SHM_FAMILIAR, key,
+                            NGX_ESP_SHM_Q_CACHE, now);
 
     if (en) {
         en->expires = now + ttl;
@@ -758,15 +748,8 @@ ngx_esp_session_revoke(ngx_shm_zone_t *zone, u_char *id, size_t len,
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_SESSION, key, now);
-
-    if (en) {
-        ngx_esp_shm_touch(ctx, en, NGX_ESP_SHM_Q_REVOKED);
-
-    } else {
-        en = ngx_esp_shm_create(ctx, NGX_ESP_SHM_SESSION, key,
-                                NGX_ESP_SHM_Q_REVOKED, now);
-    }
+    en = ngx_esp_shm_upsert(ctx, NGX_ESP_SHM_SESSION, key,
+                            NGX_ESP_SHM_Q_REVOKED, now);
 
     if (en) {
         en->expires = ngx_max(en->expires, expires);
@@ -858,18 +841,11 @@ ngx_esp_user_revoke(ngx_shm_zone_t *zone, ngx_str_t *domain,
         goto done;
     }
 
-    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_USER, key, now);
-
-    if (en) {
-        ngx_esp_shm_touch(ctx, en, NGX_ESP_SHM_Q_REVOKED);
-
-    } else {
-        en = ngx_esp_shm_create(ctx, NGX_ESP_SHM_USER, key,
-                                NGX_ESP_SHM_Q_REVOKED, now);
-        if (en == NULL) {
-            rc = NGX_ERROR;
-            goto done;
-        }
+    en = ngx_esp_shm_upsert(ctx, NGX_ESP_SHM_USER, key, NGX_ESP_SHM_Q_REVOKED,
+                            now);
+    if (en == NULL) {
+        rc = NGX_ERROR;
+        goto done;
     }
 
     en->u.since = ngx_max(en->u.since, since);
@@ -1462,6 +1438,26 @@ ngx_esp_shm_create(ngx_esp_shm_ctx_t *ctx, ngx_uint_t kind, u_char *key,
     if (lru == NGX_ESP_SHM_Q_BLOCKED) {
         ctx->sh->blocked++;
     }
+
+    return en;
+}
+
+
+/* the entry of a key, to the head of its queue, or a new one */
+
+static ngx_esp_shm_node_t *
+ngx_esp_shm_upsert(ngx_esp_shm_ctx_t *ctx, ngx_uint_t kind, u_char *key,
+    ngx_uint_t lru, time_t now)
+{
+    ngx_esp_shm_node_t  *en;
+
+    en = ngx_esp_shm_find(ctx, kind, key, now);
+
+    if (en == NULL) {
+        return ngx_esp_shm_create(ctx, kind, key, lru, now);
+    }
+
+    ngx_esp_shm_touch(ctx, en, lru);
 
     return en;
 }

@@ -19,6 +19,7 @@ use warnings;
 use lib 't/lib';
 use EspTest;
 use EspTest::Flow;
+use EspTest::Lockout;
 use Test::More;
 
 use HTTP::Request;
@@ -50,16 +51,6 @@ sub ad_sh {
 my $USERS = ad_users();
 my $MAX = 3;
 my $FAMILIAR_MAX = 2;
-
-# AD's own count of wrong passwords for a user, both DCs
-sub bad_pwd_count {
-    my ($sam) = @_;
-    my $out = `$AD_SH badpwd $sam 2>&1`;
-    my $n = 0;
-    my $seen = 0;
-    while ($out =~ /^dc\d (\d+)$/mg) { $n += $1; $seen++ }
-    return $seen == 2 ? $n : "error: $out";
-}
 
 my ($H2_PORT) = EspTest::free_ports(1);
 $ENV{TEST_NGINX_H2_PORT} = $H2_PORT;
@@ -146,21 +137,6 @@ sub logins {
     return @l;
 }
 
-# fail2ban-regex on these lines: the addresses it picks
-sub f2b_ips {
-    my ($mode, @lines) = @_;
-    my ($tool) = grep { -x } '/usr/bin/fail2ban-regex', '/usr/local/bin/fail2ban-regex';
-    return undef unless $tool;
-    my $f = ($ENV{ESP_RUN} || '/tmp') . "/f2b-$$.log";
-    EspTest::spurt($f, join('', map { "$_\n" } @lines));
-    my $filter = ($ENV{ESP_ROOT} || '.') . '/contrib/fail2ban/filter.d/nginx-esp.conf';
-    open(my $fh, '-|', $tool, '-r', '-o', 'ip', $f, "$filter\[mode=$mode\]") or return undef;
-    my @ips = grep { /\S/ } map { s/\s+//gr } <$fh>;
-    close $fh;
-    unlink $f;
-    return \@ips;
-}
-
 sub count_results {
     my %n;
     $n{ $_->[2] }++ for @_;
@@ -233,7 +209,7 @@ sub wait_logins {
 
 {
     my $u = $USERS->{burst1};
-    is(bad_pwd_count('burst1'), 0, 'burst: AD counts no wrong password for burst1 yet');
+    is(ad_bad_pwd_count('burst1'), 0, 'burst: AD counts no wrong password for burst1 yet');
 
     error_log_mark();
     my @codes = burst(24, '/ews/x', $u->{upn}, sub { "Wrong-burst-$_[0]" });
@@ -244,7 +220,7 @@ sub wait_logins {
     cmp_ok($n->{bad_credentials} // 0, '<=', $MAX, "burst: at most $MAX reached a domain controller");
     is(($n->{bad_credentials} // 0) + ($n->{blocked} // 0), 24, 'burst: the others were refused as blocked');
 
-    my $ad = bad_pwd_count('burst1');
+    my $ad = ad_bad_pwd_count('burst1');
     like($ad, qr/^\d+$/, 'burst: AD answers for burst1');
     cmp_ok($ad, '<=', $MAX, "burst: AD's badPwdCount of burst1 is $ad, at most max_failed_auths $MAX");
     cmp_ok($ad, '>=', 1, 'burst: ... and the directory was asked at all');
@@ -260,7 +236,7 @@ SKIP: {
     my $curl = `curl --version 2>/dev/null`;
     skip 'curl without HTTP/2', 8 unless $curl =~ /\bHTTP2\b/;
     my $u = $USERS->{burst2};
-    is(bad_pwd_count('burst2'), 0, 'streams: AD counts no wrong password for burst2 yet');
+    is(ad_bad_pwd_count('burst2'), 0, 'streams: AD counts no wrong password for burst2 yet');
 
     my $url = "https://mail.contoso.com:$H2_PORT/ews/x";
     my @cmd = ('curl', '-s', '--parallel', '--parallel-max', '50');
@@ -285,7 +261,7 @@ SKIP: {
     my $n = count_results(@l);
     cmp_ok($n->{bad_credentials} // 0, '<=', $MAX, "streams: at most $MAX reached a domain controller");
 
-    my $ad = bad_pwd_count('burst2');
+    my $ad = ad_bad_pwd_count('burst2');
     cmp_ok($ad, '<=', $MAX, "streams: AD's badPwdCount of burst2 is $ad, at most $MAX");
     cmp_ok($ad, '>=', 1, 'streams: ... and the directory was asked');
 }
@@ -314,7 +290,7 @@ SKIP: {
        . 'and a blocked user\'s cached password is refused too')
         or diag(explain(\@seen));
 
-    my $ad = bad_pwd_count('poller');
+    my $ad = ad_bad_pwd_count('poller');
     is($ad, $MAX, "poller: AD's badPwdCount of poller is $MAX after 8 wrong passwords among cached logins");
 }
 
@@ -330,7 +306,7 @@ SKIP: {
     is("@r", 'bad_credentials bad_credentials', 'reset: two more failures are not blocked: the bind reset the count');
     ($code, $result) = try_login('/ews/x', $u->{upn}, $u->{password});
     is("$code $result", '200 ok', 'reset: and the right password still binds');
-    is(bad_pwd_count('resetme'), 0, 'reset: AD reset its count on the success too');
+    is(ad_bad_pwd_count('resetme'), 0, 'reset: AD reset its count on the success too');
 }
 
 # ------------------------------------------------- 5. the client goes away
@@ -455,7 +431,7 @@ SKIP: {
        "smart: familiar clients have $FAMILIAR_MAX failures of their own");
     like(error_log_since_mark(0), qr/is blocked for 600 s after $FAMILIAR_MAX failed logins from familiar clients/,
          'smart: the familiar block is logged as such');
-    my $ad = bad_pwd_count('phone');
+    my $ad = ad_bad_pwd_count('phone');
     cmp_ok($ad, '<=', $MAX + $FAMILIAR_MAX,
            "smart: AD's badPwdCount of phone is $ad, at most max_failed_auths + smart_lockout_max_failed_auths");
 }

@@ -11,6 +11,7 @@ use warnings;
 use lib 't/lib';
 use EspTest;
 use EspTest::Flow;
+use EspTest::Lockout;
 use Test::More;
 
 use MIME::Base64 qw(encode_base64);
@@ -35,17 +36,9 @@ if ($ENV{ESP_NO_AD}) {
     exit 0;
 }
 
-my $AD_SH = ($ENV{ESP_ROOT} || '.') . '/t/fixtures/ad.sh';
 my $USERS = ad_users();
 my $SPRAY = $USERS->{spray};
 
-sub bad_pwd_count {
-    my ($sam) = @_;
-    my $out = `$AD_SH badpwd $sam 2>&1`;
-    my ($n, $seen) = (0, 0);
-    while ($out =~ /^dc\d (\d+)$/mg) { $n += $1; $seen++ }
-    return $seen == 2 ? $n : "error: $out";
-}
 
 my %CONF = (
     http_config => "esp_session_key $ENV{ESP_RUN}/keys/session.key;\n"
@@ -89,21 +82,6 @@ sub req {
     return ($res->code, $result // 'no-line', $res);
 }
 
-# fail2ban-regex on these lines: the addresses it picks
-sub f2b_ips {
-    my ($mode, @lines) = @_;
-    my ($tool) = grep { -x } '/usr/bin/fail2ban-regex', '/usr/local/bin/fail2ban-regex';
-    return undef unless $tool;
-    my $f = ($ENV{ESP_RUN} || '/tmp') . "/f2b-$$.log";
-    EspTest::spurt($f, join('', map { "$_\n" } @lines));
-    my $filter = ($ENV{ESP_ROOT} || '.') . '/contrib/fail2ban/filter.d/nginx-esp.conf';
-    open(my $fh, '-|', $tool, '-r', '-o', 'ip', $f, "$filter\[mode=$mode\]") or return undef;
-    my @ips = grep { /\S/ } map { s/\s+//gr } <$fh>;
-    close $fh;
-    unlink $f;
-    return \@ips;
-}
-
 sub exchange_auth {
     my ($res) = @_;
     my @e = backend_entries_for($res);
@@ -139,7 +117,7 @@ sub exchange_auth {
     ($code, $result) = req('/mapi/excluded/x', basic_auth($SPRAY->{upn}, 'Wrong-spray-6'));
     is("$code $result", '401 blocked', 'verify: also on a path excluded from pre-authentication');
 
-    is(bad_pwd_count('spray'), 3, "verify: AD's badPwdCount of spray is 3 (max_failed_auths) after 6 wrong passwords");
+    is(ad_bad_pwd_count('spray'), 3, "verify: AD's badPwdCount of spray is 3 (max_failed_auths) after 6 wrong passwords");
 
     ($code, $result, $res) = req('/mapi/emsmdb/', 'Basic !!!not-base64');
     is("$code $result", '401 no-line', 'verify: malformed Basic: 401, no bind');
