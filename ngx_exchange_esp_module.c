@@ -638,12 +638,18 @@ ngx_esp_delegate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     auth = &r->headers_in.authorization->value;
 
+    /*
+     * the scheme as a backend may read it, in any case and followed by
+     * any blank: what nginx cannot parse as Basic is refused, not passed
+     */
+
     if (auth->len < sizeof("Basic") - 1
         || ngx_strncasecmp(auth->data, (u_char *) "Basic",
                            sizeof("Basic") - 1)
            != 0
         || (auth->len > sizeof("Basic") - 1
-            && auth->data[sizeof("Basic") - 1] != ' '))
+            && auth->data[sizeof("Basic") - 1] != ' '
+            && auth->data[sizeof("Basic") - 1] != '\t'))
     {
         return NGX_DECLINED;
     }

@@ -122,6 +122,13 @@ sub exchange_auth {
     ($code, $result, $res) = req('/mapi/emsmdb/', 'Basic !!!not-base64');
     is("$code $result", '401 no-line', 'verify: malformed Basic: 401, no bind');
     is(exchange_auth($res), 'not reached', 'verify: malformed Basic never reaches Exchange');
+
+    ($code, $result, $res) = req('/mapi/emsmdb/', "Basic\t" . encode_base64("$SPRAY->{upn}:Wrong-tab", ''));
+    is("$code $result", '401 no-line', 'verify: "Basic" and a tab: 401, no bind');
+    is(exchange_auth($res), 'not reached', 'verify: ... and never reaches Exchange unchecked');
+
+    ($code, $result, $res) = req('/mapi/emsmdb/', 'Basic');
+    is(exchange_auth($res), 'not reached', 'verify: "Basic" alone never reaches Exchange');
 }
 
 # ------------------------------------------------- NTLM and others as before
