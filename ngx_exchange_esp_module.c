@@ -398,7 +398,7 @@ ngx_esp_access(ngx_http_request_t *r)
     }
 
     if (ctx) {
-        if (ctx->waiting) {
+        if (ctx->waiting || ngx_esp_lockout_waiting(ctx->lockout)) {
             return NGX_AGAIN;
         }
 
@@ -762,10 +762,16 @@ ngx_esp_authenticate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
                                 && elcf->basic_cache
                                 && elcf->permitted_groups == NULL)
                                ? &ctx->password : NULL,
-                               &ctx->lockout);
+                               lr, &ctx->lockout);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_AGAIN) {
+        /* every slot is taken: the access phase runs again on a timer */
+        r->read_event_handler = ngx_http_test_reading;
+        return NGX_AGAIN;
     }
 
     if (rc == NGX_BUSY || rc == NGX_DONE) {
@@ -1108,7 +1114,7 @@ ngx_esp_ctx_cleanup(void *data)
 
     if (ctx->waiting) {
         ctx->waiting = 0;
-        ngx_esp_ldap_abort(&ctx->lr);
+        (void) ngx_esp_ldap_abort(&ctx->lr, NULL, NULL);
     }
 
     if (ctx->password.len) {

@@ -121,6 +121,10 @@ struct ngx_esp_ldap_conn_s {
     size_t                     in_pos;
     size_t                     in_len;
 
+    /* an abandoned op's user bind under way: who hears its answer */
+    ngx_esp_ldap_orphan_pt     orphan;
+    void                      *orphan_data;
+
     unsigned                   secret:1;    /* "out" holds a password */
     unsigned                   reused:1;    /* from the idle pool, silent */
 };
@@ -217,6 +221,8 @@ static void ngx_esp_ldap_release(ngx_esp_ldap_conn_t *conn);
 static void ngx_esp_ldap_fail(ngx_esp_ldap_conn_t *conn, ngx_uint_t why);
 static void ngx_esp_ldap_close(ngx_esp_ldap_conn_t *conn, ngx_uint_t clean);
 static void ngx_esp_ldap_close_connection(ngx_connection_t *c);
+static void ngx_esp_ldap_orphan_done(ngx_esp_ldap_conn_t *conn,
+    ngx_esp_auth_result_e result);
 static void ngx_esp_ldap_dummy_handler(ngx_event_t *ev);
 static void ngx_esp_ldap_mark_down(ngx_esp_ldap_dc_t *dc, u_char *reason,
     size_t len);
@@ -638,18 +644,47 @@ ngx_esp_ldap_authenticate(ngx_esp_ldap_req_t *lr)
 }
 
 
-void
-ngx_esp_ldap_abort(ngx_esp_ldap_req_t *lr)
+ngx_int_t
+ngx_esp_ldap_abort(ngx_esp_ldap_req_t *lr, ngx_esp_ldap_orphan_pt orphan,
+    void *data)
 {
-    ngx_esp_ldap_op_t  *op;
+    ngx_int_t             rc;
+    ngx_esp_ldap_op_t    *op;
+    ngx_esp_ldap_conn_t  *conn;
 
     op = lr->op;
 
     if (op == NULL) {
-        return;
+        return NGX_DECLINED;
     }
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, lr->log, 0, "esp ldap: abort");
+
+    /*
+     * What the directory makes of the password: an answer that came (the
+     * handler is posted), a bind accepted before a later step, a bind
+     * still out, or nothing sent yet.
+     */
+
+    conn = op->conn;
+
+    if (op->finished) {
+        rc = NGX_DONE;
+
+    } else if (op->step > NGX_ESP_LDAP_USER_BIND) {
+        lr->result = NGX_ESP_AUTH_OK;
+        rc = NGX_DONE;
+
+    } else if (conn && conn->state == NGX_ESP_LDAP_BUSY && conn->expect
+               && conn->expect_type == LDAP_RES_BIND)
+    {
+        conn->orphan = orphan;
+        conn->orphan_data = data;
+        rc = NGX_AGAIN;
+
+    } else {
+        rc = NGX_DECLINED;
+    }
 
     lr->op = NULL;
     op->finished = 1;
@@ -674,6 +709,8 @@ ngx_esp_ldap_abort(ngx_esp_ldap_req_t *lr)
         op->conn->op = NULL;
         op->conn = NULL;
     }
+
+    return rc;
 }
 
 
@@ -2160,6 +2197,14 @@ ngx_esp_ldap_message(ngx_esp_ldap_conn_t *conn, ngx_esp_ldap_msg_t *m)
 
         /* the op went away while its request was out */
 
+        if (conn->orphan) {
+            ngx_esp_ldap_orphan_done(conn,
+                m->code == LDAP_SUCCESS ? NGX_ESP_AUTH_OK
+                : m->code == LDAP_INVALID_CREDENTIALS
+                  ? ngx_esp_ldap_ad_result(ngx_esp_ldap_ad_code(&m->diag))
+                  : NGX_ESP_AUTH_ERROR);
+        }
+
         ngx_esp_ldap_release(conn);
         return NGX_DONE;
     }
@@ -2384,6 +2429,10 @@ ngx_esp_ldap_close(ngx_esp_ldap_conn_t *conn, ngx_uint_t clean)
     struct berval      bv;
     ngx_connection_t  *c;
 
+    /* an abandoned bind that got no answer: failed, time-out, exit */
+
+    ngx_esp_ldap_orphan_done(conn, NGX_ESP_AUTH_UNAVAILABLE);
+
     if (conn->timer.timer_set) {
         ngx_del_timer(&conn->timer);
     }
@@ -2460,6 +2509,28 @@ ngx_esp_ldap_close(ngx_esp_ldap_conn_t *conn, ngx_uint_t clean)
     }
 
     ngx_esp_ldap_close_connection(c);
+}
+
+
+static void
+ngx_esp_ldap_orphan_done(ngx_esp_ldap_conn_t *conn,
+    ngx_esp_auth_result_e result)
+{
+    ngx_esp_ldap_orphan_pt  orphan;
+
+    orphan = conn->orphan;
+
+    if (orphan == NULL) {
+        return;
+    }
+
+    conn->orphan = NULL;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &conn->log, 0,
+                   "esp ldap: abandoned bind on %V: %s",
+                   &conn->dc->conf->name, ngx_esp_auth_result_name(result));
+
+    orphan(conn->orphan_data, result);
 }
 
 

@@ -27,11 +27,15 @@
  *   once.  So the directory never sees more than max_failed_auths wrong
  *   passwords for one account within reset_fail_timeout, however many
  *   connections or HTTP/2 streams send them at once.
+ * - A login that finds every slot taken by logins under way (a client's
+ *   parallel connections after its cached credential expired, say) waits
+ *   for one, at most ldap_timeout for each DC and once more: it then often
+ *   finds its password in the cache.  Then it is refused.
  * - The cache is asked only while the user is not blocked, and a password
  *   that the cache holds another one for and that finds every slot busy
- *   counts as a failure: the cache never answers guesses the directory
- *   would not have been asked.  A cache hit resets nothing: only a bind
- *   the directory accepted does.
+ *   counts as a failure at once: the cache never answers guesses the
+ *   directory would not have been asked.  A cache hit resets nothing: only
+ *   a bind the directory accepted does.
  * - Smart lockout: a client that logged in as the user before (a device
  *   cookie, or its address within smart_lockout_remember) uses a budget
  *   of its own, so that somebody failing logins for the user elsewhere
@@ -67,6 +71,17 @@
  */
 #define NGX_ESP_LOCKOUT_STEPS     10
 
+/*
+ * A login waiting for a slot looks again after 10, 20, 40, then every
+ * 100 ms (logins that come later may take the slots first), for as long
+ * as one login may take to fail over all DCs, and a little more.
+ */
+#define NGX_ESP_LOCKOUT_WAIT      10
+#define NGX_ESP_LOCKOUT_WAIT_MAX  100
+
+/* logins waiting at once in a worker; more are refused at once */
+#define NGX_ESP_LOCKOUT_WAITERS   1024
+
 
 struct ngx_esp_lockout_s {
     ngx_shm_zone_t            *zone;
@@ -77,15 +92,44 @@ struct ngx_esp_lockout_s {
     ngx_esp_shm_policy_t       policy;
     ngx_esp_shm_slot_t         slot;
 
+    ngx_http_request_t        *request;
+    ngx_esp_ldap_req_t        *lr;           /* the bind */
+    ngx_event_t                wait;         /* for a slot */
+    ngx_msec_t                 waited;
+    ngx_uint_t                 tries;
+
     unsigned                   familiar:1;
     unsigned                   device:1;     /* a valid device cookie */
     unsigned                   address:1;    /* a familiar address */
+    unsigned                   waiting:1;
     unsigned                   ended:1;
 };
 
 
+/* a login that went away during its bind: its slot, until the answer */
+
+typedef struct {
+    ngx_shm_zone_t            *zone;
+    ngx_esp_domain_t          *domain;
+    ngx_esp_shm_policy_t       policy;
+    ngx_esp_shm_slot_t         slot;
+    ngx_str_t                  key;
+    ngx_str_t                  client;
+    ngx_uint_t                 familiar;
+} ngx_esp_lockout_orphan_t;
+
+
+/* logins of this worker waiting for a slot */
+static ngx_uint_t  ngx_esp_lockout_waiters;
+
+
+static ngx_int_t ngx_esp_lockout_wait(ngx_esp_lockout_t *lk);
+static void ngx_esp_lockout_wake(ngx_event_t *ev);
 static void ngx_esp_lockout_cleanup(void *data);
-static void ngx_esp_lockout_blocked(ngx_esp_lockout_t *lk);
+static void ngx_esp_lockout_orphan(void *data, ngx_esp_auth_result_e result);
+static ngx_uint_t ngx_esp_lockout_outcome(ngx_esp_auth_result_e result);
+static void ngx_esp_lockout_blocked(ngx_log_t *log, ngx_esp_domain_t *d,
+    ngx_str_t *key, ngx_esp_shm_policy_t *p, ngx_uint_t familiar);
 static ngx_int_t ngx_esp_device_mac(ngx_esp_lockout_t *lk, ngx_esp_key_t *k,
     u_char *head, u_char *mac);
 static ngx_uint_t ngx_esp_device_valid(ngx_http_request_t *r,
@@ -96,7 +140,8 @@ static ngx_int_t ngx_esp_device_cookie(ngx_http_request_t *r,
 
 ngx_int_t
 ngx_esp_lockout_begin(ngx_http_request_t *r, ngx_esp_domain_t *d,
-    ngx_str_t *key, ngx_str_t *password, ngx_esp_lockout_t **lkp)
+    ngx_str_t *key, ngx_str_t *password, ngx_esp_ldap_req_t *lr,
+    ngx_esp_lockout_t **lkp)
 {
     ngx_int_t             rc;
     ngx_uint_t            mismatch, started;
@@ -105,10 +150,17 @@ ngx_esp_lockout_begin(ngx_http_request_t *r, ngx_esp_domain_t *d,
     ngx_pool_cleanup_t   *cln;
     ngx_esp_main_conf_t  *emcf;
 
-    *lkp = NULL;
-
     emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
     zone = emcf->shm_zone;
+
+    lk = *lkp;
+
+    if (lk && lk->request == r && !lk->ended && !lk->slot.held) {
+        /* woken up after waiting for a slot: the same login again */
+        goto again;
+    }
+
+    *lkp = NULL;
 
     if (zone == NULL) {
         return NGX_OK;
@@ -141,6 +193,8 @@ ngx_esp_lockout_begin(ngx_http_request_t *r, ngx_esp_domain_t *d,
     lk->domain = d;
     lk->key = *key;
     lk->log = r->connection->log;
+    lk->request = r;
+    lk->lr = lr;
 
     if (d->smart_lockout) {
         lk->device = ngx_esp_device_valid(r, lk, emcf->keys);
@@ -169,6 +223,8 @@ ngx_esp_lockout_begin(ngx_http_request_t *r, ngx_esp_domain_t *d,
                    "esp lockout: familiar %d (device %d, address %d)",
                    lk->familiar, lk->device, lk->address);
 
+again:
+
     mismatch = 0;
 
     if (password) {
@@ -194,10 +250,84 @@ ngx_esp_lockout_begin(ngx_http_request_t *r, ngx_esp_domain_t *d,
                              &started);
 
     if (started) {
-        ngx_esp_lockout_blocked(lk);
+        ngx_esp_lockout_blocked(lk->log, d, &lk->key, &lk->policy,
+                                lk->familiar);
+    }
+
+    if (rc == NGX_AGAIN) {
+        return ngx_esp_lockout_wait(lk);
     }
 
     return rc;
+}
+
+
+ngx_uint_t
+ngx_esp_lockout_waiting(ngx_esp_lockout_t *lk)
+{
+    return lk && lk->waiting;
+}
+
+
+/* NGX_AGAIN while the wait goes on, NGX_BUSY when it is over */
+
+static ngx_int_t
+ngx_esp_lockout_wait(ngx_esp_lockout_t *lk)
+{
+    ngx_msec_t  delay;
+
+    if (lk->waited >= lk->domain->timeout * (lk->domain->servers.nelts + 1)
+        || ngx_esp_lockout_waiters >= NGX_ESP_LOCKOUT_WAITERS)
+    {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, lk->log, 0,
+                       "esp lockout: no slot after %Mms", lk->waited);
+        return NGX_BUSY;
+    }
+
+    delay = (lk->tries < 4) ? (ngx_msec_t) NGX_ESP_LOCKOUT_WAIT << lk->tries
+                            : NGX_ESP_LOCKOUT_WAIT_MAX;
+    delay = ngx_min(delay, NGX_ESP_LOCKOUT_WAIT_MAX);
+
+    lk->tries++;
+    lk->waited += delay;
+
+    lk->wait.handler = ngx_esp_lockout_wake;
+    lk->wait.data = lk;
+    lk->wait.log = lk->log;
+
+    ngx_add_timer(&lk->wait, delay);
+
+    lk->waiting = 1;
+    ngx_esp_lockout_waiters++;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, lk->log, 0,
+                   "esp lockout: every slot is busy, waiting %Mms", delay);
+
+    return NGX_AGAIN;
+}
+
+
+/* the login runs again from the access phase, with the same lockout */
+
+static void
+ngx_esp_lockout_wake(ngx_event_t *ev)
+{
+    ngx_esp_lockout_t  *lk = ev->data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = lk->request;
+    c = r->connection;
+
+    lk->waiting = 0;
+    ngx_esp_lockout_waiters--;
+
+    r->read_event_handler = ngx_http_block_reading;
+    r->write_event_handler = ngx_http_core_run_phases;
+
+    ngx_http_core_run_phases(r);
+    ngx_http_run_posted_requests(c);
 }
 
 
@@ -205,7 +335,6 @@ void
 ngx_esp_lockout_end(ngx_http_request_t *r, ngx_esp_lockout_t *lk,
     ngx_esp_auth_result_e result, ngx_str_t *set_cookie)
 {
-    ngx_uint_t            outcome;
     ngx_esp_domain_t     *d;
     ngx_esp_main_conf_t  *emcf;
 
@@ -216,28 +345,12 @@ ngx_esp_lockout_end(ngx_http_request_t *r, ngx_esp_lockout_t *lk,
     lk->ended = 1;
     d = lk->domain;
 
-    switch (result) {
-
-    case NGX_ESP_AUTH_OK:
-    case NGX_ESP_AUTH_NOT_PERMITTED:
-        /* the directory accepted the password */
-        outcome = NGX_ESP_SHM_SUCCESS;
-        break;
-
-    case NGX_ESP_AUTH_BAD_CREDENTIALS:
-        outcome = NGX_ESP_SHM_FAILURE;
-        break;
-
-    default:
-        /* not counted: no answer, or refused whatever the password */
-        outcome = NGX_ESP_SHM_RELEASE;
-        break;
-    }
-
     if (lk->slot.held
-        && ngx_esp_shm_settle(lk->zone, &lk->policy, &lk->slot, outcome))
+        && ngx_esp_shm_settle(lk->zone, &lk->policy, &lk->slot,
+                              ngx_esp_lockout_outcome(result)))
     {
-        ngx_esp_lockout_blocked(lk);
+        ngx_esp_lockout_blocked(lk->log, d, &lk->key, &lk->policy,
+                                lk->familiar);
     }
 
     if (result != NGX_ESP_AUTH_OK || !d->smart_lockout) {
@@ -263,9 +376,13 @@ ngx_esp_lockout_end(ngx_http_request_t *r, ngx_esp_lockout_t *lk,
 
 /*
  * The login ends without an outcome: the client went away while the
- * directory was asked.  The bind goes on without it and may count there,
- * so it counts here too; releasing it would let a client that closes
- * its connections try passwords without limit.
+ * directory was asked.  The bind goes on without it and counts as the
+ * directory answers it: releasing its slot now would let a client that
+ * closes its connections try passwords without limit, counting it now
+ * would block the users whose clients give up while a DC hangs.
+ *
+ * This runs before the request's own cleanup aborts the bind: it was
+ * registered later (pool cleanups run last in, first out).
  */
 
 static void
@@ -273,32 +390,128 @@ ngx_esp_lockout_cleanup(void *data)
 {
     ngx_esp_lockout_t  *lk = data;
 
+    u_char                    *p;
+    ngx_int_t                  rc;
+    ngx_str_t                 *addr;
+    ngx_esp_lockout_orphan_t  *o;
+
+    if (lk->waiting) {
+        lk->waiting = 0;
+        ngx_esp_lockout_waiters--;
+
+        if (lk->wait.timer_set) {
+            ngx_del_timer(&lk->wait);
+        }
+    }
+
     if (lk->ended || !lk->slot.held) {
         return;
     }
 
     lk->ended = 1;
+    addr = &lk->request->connection->addr_text;
 
-    ngx_log_error(NGX_LOG_INFO, lk->log, 0,
-                  "esp: a login of domain %V ended before the directory "
-                  "answered: counted as a failed login", &lk->domain->name);
+    o = ngx_alloc(sizeof(ngx_esp_lockout_orphan_t) + lk->key.len + addr->len,
+                  lk->log);
+
+    rc = ngx_esp_ldap_abort(lk->lr, o ? ngx_esp_lockout_orphan : NULL, o);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, lk->log, 0,
+                   "esp lockout: the login went away, its bind: %i", rc);
+
+    if (rc == NGX_AGAIN && o) {
+        o->zone = lk->zone;
+        o->domain = lk->domain;
+        o->policy = lk->policy;
+        o->slot = lk->slot;
+        o->familiar = lk->familiar;
+
+        p = (u_char *) o + sizeof(ngx_esp_lockout_orphan_t);
+        o->key.data = p;
+        o->key.len = lk->key.len;
+        p = ngx_cpymem(p, lk->key.data, lk->key.len);
+        o->client.data = p;
+        o->client.len = addr->len;
+        ngx_memcpy(p, addr->data, addr->len);
+
+        return;
+    }
+
+    if (o) {
+        ngx_free(o);
+    }
+
+    /* known now; or out of memory: counted, to be safe */
 
     if (ngx_esp_shm_settle(lk->zone, &lk->policy, &lk->slot,
-                           NGX_ESP_SHM_FAILURE))
+                           rc == NGX_DONE
+                           ? ngx_esp_lockout_outcome(lk->lr->result)
+                           : rc == NGX_AGAIN ? NGX_ESP_SHM_FAILURE
+                                             : NGX_ESP_SHM_RELEASE))
     {
-        ngx_esp_lockout_blocked(lk);
+        ngx_esp_lockout_blocked(lk->log, lk->domain, &lk->key, &lk->policy,
+                                lk->familiar);
     }
 }
 
 
 static void
-ngx_esp_lockout_blocked(ngx_esp_lockout_t *lk)
+ngx_esp_lockout_orphan(void *data, ngx_esp_auth_result_e result)
 {
-    ngx_log_error(NGX_LOG_WARN, lk->log, 0,
+    ngx_esp_lockout_orphan_t  *o = data;
+
+    ngx_uint_t  outcome, started, level;
+
+    outcome = ngx_esp_lockout_outcome(result);
+
+    started = ngx_esp_shm_settle(o->zone, &o->policy, &o->slot, outcome);
+
+    /* a line of its own, without the name (fail2ban counts the failed) */
+
+    level = (outcome == NGX_ESP_SHM_FAILURE) ? NGX_LOG_WARN : NGX_LOG_INFO;
+
+    ngx_log_error(level, ngx_cycle->log, 0,
+                  "esp: abandoned login client=%V domain=%V result=%s",
+                  &o->client, &o->domain->name,
+                  ngx_esp_auth_result_name(result));
+
+    if (started) {
+        ngx_esp_lockout_blocked(ngx_cycle->log, o->domain, &o->key,
+                                &o->policy, o->familiar);
+    }
+
+    ngx_free(o);
+}
+
+
+static ngx_uint_t
+ngx_esp_lockout_outcome(ngx_esp_auth_result_e result)
+{
+    switch (result) {
+
+    case NGX_ESP_AUTH_OK:
+    case NGX_ESP_AUTH_NOT_PERMITTED:
+        /* the directory accepted the password */
+        return NGX_ESP_SHM_SUCCESS;
+
+    case NGX_ESP_AUTH_BAD_CREDENTIALS:
+        return NGX_ESP_SHM_FAILURE;
+
+    default:
+        /* not counted: no answer, or refused whatever the password */
+        return NGX_ESP_SHM_RELEASE;
+    }
+}
+
+
+static void
+ngx_esp_lockout_blocked(ngx_log_t *log, ngx_esp_domain_t *d, ngx_str_t *key,
+    ngx_esp_shm_policy_t *p, ngx_uint_t familiar)
+{
+    ngx_log_error(NGX_LOG_WARN, log, 0,
                   "esp: user \"%V\" of domain %V is blocked for %T s after "
-                  "%ui failed logins%s", &lk->key, &lk->domain->name,
-                  lk->policy.unblock, lk->policy.max,
-                  lk->familiar ? " from familiar clients" : "");
+                  "%ui failed logins%s", key, &d->name, p->unblock, p->max,
+                  familiar ? " from familiar clients" : "");
 }
 
 

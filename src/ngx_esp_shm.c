@@ -448,13 +448,16 @@ ngx_esp_shm_reserve(ngx_shm_zone_t *zone, ngx_esp_shm_policy_t *p,
          * Every slot is taken by logins under way.  The caller says whether
          * this password was already compared with a cached one and did not
          * match: then the refusal counts, or the cache would answer
-         * guesses for free while the slots are busy.
+         * guesses for free while the slots are busy.  Otherwise the caller
+         * may wait for a slot.
          */
-
-        rc = NGX_BUSY;
 
         if (count_busy) {
             *started = ngx_esp_shm_counter_fail(ctx, en, p, now);
+            rc = NGX_BUSY;
+
+        } else {
+            rc = NGX_AGAIN;
         }
 
     } else {

@@ -109,10 +109,10 @@ void ngx_esp_cache_forget(ngx_shm_zone_t *zone, ngx_str_t *domain,
  * counter_key: the slot's counter (NGX_ERROR if the key cannot be made).
  * blocked: NGX_BUSY while the counter is blocked (*until set if until is
  * not NULL), NGX_OK otherwise.
- * reserve: NGX_OK with the slot held; NGX_BUSY if blocked, or if the
- * failures and the slots in flight reach p->max: then, with count_busy,
- * the refusal counts as a failure (*started is 1 if it started a block);
- * NGX_ERROR if the zone has no room.
+ * reserve: NGX_OK with the slot held; NGX_BUSY if blocked; if the failures
+ * and the slots in flight reach p->max, NGX_AGAIN, or with count_busy
+ * NGX_BUSY and the refusal counts as a failure (*started is 1 if it
+ * started a block); NGX_ERROR if the zone has no room.
  * settle: gives a held slot back, once: NGX_ESP_SHM_RELEASE as it was,
  * NGX_ESP_SHM_FAILURE as a failure, NGX_ESP_SHM_SUCCESS resetting the
  * counter and lifting its block; 1 if this failure started a block.  A
