@@ -155,7 +155,9 @@ ngx_esp_lockout_begin(ngx_http_request_t *r, ngx_esp_domain_t *d,
 
     lk = *lkp;
 
-    if (lk && lk->request == r && !lk->ended && !lk->slot.held) {
+    if (lk && lk->request == r && lk->domain == d && !lk->ended
+        && !lk->slot.held)
+    {
         /* woken up after waiting for a slot: the same login again */
         goto again;
     }
