@@ -8,7 +8,7 @@
  * A Basic login from the Authorization header to the name bound at the
  * directory: the fuzzer's bytes are the header value, decoded as
  * nginx 1.22's ngx_http_auth_basic_user() does (reproduced below), then
- * checked as src/ngx_exchange_esp_module.c and ngx_esp_ldap_authenticate()
+ * checked as src/ngx_esp_auth.c and ngx_esp_ldap_authenticate()
  * check them: ngx_esp_ldap_check_user(), ngx_esp_ldap_build_logon_name()
  * under every logon_format, and ngx_esp_ldap_escape_filter_value().
  *
@@ -27,6 +27,8 @@
 #include "fuzz_common.h"
 
 #include "../src/ngx_esp_ldap.c"
+#include "../src/ngx_esp_ldap_ber.c"
+#include "../src/ngx_esp_log.c"
 
 #include "fuzz_http.h"
 

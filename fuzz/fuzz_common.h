@@ -51,6 +51,23 @@ fuzz_dup(const uint8_t *data, size_t size)
 }
 
 
+/* how many times c occurs in p */
+
+static ngx_inline size_t
+fuzz_count_byte(u_char *p, size_t len, u_char c)
+{
+    size_t  i, n;
+
+    n = 0;
+
+    for (i = 0; i < len; i++) {
+        n += (p[i] == c);
+    }
+
+    return n;
+}
+
+
 static ngx_inline u_char *
 fuzz_memmem(u_char *p, size_t len, const char *s, size_t n)
 {

@@ -7,8 +7,9 @@
 /*
  * The login form body: ngx_esp_parse_form() on the fuzzer's bytes as the
  * POST body (split over one to three buffers, as nginx may hand it
- * over), and ngx_esp_form_unescape() on them as one field value.  The
- * static functions are reached by including src/ngx_esp_form.c.
+ * over), and ngx_esp_http_form_decode() on them as one field value.  The
+ * static functions are reached by including src/ngx_esp_form.c and
+ * src/ngx_esp_http.c (the body, the pairs, the decoding).
  *
  * Properties:
  * - the form is accepted exactly when a reference reading of it
@@ -28,6 +29,8 @@
 
 #include "../src/ngx_esp_form.c"
 #include "../src/ngx_esp_match.c"
+#include "../src/ngx_esp_http.c"
+#include "../src/ngx_esp_log.c"
 
 #include "fuzz_http.h"
 
@@ -311,18 +314,21 @@ fuzz_unescape(const uint8_t *data, size_t size)
     ngx_int_t    rc, ref;
     ngx_str_t    in, val, esc, back;
     ngx_pool_t  *pool;
+    const char  *reason;
 
     pool = fuzz_pool();
 
     in.data = fuzz_dup(data, size);
     in.len = size;
 
-    rc = ngx_esp_form_unescape(pool, &in, &val);
+    reason = NULL;
+    rc = ngx_esp_http_form_decode(pool, &in, &val, 1, &reason);
 
     out = ngx_pnalloc(pool, size + 1);
     ref = fuzz_ref_unescape(in.data, in.len, out, &olen);
 
     FUZZ_ASSERT(rc == ref);
+    FUZZ_ASSERT(rc == NGX_OK || reason != NULL);
 
     if (rc == NGX_OK) {
         FUZZ_ASSERT(val.len == olen);
@@ -334,7 +340,8 @@ fuzz_unescape(const uint8_t *data, size_t size)
         esc.data = ngx_pnalloc(pool, esc.len ? esc.len : 1);
         FUZZ_ASSERT(ngx_esp_form_escape(esc.data, &val) == esc.data + esc.len);
 
-        FUZZ_ASSERT(ngx_esp_form_unescape(pool, &esc, &back) == NGX_OK);
+        FUZZ_ASSERT(ngx_esp_http_form_decode(pool, &esc, &back, 1, &reason)
+                    == NGX_OK);
         FUZZ_ASSERT(back.len == val.len);
         FUZZ_ASSERT(ngx_memcmp(back.data, val.data, val.len) == 0);
     }

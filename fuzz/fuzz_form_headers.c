@@ -9,10 +9,12 @@
  * header lines ("Name: value", one per line; "Cookie" lines also go to
  * nginx's cookie array; an odd length means TLS):
  *
- * - ngx_esp_cookie_next() over every Cookie header;
+ * - ngx_esp_http_cookie_next() over every Cookie header, and
+ *   ngx_esp_http_strip_cookies(): what it leaves is every cookie the walk
+ *   saw, but ours, and none of ours;
  * - ngx_esp_find_session(): the cookie walk, ngx_esp_session_open(),
  *   the domain, expiry and group checks, the refreshed cookie;
- * - ngx_esp_same_origin() (Origin, Sec-Fetch-Site);
+ * - ngx_esp_http_cross_site() (Origin, Sec-Fetch-Site);
  * - ngx_esp_is_german() (Accept-Language);
  * - ngx_esp_self_url() (Host), the hand-off's destination.
  *
@@ -26,6 +28,9 @@
 #include "../src/ngx_esp_form.c"
 #include "../src/ngx_esp_match.c"
 #include "../src/ngx_esp_session.c"
+#include "../src/ngx_esp_http.c"
+#include "../src/ngx_esp_auth.c"
+#include "../src/ngx_esp_log.c"
 
 #include "fuzz_http.h"
 #include "fuzz_session.h"
@@ -40,17 +45,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 /* what src/ngx_exchange_esp_module.c and src/ngx_esp_shm.c would give */
 
+ngx_module_t  ngx_exchange_esp_module;    /* ctx_index 0 */
+
 static ngx_esp_main_conf_t  fuzz_emcf;
-
-
-ngx_esp_main_conf_t *
-ngx_esp_main_conf(ngx_http_request_t *r)
-{
-    fuzz_emcf.keys = fuzz_session_keys();
-    fuzz_emcf.shm_zone = NULL;
-
-    return &fuzz_emcf;
-}
+static void                *fuzz_main_conf[1];
 
 
 ngx_int_t
@@ -84,32 +82,33 @@ fuzz_strict(void)
 static void
 fuzz_check_cookies(ngx_http_request_t *r)
 {
-    u_char                 *pos, *start, *end;
+    u_char                 *start, *end;
     ngx_str_t               name, value;
-    ngx_uint_t              n, total, j, inside;
-    ngx_table_elt_t       **h;
-    ngx_esp_cookie_walk_t   w;
+    ngx_uint_t              n, total, inside;
+    ngx_table_elt_t        *h;
+    ngx_esp_cookie_walk_t   all;
+    ngx_esp_cookies_t       c;
 
-    h = r->headers_in.cookies.elts;
     total = 0;
+    ngx_memzero(&all, sizeof(ngx_esp_cookie_walk_t));
 
-    for (j = 0; j < r->headers_in.cookies.nelts; j++) {
-        total += h[j]->value.len;
+    while ((h = ngx_esp_cookie_header_next(r, &all)) != NULL) {
+        total += h->value.len;
     }
 
-    ngx_memzero(&w, sizeof(ngx_esp_cookie_walk_t));
+    ngx_memzero(&c, sizeof(ngx_esp_cookies_t));
     n = 0;
-    pos = NULL;
 
-    while (ngx_esp_cookie_next(r, &w, &pos, &name, &value) == NGX_OK) {
+    while (ngx_esp_http_cookie_next(r, &c, &name, &value) == NGX_OK) {
 
         /* each pair lies inside one header, the name before the value */
 
         inside = 0;
+        ngx_memzero(&all, sizeof(ngx_esp_cookie_walk_t));
 
-        for (j = 0; j < r->headers_in.cookies.nelts; j++) {
-            start = h[j]->value.data;
-            end = start + h[j]->value.len;
+        while ((h = ngx_esp_cookie_header_next(r, &all)) != NULL) {
+            start = h->value.data;
+            end = start + h->value.len;
 
             if (name.data >= start && value.data >= name.data + name.len
                 && value.data + value.len <= end)
@@ -214,7 +213,158 @@ fuzz_check_session(ngx_http_request_t *r)
 }
 
 
-/* the reference: refused on "Sec-Fetch-Site: cross-site" or a foreign Origin */
+/*
+ * Whether a Cookie header value still holds one of the gate's cookies,
+ * read as any server might: split at ";", the name trimmed of spaces and
+ * tabs on both sides.
+ */
+
+static ngx_uint_t
+fuzz_ref_has_ours(ngx_str_t *v)
+{
+    u_char  *p, *last, *end, *s, *e;
+
+    p = v->data;
+    last = p + v->len;
+
+    while (p < last) {
+        end = ngx_strlchr(p, last, ';');
+        if (end == NULL) {
+            end = last;
+        }
+
+        s = p;
+        e = ngx_strlchr(p, end, '=');
+        if (e == NULL) {
+            e = end;
+        }
+
+        while (s < e && (*s == ' ' || *s == '\t')) {
+            s++;
+        }
+
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t')) {
+            e--;
+        }
+
+        if ((e - s == 11 && ngx_memcmp(s, "esp_session", 11) == 0)
+            || (e - s == 8 && ngx_memcmp(s, "esp_csrf", 8) == 0))
+        {
+            return 1;
+        }
+
+        p = end + 1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * ngx_esp_http_strip_cookies(): the cookies the walk sees afterwards are
+ * those it saw before but ours, in order; no Cookie header left holds one
+ * of ours or is empty; nginx's cookie list and the header list agree.
+ */
+
+static void
+fuzz_check_strip(ngx_http_request_t *r)
+{
+    ngx_str_t               name, value, names[2], before[64][2];
+    ngx_uint_t              i, n, m, in_list;
+    ngx_list_part_t        *part;
+    ngx_table_elt_t        *h, *ch;
+    ngx_esp_cookies_t       c;
+    ngx_esp_cookie_walk_t   w;
+
+    n = 0;
+    ngx_memzero(&c, sizeof(ngx_esp_cookies_t));
+
+    while (ngx_esp_http_cookie_next(r, &c, &name, &value) == NGX_OK) {
+
+        if ((name.len == 11 && ngx_memcmp(name.data, "esp_session", 11) == 0)
+            || (name.len == 8 && ngx_memcmp(name.data, "esp_csrf", 8) == 0))
+        {
+            continue;
+        }
+
+        if (n < 64) {
+            before[n][0] = name;
+            before[n][1] = value;
+        }
+
+        n++;
+    }
+
+    ngx_str_set(&names[0], "esp_session");
+    ngx_str_set(&names[1], "esp_csrf");
+
+    FUZZ_ASSERT(ngx_esp_http_strip_cookies(r, names, 2) == NGX_OK);
+
+    m = 0;
+    ngx_memzero(&c, sizeof(ngx_esp_cookies_t));
+
+    while (ngx_esp_http_cookie_next(r, &c, &name, &value) == NGX_OK) {
+        FUZZ_ASSERT(m < n);
+
+        if (m < 64) {
+            FUZZ_ASSERT(name.len == before[m][0].len
+                        && ngx_memcmp(name.data, before[m][0].data, name.len)
+                           == 0);
+            FUZZ_ASSERT(value.len == before[m][1].len
+                        && ngx_memcmp(value.data, before[m][1].data,
+                                      value.len) == 0);
+        }
+
+        m++;
+    }
+
+    FUZZ_ASSERT(m == n);
+
+    /* every Cookie header nginx knows is in the list, and only those */
+
+    m = 0;
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].key.len == 6
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "Cookie", 6)
+                   == 0)
+            {
+                m++;
+            }
+        }
+    }
+
+    ngx_memzero(&w, sizeof(ngx_esp_cookie_walk_t));
+
+    while ((ch = ngx_esp_cookie_header_next(r, &w)) != NULL) {
+        FUZZ_ASSERT(m-- > 0);
+        in_list = 0;
+
+        for (part = &r->headers_in.headers.part; part; part = part->next) {
+            h = part->elts;
+
+            for (i = 0; i < part->nelts; i++) {
+                if (&h[i] == ch) {
+                    in_list = 1;
+                }
+            }
+        }
+
+        FUZZ_ASSERT(in_list);
+        FUZZ_ASSERT(!fuzz_ref_has_ours(&ch->value));
+    }
+
+    FUZZ_ASSERT(m == 0);
+}
+
+
+/*
+ * the reference: refused on a "Sec-Fetch-Site" other than "same-origin"
+ * or "none", or an Origin of another scheme or host ("null" passes)
+ */
 
 static ngx_uint_t
 fuzz_ref_same_origin(ngx_http_request_t *r)
@@ -238,8 +388,10 @@ fuzz_ref_same_origin(ngx_http_request_t *r)
             && ngx_strncasecmp(h[i].key.data, (u_char *) "Sec-Fetch-Site",
                                14) == 0)
         {
-            if (len == 10 && ngx_strncasecmp(v, (u_char *) "cross-site", 10)
-                             == 0)
+            if (!(len == 11
+                  && ngx_strncasecmp(v, (u_char *) "same-origin", 11) == 0)
+                && !(len == 4 && ngx_strncasecmp(v, (u_char *) "none", 4)
+                                 == 0))
             {
                 return 0;
             }
@@ -375,6 +527,11 @@ fuzz_headers(const uint8_t *data, size_t size)
 
     ngx_str_set(&r->headers_in.server, FUZZ_SERVER);
 
+    fuzz_emcf.keys = fuzz_session_keys();
+    fuzz_emcf.shm_zone = NULL;
+    fuzz_main_conf[0] = &fuzz_emcf;
+    r->main_conf = fuzz_main_conf;
+
     copy = fuzz_dup(data, size);
     p = copy;
     last = copy + size;
@@ -430,7 +587,8 @@ fuzz_headers(const uint8_t *data, size_t size)
     fuzz_check_cookies(r);
     fuzz_check_session(r);
 
-    FUZZ_ASSERT(ngx_esp_same_origin(r) == fuzz_ref_same_origin(r));
+    FUZZ_ASSERT((ngx_esp_http_cross_site(r, NGX_ESP_ORIGIN_NULL_OK) == NULL)
+                == fuzz_ref_same_origin(r));
 
     ngx_memzero(&lcf, sizeof(ngx_esp_loc_conf_t));
     lcf.lang = NGX_ESP_LANG_AUTO;
@@ -444,6 +602,9 @@ fuzz_headers(const uint8_t *data, size_t size)
     }
 
     fuzz_check_self_url(r);
+
+    /* last: it changes the headers */
+    fuzz_check_strip(r);
 
 done:
 

@@ -12,8 +12,11 @@
  *
  * Properties:
  * - the glob agrees with a reference matcher (dynamic programming over
- *   pattern and subject, ASCII case folded); "*" matches everything; a
- *   pattern without "*" matches only itself, case aside;
+ *   pattern and subject, ASCII case folded, "*" never taking a "/" but
+ *   in a run of stars that ends the pattern right after a "/"); "/" and
+ *   a star match every path, a lone star every name without "/"; a
+ *   pattern without "*" matches only itself, case aside; a star followed
+ *   by more pattern never matches across a "/";
  * - "/dir/" and a star also matches "/dir", and nothing more than the
  *   glob does besides;
  * - a host pattern that parses is lowercase, without a leading or
@@ -28,6 +31,7 @@
 #include "fuzz_common.h"
 
 #include "../src/ngx_esp_match.c"
+#include "../src/ngx_esp_http.c"
 
 #include "fuzz_http.h"
 
@@ -52,12 +56,29 @@ fuzz_caseeq(u_char *a, u_char *b, size_t n)
 }
 
 
+/* the pattern ends in "/" and stars, which stand for the rest, "/" too */
+
+static ngx_uint_t
+fuzz_takes_rest(u_char *p, size_t plen)
+{
+    size_t  k;
+
+    for (k = plen; k > 0 && p[k - 1] == '*'; k--) { /* void */ }
+
+    return k < plen && k > 0 && p[k - 1] == '/';
+}
+
+
 static ngx_uint_t
 fuzz_ref_glob(u_char *p, size_t plen, u_char *s, size_t len)
 {
-    size_t       i, j;
-    ngx_uint_t   r;
+    size_t       i, j, k;
+    ngx_uint_t   r, tail;
     static u_char  m[FUZZ_MAX_GLOB + 1][FUZZ_MAX_GLOB + 1];
+
+    for (k = plen; k > 0 && p[k - 1] == '*'; k--) { /* void */ }
+
+    tail = fuzz_takes_rest(p, plen);
 
     /* m[i][j]: p[i..] matches s[j..] */
 
@@ -67,8 +88,11 @@ fuzz_ref_glob(u_char *p, size_t plen, u_char *s, size_t len)
             if (i == plen) {
                 r = (j == len);
 
+            } else if (tail && i >= k) {
+                r = 1;
+
             } else if (p[i] == '*') {
-                r = m[i + 1][j] || (j < len && m[i][j + 1]);
+                r = m[i + 1][j] || (j < len && s[j] != '/' && m[i][j + 1]);
 
             } else {
                 r = j < len && ngx_tolower(p[i]) == ngx_tolower(s[j])
@@ -98,8 +122,19 @@ fuzz_globs(ngx_pool_t *pool, u_char *p, size_t plen, u_char *s, size_t len)
         FUZZ_ASSERT(g == fuzz_ref_glob(p, plen, s, len));
     }
 
-    FUZZ_ASSERT(ngx_esp_glob_match((u_char *) "*", 1, s, len));
-    FUZZ_ASSERT(ngx_esp_glob_match((u_char *) "**", 2, s, len));
+    FUZZ_ASSERT(ngx_esp_glob_match((u_char *) "*", 1, s, len)
+                == (ngx_strlchr(s, s + len, '/') == NULL));
+    FUZZ_ASSERT(ngx_esp_glob_match((u_char *) "**", 2, s, len)
+                == (ngx_strlchr(s, s + len, '/') == NULL));
+    FUZZ_ASSERT(ngx_esp_glob_match((u_char *) "/*", 2, s, len)
+                == (len > 0 && s[0] == '/'));
+
+    /* "/x/" star ".js" never takes "/x/a.aspx/b.js" */
+
+    if (g && !fuzz_takes_rest(p, plen)) {
+        FUZZ_ASSERT(fuzz_count_byte(p, plen, '/')
+                    == fuzz_count_byte(s, len, '/'));
+    }
     FUZZ_ASSERT(ngx_esp_glob_match(s, len, s, len)
                 || ngx_strlchr(s, s + len, '*') != NULL);
 

@@ -42,6 +42,7 @@ fuzz_request(ngx_pool_t *pool)
     r->headers_in.headers.nalloc = 16;
     r->headers_in.headers.pool = pool;
 
+#if (nginx_version < 1023000)
     r->headers_in.cookies.elts = ngx_pcalloc(pool,
                                              16 * sizeof(ngx_table_elt_t *));
     r->headers_in.cookies.nelts = 0;
@@ -49,8 +50,10 @@ fuzz_request(ngx_pool_t *pool)
     r->headers_in.cookies.nalloc = 16;
     r->headers_in.cookies.pool = pool;
 
-    FUZZ_ASSERT(r->headers_in.headers.part.elts != NULL);
     FUZZ_ASSERT(r->headers_in.cookies.elts != NULL);
+#endif
+
+    FUZZ_ASSERT(r->headers_in.headers.part.elts != NULL);
 
     return r;
 }
@@ -82,11 +85,20 @@ fuzz_add_header(ngx_http_request_t *r, u_char *name, size_t nlen,
     h->value.len = len;
     h->lowcase_key = h->key.data;
 
-    if (nlen == 6 && ngx_strncasecmp(name, (u_char *) "Cookie", 6) == 0
-        && r->headers_in.cookies.nelts < 16)
-    {
+    if (nlen == 6 && ngx_strncasecmp(name, (u_char *) "Cookie", 6) == 0) {
+#if (nginx_version >= 1023000)
+        ngx_table_elt_t  **last;
+
+        for (last = &r->headers_in.cookie; *last; last = &(*last)->next) {
+            /* void */
+        }
+
+        h->next = NULL;
+        *last = h;
+#else
         ((ngx_table_elt_t **) r->headers_in.cookies.elts)
             [r->headers_in.cookies.nelts++] = h;
+#endif
     }
 
     return h;

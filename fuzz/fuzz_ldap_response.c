@@ -14,6 +14,7 @@
  * (ngx_esp_ldap_ad_code()), the printable diagnostic text.  The same
  * bytes also go out as the DN and password of a hand-encoded bind
  * request (ngx_esp_ldap_encode_bind()), which liblber must read back.
+ * All of them are src/ngx_esp_ldap_ber.c's, compiled here alone.
  *
  * Properties:
  * - framing depends on the bytes, not on how they arrive; a frame is
@@ -36,7 +37,7 @@
 
 #include <sys/mman.h>
 
-#include "../src/ngx_esp_ldap.c"
+#include "../src/ngx_esp_ldap_ber.c"
 
 
 /* a copy of a frame for liblber: a spare byte after it, or a guard page */
@@ -260,14 +261,18 @@ fuzz_bind(const uint8_t *data, size_t size)
     ber_len_t              len;
     ber_int_t              id, version;
     BerElement            *ber;
+    ngx_log_t              log;
     struct berval          bv, bdn, bpw;
-    ngx_esp_ldap_conn_t    conn;
+    ngx_esp_ldap_out_t     req;
     static ber_int_t       ids[] = { 0, 0x7e, 0x7f, 0x7ffe, 0x7fff,
                                      0x7ffffe, 0x7fffff, 0x7ffffffd, -5 };
 
-    ngx_memzero(&conn, sizeof(ngx_esp_ldap_conn_t));
-    conn.log.log_level = NGX_LOG_DEBUG_ALL;
-    conn.msgid = ids[size % (sizeof(ids) / sizeof(ids[0]))];
+    ngx_memzero(&log, sizeof(ngx_log_t));
+    log.log_level = NGX_LOG_DEBUG_ALL;
+
+    ngx_memzero(&req, sizeof(ngx_esp_ldap_out_t));
+    req.log = &log;
+    req.msgid = ids[size % (sizeof(ids) / sizeof(ids[0]))];
 
     big = NULL;
 
@@ -287,17 +292,17 @@ fuzz_bind(const uint8_t *data, size_t size)
         dn.len = n;
     }
 
-    FUZZ_ASSERT(ngx_esp_ldap_encode_bind(&conn, &dn, &pw) == NGX_OK);
-    FUZZ_ASSERT(conn.secret == 1 && conn.out_sent == 0);
+    FUZZ_ASSERT(ngx_esp_ldap_encode_bind(&req, &dn, &pw) == NGX_OK);
+    FUZZ_ASSERT(req.secret == 1 && req.sent == 0);
 
     fsize = 0;
-    FUZZ_ASSERT(conn.out_len <= NGX_ESP_LDAP_MAX_MESSAGE
+    FUZZ_ASSERT(req.len <= NGX_ESP_LDAP_MAX_MESSAGE
                 || dn.len > NGX_ESP_LDAP_MAX_MESSAGE / 2);
 
-    if (conn.out_len <= NGX_ESP_LDAP_MAX_MESSAGE) {
-        FUZZ_ASSERT(ngx_esp_ldap_frame(conn.out, conn.out_len, &fsize)
+    if (req.len <= NGX_ESP_LDAP_MAX_MESSAGE) {
+        FUZZ_ASSERT(ngx_esp_ldap_frame(req.data, req.len, &fsize)
                     == NGX_OK);
-        FUZZ_ASSERT(fsize == conn.out_len);
+        FUZZ_ASSERT(fsize == req.len);
     }
 
     /* liblber reads it back: { id, [APPLICATION 0] { 3, dn, [0] pw } } */
@@ -305,15 +310,15 @@ fuzz_bind(const uint8_t *data, size_t size)
     ber = ber_alloc_t(LBER_USE_DER);
     FUZZ_ASSERT(ber != NULL);
 
-    out = fuzz_frame(conn.out, conn.out_len, &mapped);
+    out = fuzz_frame(req.data, req.len, &mapped);
     bv.bv_val = (char *) out;
-    bv.bv_len = conn.out_len;
+    bv.bv_len = req.len;
     ber_init2(ber, &bv, LBER_USE_DER);
 
     FUZZ_ASSERT(ber_skip_tag(ber, &len) == LBER_SEQUENCE);
-    FUZZ_ASSERT(len == conn.out_len - 1 - ngx_esp_ldap_length_size(len));
+    FUZZ_ASSERT(len == req.len - 1 - ngx_esp_ldap_length_size(len));
     FUZZ_ASSERT(ber_get_int(ber, &id) != LBER_ERROR);
-    FUZZ_ASSERT(id == conn.msgid && id >= 1 && id <= 0x7ffffffe);
+    FUZZ_ASSERT(id == req.msgid && id >= 1 && id <= 0x7ffffffe);
     FUZZ_ASSERT(ber_skip_tag(ber, &len) == LDAP_REQ_BIND);
     FUZZ_ASSERT(ber_get_int(ber, &version) != LBER_ERROR && version == 3);
     FUZZ_ASSERT(ber_get_stringbv(ber, &bdn, LBER_BV_NOTERM)
@@ -329,15 +334,15 @@ fuzz_bind(const uint8_t *data, size_t size)
 
     /* and nothing after it */
 
-    FUZZ_ASSERT((u_char *) bpw.bv_val + bpw.bv_len == out + conn.out_len);
+    FUZZ_ASSERT((u_char *) bpw.bv_val + bpw.bv_len == out + req.len);
 
     ber_free(ber, 0);
-    fuzz_frame_free(out, conn.out_len, mapped);
+    fuzz_frame_free(out, req.len, mapped);
 
     /* the buffer held a password: wiped before it is freed */
 
-    ngx_esp_ldap_free_out(&conn);
-    FUZZ_ASSERT(conn.out == NULL && conn.secret == 0);
+    ngx_esp_ldap_free_out(&req);
+    FUZZ_ASSERT(req.data == NULL && req.secret == 0);
 
     free(big);
 }

@@ -14,13 +14,18 @@
  * - a plain path canonicalises, to exactly its percent-decoded self;
  * - an excluded-directory pattern that a plain path matches as sent
  *   also matches its canonical form (what nginx's r->uri holds), so an
- *   exclusion never opens more than the path it names.
+ *   exclusion never opens more than the path it names;
+ * - the path as a log line shows it (ngx_esp_log_escape()) holds only
+ *   printable ASCII, no '"' but an escaped one, and reads back to its
+ *   first NGX_ESP_LOG_VALUE_LEN bytes, "..." marking a cut.
  */
 
 
 #include "fuzz_common.h"
 
 #include "../src/ngx_esp_match.c"
+#include "../src/ngx_esp_http.c"
+#include "../src/ngx_esp_log.c"
 
 
 static size_t
@@ -46,21 +51,6 @@ fuzz_percent_decode(u_char *dst, u_char *src, size_t len)
 }
 
 
-static size_t
-fuzz_count(u_char *p, size_t len, u_char c)
-{
-    size_t  i, n;
-
-    n = 0;
-
-    for (i = 0; i < len; i++) {
-        n += (p[i] == c);
-    }
-
-    return n;
-}
-
-
 static void
 fuzz_check_canonical(ngx_str_t *c)
 {
@@ -78,6 +68,68 @@ fuzz_check_canonical(ngx_str_t *c)
         FUZZ_ASSERT(c->data[i] != '\\');
         FUZZ_ASSERT(c->data[i] >= 0x20 && c->data[i] != 0x7f);
     }
+}
+
+
+static void
+fuzz_check_log_escape(u_char *raw, size_t size)
+{
+    u_char      *back, *d, c;
+    size_t       i, n, len;
+    ngx_str_t    v, *e;
+    ngx_pool_t  *pool;
+
+    pool = fuzz_pool();
+
+    v.data = raw;
+    v.len = size;
+    e = ngx_esp_log_escape(pool, &v);
+
+    n = ngx_min(size, NGX_ESP_LOG_VALUE_LEN);
+    len = e->len;
+
+    FUZZ_ASSERT(len <= n * 4 + 3);
+
+    if (n < size) {
+        FUZZ_ASSERT(len >= 3 && ngx_memcmp(e->data + len - 3, "...", 3) == 0);
+        len -= 3;
+    }
+
+    back = malloc(n + 1);
+    d = back;
+
+    for (i = 0; i < len; i++) {
+        c = e->data[i];
+
+        FUZZ_ASSERT(c >= 0x20 && c < 0x7f && c != '"');
+
+        if (c != '\\') {
+            *d++ = c;
+            continue;
+        }
+
+        FUZZ_ASSERT(i + 1 < len);
+        c = e->data[++i];
+
+        if (c == 'x') {
+            FUZZ_ASSERT(i + 2 < len);
+            c = (u_char) (ngx_esp_unhex(e->data[i + 1]) * 16
+                          + ngx_esp_unhex(e->data[i + 2]));
+            FUZZ_ASSERT(c < 0x20 || c >= 0x7f);
+            i += 2;
+
+        } else {
+            FUZZ_ASSERT(c == '"' || c == '\\');
+        }
+
+        *d++ = c;
+    }
+
+    FUZZ_ASSERT((size_t) (d - back) == n);
+    FUZZ_ASSERT(ngx_memcmp(back, raw, n) == 0);
+
+    free(back);
+    ngx_destroy_pool(pool);
 }
 
 
@@ -102,6 +154,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     reason = NULL;
     rc = ngx_esp_canonical_path(raw, size, &out, &reason);
     plain = ngx_esp_path_is_plain(raw, size);
+
+    fuzz_check_log_escape(raw, size);
 
     FUZZ_ASSERT(rc == NGX_OK || rc == NGX_DECLINED);
 
@@ -144,7 +198,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * segment ends in "." or " " (Windows would drop them)
          */
 
-        FUZZ_ASSERT(fuzz_count(dec, dlen, '/') == fuzz_count(raw, size, '/'));
+        FUZZ_ASSERT(fuzz_count_byte(dec, dlen, '/')
+                    == fuzz_count_byte(raw, size, '/'));
         FUZZ_ASSERT(ngx_strlchr(dec, dec + dlen, '%') == NULL);
         FUZZ_ASSERT(ngx_strlchr(dec, dec + dlen, ';') == NULL);
         FUZZ_ASSERT(ngx_strlchr(dec, dec + dlen, ':') == NULL);

@@ -22,6 +22,8 @@
 
 #include "../src/ngx_esp_form.c"
 #include "../src/ngx_esp_match.c"
+#include "../src/ngx_esp_http.c"
+#include "../src/ngx_esp_log.c"
 
 #include "fuzz_http.h"
 

@@ -11,13 +11,16 @@
  * "make fuzz-seeds"), so that mutations start from authentic input.
  *
  * Properties: the answer is NGX_OK or NGX_DECLINED with a reason; an
- * opened session is consistent and survives a seal/open round trip.
+ * opened session is consistent and survives a seal/open round trip; the
+ * password it carries opens only under the password keys, only in its
+ * own session, and seals again to itself.
  */
 
 
 #include "fuzz_common.h"
 
 #include "../src/ngx_esp_session.c"
+#include "../src/ngx_esp_http.c"
 
 #include "fuzz_session.h"
 
@@ -49,7 +52,7 @@ static void
 fuzz_write_seeds(const char *dir)
 {
     u_char             *p, big[1024], dom[255];
-    ngx_str_t           c, m;
+    ngx_str_t           c, m, pw;
     ngx_uint_t          i;
     ngx_pool_t         *pool;
     ngx_esp_session_t   s;
@@ -102,13 +105,28 @@ fuzz_write_seeds(const char *dir)
     s.flags = NGX_ESP_SESSION_PRIVATE;
     ngx_memset(s.groups, 0x5a, NGX_ESP_GROUPS_LEN);
     ngx_str_set(&s.user, "CONTOSO\\J\xc3\xbcrgen");
-    ngx_str_set(&s.password, "Pa55w.rd!");
+    ngx_str_set(&pw, "Pa55w.rd!");
 
-    if (ngx_esp_session_seal(pool, fuzz_session_keys(), &s, &c) != NGX_OK) {
+    if (ngx_esp_session_seal_password(pool, fuzz_password_keys(), &s, &pw)
+        != NGX_OK
+        || ngx_esp_session_seal(pool, fuzz_session_keys(), &s, &c) != NGX_OK)
+    {
         abort();
     }
 
     fuzz_write_seed(dir, "private-password", &c);
+
+    /* a password sealed with the old password key, then its session's */
+
+    if (ngx_esp_session_seal_password(pool, fuzz_session_old_password_key(),
+                                      &s, &pw)
+        != NGX_OK
+        || ngx_esp_session_seal(pool, fuzz_session_keys(), &s, &c) != NGX_OK)
+    {
+        abort();
+    }
+
+    fuzz_write_seed(dir, "old-password-key", &c);
 
     /* the largest fields seal allows */
 
@@ -118,10 +136,13 @@ fuzz_write_seeds(const char *dir)
     s.domain.len = sizeof(dom);
     s.user.data = big;
     s.user.len = sizeof(big);
-    s.password.data = big;
-    s.password.len = sizeof(big);
+    pw.data = big;
+    pw.len = sizeof(big);
 
-    if (ngx_esp_session_seal(pool, fuzz_session_keys(), &s, &c) != NGX_OK) {
+    if (ngx_esp_session_seal_password(pool, fuzz_password_keys(), &s, &pw)
+        != NGX_OK
+        || ngx_esp_session_seal(pool, fuzz_session_keys(), &s, &c) != NGX_OK)
+    {
         abort();
     }
 
@@ -131,7 +152,7 @@ fuzz_write_seeds(const char *dir)
 
     ngx_str_set(&s.domain, "");
     ngx_str_set(&s.user, "");
-    ngx_str_null(&s.password);
+    ngx_str_null(&s.sealed_password);
     s.issued = 0;
     s.last_seen = (time_t) -1;
 
@@ -191,6 +212,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         fuzz_session_check(&s);
         fuzz_session_reseal(pool, &s);
+        fuzz_password_check(pool, &s);
     }
 
     ngx_destroy_pool(pool);

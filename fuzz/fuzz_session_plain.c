@@ -15,13 +15,16 @@
  * - open accepts exactly the plaintexts a reference reading of the
  *   documented layout accepts, and reads the same fields from them;
  * - a session made from the input, sealed by ngx_esp_session_seal(),
- *   opens to the same session.
+ *   opens to the same session; its third string, sealed as its password,
+ *   opens to the same password, only in that session;
+ * - version 2 plaintexts (a password in the clear) open without it.
  */
 
 
 #include "fuzz_common.h"
 
 #include "../src/ngx_esp_session.c"
+#include "../src/ngx_esp_http.c"
 
 #include "fuzz_session.h"
 
@@ -35,7 +38,9 @@ fuzz_reference_ok(u_char *p, size_t len, ngx_esp_session_t *s)
 
     n = NGX_ESP_FIXED_LEN;
 
-    if (len < n + 1 + 2 + 2 || p[0] != NGX_ESP_SEAL_VERSION) {
+    if (len < n + 1 + 2 + 2
+        || (p[0] != NGX_ESP_SEAL_VERSION && p[0] != NGX_ESP_SEAL_VERSION_2))
+    {
         return 0;
     }
 
@@ -62,8 +67,14 @@ fuzz_reference_ok(u_char *p, size_t len, ngx_esp_session_t *s)
     s->domain.data = p + n + 1;
     s->user.len = u;
     s->user.data = p + n + 1 + d + 2;
-    s->password.len = w;
-    s->password.data = p + n + 1 + d + 2 + u + 2;
+
+    if (p[0] == NGX_ESP_SEAL_VERSION_2) {
+        ngx_str_null(&s->sealed_password);
+        return 1;
+    }
+
+    s->sealed_password.len = w;
+    s->sealed_password.data = p + n + 1 + d + 2 + u + 2;
 
     return 1;
 }
@@ -131,15 +142,20 @@ fuzz_open_plaintext(ngx_pool_t *pool, const uint8_t *data, size_t size)
         FUZZ_ASSERT(s.flags == ref.flags);
         FUZZ_ASSERT(s.domain.len == ref.domain.len);
         FUZZ_ASSERT(s.user.len == ref.user.len);
-        FUZZ_ASSERT(s.password.len == ref.password.len);
+        FUZZ_ASSERT(s.sealed_password.len == ref.sealed_password.len);
         FUZZ_ASSERT(ngx_memcmp(s.domain.data, ref.domain.data,
                                ref.domain.len) == 0);
         FUZZ_ASSERT(ngx_memcmp(s.user.data, ref.user.data,
                                ref.user.len) == 0);
-        FUZZ_ASSERT(ngx_memcmp(s.password.data, ref.password.data,
-                               ref.password.len) == 0);
+
+        if (ref.sealed_password.len) {
+            FUZZ_ASSERT(ngx_memcmp(s.sealed_password.data,
+                                   ref.sealed_password.data,
+                                   ref.sealed_password.len) == 0);
+        }
 
         fuzz_session_reseal(pool, &s);
+        fuzz_password_check(pool, &s);
 
     } else {
         FUZZ_ASSERT(reason != NULL);
@@ -155,7 +171,9 @@ static void
 fuzz_round_trip(ngx_pool_t *pool, const uint8_t *data, size_t size)
 {
     size_t              i, n[3];
-    ngx_str_t          *f[3], out;
+    ngx_int_t           rc;
+    ngx_str_t          *f[3], out, pw, pw2;
+    const char         *reason;
     ngx_esp_session_t   s;
 
     ngx_memzero(&s, sizeof(ngx_esp_session_t));
@@ -177,7 +195,7 @@ fuzz_round_trip(ngx_pool_t *pool, const uint8_t *data, size_t size)
 
     f[0] = &s.domain;
     f[1] = &s.user;
-    f[2] = &s.password;
+    f[2] = &s.sealed_password;
 
     /* three length bytes choose how the rest is shared out */
 
@@ -204,6 +222,33 @@ fuzz_round_trip(ngx_pool_t *pool, const uint8_t *data, size_t size)
     }
 
     fuzz_session_reseal(pool, &s);
+
+    /* the third string as a password, sealed for this session */
+
+    pw = s.sealed_password;
+
+    rc = ngx_esp_session_seal_password(pool, fuzz_password_keys(), &s, &pw);
+
+    if (pw.len == 0 || pw.len > NGX_ESP_MAX_FIELD
+        || s.user.len > NGX_ESP_MAX_FIELD)
+    {
+        FUZZ_ASSERT(rc == NGX_ERROR);
+        return;
+    }
+
+    FUZZ_ASSERT(rc == NGX_OK);
+    FUZZ_ASSERT(s.sealed_password.len == pw.len + NGX_ESP_PW_OVERHEAD);
+
+    fuzz_session_reseal(pool, &s);
+
+    reason = NULL;
+    FUZZ_ASSERT(ngx_esp_session_open_password(pool, fuzz_password_keys(), &s,
+                                              &pw2, &reason)
+                == NGX_OK);
+    FUZZ_ASSERT(pw2.len == pw.len
+                && ngx_memcmp(pw2.data, pw.data, pw.len) == 0);
+
+    fuzz_password_check(pool, &s);
 }
 
 
@@ -214,7 +259,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 static void
 fuzz_write_plain(const char *dir, const char *name, ngx_esp_session_t *s,
-    ngx_int_t cut, ngx_int_t flip)
+    ngx_int_t cut, ngx_int_t at, u_char bits)
 {
     u_char      *plain, *p;
     size_t       len;
@@ -241,8 +286,8 @@ fuzz_write_plain(const char *dir, const char *name, ngx_esp_session_t *s,
                                       p + NGX_ESP_NONCE_LEN + len)
                 == NGX_OK);
 
-    if (flip >= 0) {
-        plain[flip] ^= 0x80;
+    if (at >= 0) {
+        plain[at] ^= bits;
     }
 
     len -= cut;
@@ -264,6 +309,8 @@ int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     char               *dir;
+    ngx_str_t           pw;
+    ngx_pool_t         *pool;
     ngx_esp_session_t   s;
 
     dir = getenv("ESP_FUZZ_SEEDS");
@@ -281,15 +328,26 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     ngx_str_set(&s.domain, "contoso");
     ngx_str_set(&s.user, "alice@contoso.local");
 
-    fuzz_write_plain(dir, "public", &s, 0, -1);
-    fuzz_write_plain(dir, "one-short", &s, 1, -1);
-    fuzz_write_plain(dir, "version", &s, 0, 0);
-    fuzz_write_plain(dir, "domain-length", &s, 0, NGX_ESP_FIXED_LEN);
+    fuzz_write_plain(dir, "public", &s, 0, -1, 0);
+    fuzz_write_plain(dir, "one-short", &s, 1, -1, 0);
+    fuzz_write_plain(dir, "version", &s, 0, 0, 0x80);
+    fuzz_write_plain(dir, "domain-length", &s, 0, NGX_ESP_FIXED_LEN, 0x80);
+
+    /* version 2 (3 ^ 1): the password in the clear where it was */
 
     s.flags = NGX_ESP_SESSION_PRIVATE;
-    ngx_str_set(&s.password, "Pa55w.rd!");
-    fuzz_write_plain(dir, "private-password", &s, 0, -1);
-    fuzz_write_plain(dir, "user-length", &s, 0, NGX_ESP_FIXED_LEN + 1 + 7);
+    ngx_str_set(&s.sealed_password, "Pa55w.rd!");
+    fuzz_write_plain(dir, "version-2-password", &s, 0, 0, 0x01);
+
+    pool = fuzz_pool();
+    ngx_str_set(&pw, "Pa55w.rd!");
+    FUZZ_ASSERT(ngx_esp_session_seal_password(pool, fuzz_password_keys(),
+                                              &s, &pw)
+                == NGX_OK);
+    fuzz_write_plain(dir, "private-password", &s, 0, -1, 0);
+    fuzz_write_plain(dir, "user-length", &s, 0, NGX_ESP_FIXED_LEN + 1 + 7,
+                     0x80);
+    ngx_destroy_pool(pool);
 
     exit(0);
 }

@@ -203,6 +203,53 @@ ngx_array_push(ngx_array_t *a)
 }
 
 
+/* lists: a part is full at l->nalloc elements, the next one is new */
+
+void *
+ngx_list_push(ngx_list_t *l)
+{
+    ngx_list_part_t  *part;
+
+    part = l->last;
+
+    if (part->nelts == l->nalloc) {
+        part = ngx_palloc(l->pool, sizeof(ngx_list_part_t));
+        if (part == NULL) {
+            return NULL;
+        }
+
+        part->elts = ngx_palloc(l->pool, l->nalloc * l->size);
+        if (part->elts == NULL) {
+            return NULL;
+        }
+
+        part->nelts = 0;
+        part->next = NULL;
+
+        l->last->next = part;
+        l->last = part;
+    }
+
+    return (u_char *) part->elts + l->size * part->nelts++;
+}
+
+
+ngx_uint_t
+ngx_hash_key(u_char *data, size_t len)
+{
+    size_t      i;
+    ngx_uint_t  key;
+
+    key = 0;
+
+    for (i = 0; i < len; i++) {
+        key = ngx_hash(key, data[i]);
+    }
+
+    return key;
+}
+
+
 /* strings */
 
 void

@@ -22,7 +22,8 @@ FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_BUILD         := $(BUILD)/fuzz
 FUZZ_NGINX         := $(FUZZ_BUILD)/nginx
 FUZZ_TARGETS       := session_open session_plain form_body form_headers \
-                      return_url basic_logon path glob_hosts ldap_response
+                      return_url basic_logon path glob_hosts ldap_response \
+                      http_headers
 FUZZ_BINS          := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/bin/fuzz_%)
 
 FUZZ_INCS  := -I $(FUZZ_NGINX)/objs $(addprefix -I $(FUZZ_NGINX)/src/, \
@@ -72,7 +73,8 @@ $(FUZZ_NGINX)/objs/ngx_auto_config.h: | fuzz-check
 	    flags=(--with-compat --with-http_ssl_module --with-threads); \
 	    if [ -f conf_flags ]; then . ./conf_flags; \
 	        flags=("$${NGX_CONF_FLAGS[@]}"); fi; \
-	    ./configure "$${flags[@]}" --with-cc=$(FUZZ_CC) \
+	    conf=./configure; [ -x $$conf ] || conf=auto/configure; \
+	    $$conf "$${flags[@]}" --with-cc=$(FUZZ_CC) \
 	        --add-dynamic-module=$(CURDIR)' > $(FUZZ_BUILD)/configure.log 2>&1 \
 	    || { tail -30 $(FUZZ_BUILD)/configure.log; rm -rf $(FUZZ_NGINX); exit 1; }
 

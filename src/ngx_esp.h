@@ -39,6 +39,10 @@
 #define NGX_ESP_LANG_EN           1
 #define NGX_ESP_LANG_DE           2
 
+/* esp_login_messages */
+#define NGX_ESP_MESSAGES_GENERIC  1
+#define NGX_ESP_MESSAGES_DETAILED 2
+
 /* logon_format */
 #define NGX_ESP_LOGON_PRINCIPAL   1
 #define NGX_ESP_LOGON_USERNAME    2
@@ -91,6 +95,8 @@ struct ngx_esp_domain_s {
 
     /* per worker: the directory client's state (src/ngx_esp_ldap.c) */
     void                      *ldap;
+    /* per worker: how long the directory takes to refuse (refusal.c) */
+    void                      *refusals;
 
     ngx_uint_t                 defined;
     u_char                    *file;             /* where it was defined, */
@@ -103,6 +109,7 @@ struct ngx_esp_domain_s {
 typedef struct {
     ngx_array_t                domains;      /* ngx_esp_domain_t * */
     ngx_array_t               *keys;         /* ngx_esp_key_t */
+    ngx_array_t               *password_keys;    /* ngx_esp_key_t */
     ngx_shm_zone_t            *shm_zone;
 } ngx_esp_main_conf_t;
 
@@ -131,6 +138,7 @@ typedef struct {
     ngx_uint_t                 server_auth;
     ngx_uint_t                 delegate_basic;   /* esp_delegate_basic */
     ngx_str_t                  realm;            /* esp_realm */
+    ngx_uint_t                 login_messages;   /* esp_login_messages */
     time_t                     basic_cache;      /* esp_basic_cache */
 
     /* form login */
@@ -189,6 +197,48 @@ ngx_esp_cookie_header_next(ngx_http_request_t *r, ngx_esp_cookie_walk_t *w)
 #endif
 
     return w->h;
+}
+
+
+/*
+ * The header the walk stands on leaves nginx's list of cookie headers
+ * (not r->headers_in.headers); the walk goes on with the next one.
+ */
+
+static ngx_inline void
+ngx_esp_cookie_header_drop(ngx_http_request_t *r, ngx_esp_cookie_walk_t *w)
+{
+#if (nginx_version >= 1023000)
+
+    ngx_table_elt_t  **hp;
+
+    /* w->h keeps its "next": the walk goes on from it */
+
+    for (hp = &r->headers_in.cookie; *hp; hp = &(*hp)->next) {
+        if (*hp == w->h) {
+            *hp = w->h->next;
+            return;
+        }
+    }
+
+#else
+
+    ngx_table_elt_t  **elts;
+
+    elts = r->headers_in.cookies.elts;
+
+    if (w->n == 0 || elts[w->n - 1] != w->h) {
+        return;
+    }
+
+    ngx_memmove(&elts[w->n - 1], &elts[w->n],
+                (r->headers_in.cookies.nelts - w->n)
+                * sizeof(ngx_table_elt_t *));
+
+    r->headers_in.cookies.nelts--;
+    w->n--;
+
+#endif
 }
 
 

@@ -12,8 +12,12 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include "ngx_esp_request.h"
+#include "ngx_esp_auth.h"
+#include "ngx_esp_form.h"
+#include "ngx_esp_http.h"
+#include "ngx_esp_log.h"
 #include "ngx_esp_match.h"
+#include "ngx_esp_refusal.h"
 #include "ngx_esp_shm.h"
 #include "ngx_esp_pages.h"
 
@@ -22,14 +26,6 @@
 #define NGX_ESP_CSRF_LEN        32            /* hex digits */
 #define NGX_ESP_MAX_LOGIN_BODY  8192
 #define NGX_ESP_MAX_VARS        24
-
-/*
- * ctx->login while a GET of the login endpoint is on its way to the
- * location of its return URL, whose settings (domain, texts, template,
- * public/private choice) the form is shown with; the message to show
- * waits in ctx->status
- */
-#define NGX_ESP_LOGIN_PAGE      16
 
 
 /* the texts of the pages, English and German */
@@ -91,14 +87,14 @@ typedef struct {
 } ngx_esp_login_form_t;
 
 
-static ngx_int_t ngx_esp_login_page(ngx_http_request_t *r,
+static ngx_int_t ngx_esp_form_page(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx, ngx_uint_t status,
     ngx_esp_text_e msg, ngx_str_t *url, ngx_str_t *user);
 static ngx_int_t ngx_esp_logout_page(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 static ngx_int_t ngx_esp_render(ngx_http_request_t *r, u_char *tpl,
     size_t len, ngx_esp_var_t *vars, ngx_uint_t n, ngx_str_t *out);
-static ngx_int_t ngx_esp_send_page(ngx_http_request_t *r, ngx_uint_t status,
+static ngx_int_t ngx_esp_form_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *body);
 static ngx_int_t ngx_esp_send_440(ngx_http_request_t *r);
 static ngx_int_t ngx_esp_redirect(ngx_http_request_t *r, ngx_str_t *url);
@@ -112,19 +108,27 @@ static ngx_table_elt_t *ngx_esp_location_header(ngx_http_request_t *r);
 static void ngx_esp_login_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_esp_login_post(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
-static ngx_uint_t ngx_esp_is_form_post(ngx_http_request_t *r);
+static ngx_uint_t ngx_esp_login_token(ngx_http_request_t *r,
+    ngx_esp_login_form_t *f);
+static ngx_int_t ngx_esp_form_logoff(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
+static ngx_int_t ngx_esp_form_login_done(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
+static ngx_int_t ngx_esp_form_server_basic(ngx_http_request_t *r,
+    ngx_esp_ctx_t *ctx);
+static ngx_int_t ngx_esp_form_answer(ngx_http_request_t *r,
+    ngx_esp_ctx_t *ctx);
 static ngx_int_t ngx_esp_show_form(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx, ngx_esp_text_e msg,
     ngx_str_t *url, ngx_str_t *user);
 static ngx_int_t ngx_esp_continue_at(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_str_t *url, ngx_uint_t with_args);
-static ngx_uint_t ngx_esp_same_origin(ngx_http_request_t *r);
 static ngx_int_t ngx_esp_groups_fingerprint(ngx_http_request_t *r,
     ngx_array_t *groups, u_char *fp);
 static ngx_int_t ngx_esp_parse_form(ngx_http_request_t *r,
     ngx_esp_login_form_t *f, const char **reason);
-static ngx_int_t ngx_esp_form_unescape(ngx_pool_t *pool, ngx_str_t *in,
-    ngx_str_t *out);
+static ngx_str_t *ngx_esp_form_field(ngx_esp_login_form_t *f,
+    ngx_str_t *name);
 static ngx_uint_t ngx_esp_valid_return_url(ngx_str_t *url);
 static ngx_int_t ngx_esp_arg_url(ngx_http_request_t *r, ngx_str_t *url);
 static ngx_int_t ngx_esp_find_session(ngx_http_request_t *r,
@@ -144,11 +148,12 @@ static u_char *ngx_esp_form_escape(u_char *dst, ngx_str_t *src);
 static size_t ngx_esp_form_escaped_len(ngx_str_t *src);
 static ngx_int_t ngx_esp_self_url(ngx_http_request_t *r, ngx_str_t *path,
     ngx_str_t *out);
-static void ngx_esp_wipe_str(void *data);
-static ngx_int_t ngx_esp_wipe_later(ngx_pool_t *pool, u_char *p, size_t len);
 static ngx_uint_t ngx_esp_is_german(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf);
 static char *ngx_esp_text(ngx_esp_ctx_t *ctx, ngx_esp_text_e t);
+
+static char *ngx_esp_local_url(ngx_conf_t *cf, void *post, void *data);
+static char *ngx_esp_password_form(ngx_conf_t *cf, void *post, void *data);
 
 
 static ngx_esp_text_t  ngx_esp_texts[NGX_ESP_TEXTS] = {
@@ -225,6 +230,10 @@ static ngx_esp_text_t  ngx_esp_texts[NGX_ESP_TEXTS] = {
 };
 
 
+ngx_conf_post_handler_pt  ngx_esp_local_url_p = ngx_esp_local_url;
+ngx_conf_post_handler_pt  ngx_esp_password_form_p = ngx_esp_password_form;
+
+
 static ngx_str_t  ngx_esp_login_path = ngx_string(NGX_ESP_LOGIN_PATH);
 static ngx_str_t  ngx_esp_logout_path = ngx_string(NGX_ESP_LOGOUT_PATH);
 static ngx_str_t  ngx_esp_csrf_name = ngx_string(NGX_ESP_CSRF_COOKIE);
@@ -244,16 +253,16 @@ ngx_esp_form_endpoint(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_str_t        url;
     ngx_esp_text_e   msg;
 
-    if (ctx->login == NGX_ESP_LOGIN_PAGE) {
+    if (ctx->state == NGX_ESP_STATE_FORM_PAGE) {
         /* the login form, now in its return URL's place */
-        ctx->login = 0;
+        ctx->state = NGX_ESP_STATE_NEW;
 
-        return ngx_esp_login_page(r, elcf, ctx,
-                                  ctx->status == NGX_ESP_MSG_FORM_EXPIRED
-                                  ? NGX_HTTP_FORBIDDEN : NGX_HTTP_OK,
-                                  (ngx_esp_text_e) ctx->status,
-                                  &ctx->return_url,
-                                  ctx->user.len ? &ctx->user : NULL);
+        return ngx_esp_form_page(r, elcf, ctx,
+                                 ctx->message == NGX_ESP_MSG_FORM_EXPIRED
+                                 ? NGX_HTTP_FORBIDDEN : NGX_HTTP_OK,
+                                 (ngx_esp_text_e) ctx->message,
+                                 &ctx->return_url,
+                                 ctx->user.len ? &ctx->user : NULL);
     }
 
     if (r->uri.len == ngx_esp_logout_path.len
@@ -296,58 +305,35 @@ ngx_esp_form_endpoint(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         return NGX_HTTP_NOT_ALLOWED;
     }
 
-    if (ctx->body_read) {
+    if (ctx->state == NGX_ESP_STATE_BODY_READ) {
         return ngx_esp_login_post(r, elcf, ctx);
     }
 
     /* a login body is small and a form; anything else is refused early */
 
-    if (!ngx_esp_is_form_post(r)) {
+    if (!ngx_esp_http_is_form(r)) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "esp: login refused: not a form post");
         return NGX_HTTP_UNSUPPORTED_MEDIA_TYPE;
     }
 
-    if (r->headers_in.content_length_n > NGX_ESP_MAX_LOGIN_BODY) {
+    rc = ngx_esp_http_read_body(r, &ctx->body, NGX_ESP_MAX_LOGIN_BODY,
+                                "login", ngx_esp_login_body_handler);
+
+    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE
+        && r->headers_in.content_length_n > NGX_ESP_MAX_LOGIN_BODY)
+    {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "esp: login refused: body of %O bytes",
                       r->headers_in.content_length_n);
-        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
     }
 
-    rc = ngx_http_read_client_request_body(r, ngx_esp_login_body_handler);
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+    if (rc != NGX_DONE) {
         return rc;
     }
 
     ngx_http_finalize_request(r, NGX_DONE);
     return NGX_DONE;
-}
-
-
-/* "application/x-www-form-urlencoded", perhaps with parameters */
-
-static ngx_uint_t
-ngx_esp_is_form_post(ngx_http_request_t *r)
-{
-    size_t      len;
-    ngx_str_t  *type;
-
-    len = sizeof("application/x-www-form-urlencoded") - 1;
-
-    if (r->headers_in.content_type == NULL) {
-        return 0;
-    }
-
-    type = &r->headers_in.content_type->value;
-
-    return type->len >= len
-           && ngx_strncasecmp(type->data,
-                              (u_char *) "application/x-www-form-urlencoded",
-                              len) == 0
-           && (type->len == len || type->data[len] == ';'
-               || type->data[len] == ' ' || type->data[len] == '\t');
 }
 
 
@@ -362,7 +348,7 @@ ngx_esp_login_body_handler(ngx_http_request_t *r)
         return;
     }
 
-    ctx->body_read = 1;
+    ctx->state = NGX_ESP_STATE_BODY_READ;
 
     r->preserve_body = 1;
     r->write_event_handler = ngx_http_core_run_phases;
@@ -374,17 +360,14 @@ ngx_esp_login_body_handler(ngx_http_request_t *r)
  * The credentials arrived.  The login is then carried out by the location
  * of the page the user wants, with its own domain, groups and server
  * authentication: an internal redirect takes the request there, and the
- * access handler there finds ctx->login set.
+ * access handler there finds the request in NGX_ESP_STATE_FORM_LOGIN.
  */
 
 static ngx_int_t
 ngx_esp_login_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx)
 {
-    u_char                *q;
     ngx_int_t              rc;
-    ngx_str_t              token, name, value;
-    ngx_esp_cookie_walk_t  w;
     const char            *reason;
     ngx_esp_login_form_t   f;
 
@@ -408,34 +391,7 @@ ngx_esp_login_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         f.url = elcf->default_url;
     }
 
-    /* the double-submitted token: a cookie no other site can set */
-
-    token.len = 0;
-    ngx_memzero(&w, sizeof(ngx_esp_cookie_walk_t));
-    q = NULL;
-
-    while (ngx_esp_cookie_next(r, &w, &q, &name, &value) == NGX_OK) {
-        if (name.len == ngx_esp_csrf_name.len
-            && ngx_strncmp(name.data, ngx_esp_csrf_name.data, name.len) == 0
-            && value.len == NGX_ESP_CSRF_LEN
-            && f.csrf.len == NGX_ESP_CSRF_LEN
-            && CRYPTO_memcmp(value.data, f.csrf.data, NGX_ESP_CSRF_LEN) == 0)
-        {
-            token = value;
-            break;
-        }
-    }
-
-    if (token.len && !ngx_esp_same_origin(r)) {
-        token.len = 0;
-
-    } else if (token.len == 0) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "esp: login refused: missing or foreign form token "
-                      "(cross-site post or stale form)");
-    }
-
-    if (token.len == 0) {
+    if (!ngx_esp_login_token(r, &f)) {
         return ngx_esp_show_form(r, elcf, ctx, NGX_ESP_MSG_FORM_EXPIRED,
                                  &f.url, &f.username);
     }
@@ -451,7 +407,7 @@ ngx_esp_login_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     /* the choice counts where the location offers it (form_access) */
     ctx->private = (f.trusted.len == 1 && f.trusted.data[0] == '1');
-    ctx->login = NGX_ESP_LOGIN_FORM;
+    ctx->state = NGX_ESP_STATE_FORM_LOGIN;
 
     rc = ngx_esp_continue_at(r, elcf, &ctx->return_url, 1);
 
@@ -469,6 +425,56 @@ ngx_esp_login_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
 
 /*
+ * The double-submitted token: a cookie no other site can set, the same
+ * in the form; and the browser's word that the post comes from this
+ * site, since a sibling host can plant the cookie (cookie tossing).
+ */
+
+static ngx_uint_t
+ngx_esp_login_token(ngx_http_request_t *r, ngx_esp_login_form_t *f)
+{
+    ngx_str_t           name, value;
+    ngx_table_elt_t    *h;
+    ngx_esp_cookies_t   c;
+
+    ngx_memzero(&c, sizeof(ngx_esp_cookies_t));
+
+    while (ngx_esp_http_cookie_next(r, &c, &name, &value) == NGX_OK) {
+
+        if (name.len != ngx_esp_csrf_name.len
+            || ngx_strncmp(name.data, ngx_esp_csrf_name.data, name.len) != 0
+            || value.len != NGX_ESP_CSRF_LEN
+            || f->csrf.len != NGX_ESP_CSRF_LEN
+            || CRYPTO_memcmp(value.data, f->csrf.data, NGX_ESP_CSRF_LEN) != 0)
+        {
+            continue;
+        }
+
+        /* "Origin: null": our pages send no referrer */
+
+        h = ngx_esp_http_cross_site(r, NGX_ESP_ORIGIN_NULL_OK);
+
+        if (h == NULL) {
+            return 1;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "esp: login refused: posted from another site "
+                      "(\"%V: %V\")", ngx_esp_log_escape(r->pool, &h->key),
+                      ngx_esp_log_escape(r->pool, &h->value));
+
+        return 0;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "esp: login refused: missing or foreign form token "
+                  "(cross-site post or stale form)");
+
+    return 0;
+}
+
+
+/*
  * The login form, shown by the location of its return URL, with that
  * location's domain, texts, template and public/private choice; here if
  * the URL leads nowhere.
@@ -480,14 +486,14 @@ ngx_esp_show_form(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 {
     ngx_int_t  rc;
 
-    ctx->status = msg;
+    ctx->message = msg;
     ctx->return_url = *url;
 
     if (user) {
         ctx->user = *user;
     }
 
-    ctx->login = NGX_ESP_LOGIN_PAGE;
+    ctx->state = NGX_ESP_STATE_FORM_PAGE;
 
     rc = ngx_esp_continue_at(r, elcf, url, 0);
 
@@ -495,12 +501,12 @@ ngx_esp_show_form(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         return rc;
     }
 
-    ctx->login = 0;
+    ctx->state = NGX_ESP_STATE_NEW;
 
-    return ngx_esp_login_page(r, elcf, ctx,
-                              msg == NGX_ESP_MSG_FORM_EXPIRED
-                              ? NGX_HTTP_FORBIDDEN : NGX_HTTP_OK,
-                              msg, url, user);
+    return ngx_esp_form_page(r, elcf, ctx,
+                             msg == NGX_ESP_MSG_FORM_EXPIRED
+                             ? NGX_HTTP_FORBIDDEN : NGX_HTTP_OK,
+                             msg, url, user);
 }
 
 
@@ -552,13 +558,15 @@ ngx_esp_continue_at(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
                            sizeof("/_esp/") - 1) == 0)
     {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "esp: login return URL refused: \"%V\"", &name);
+                      "esp: login return URL refused: \"%V\"",
+                      ngx_esp_log_escape(r->pool, &name));
         return NGX_DECLINED;
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "esp: login continues in the location of \"%V?%V\"",
-                   &name, &args);
+                   ngx_esp_log_escape(r->pool, &name),
+                   ngx_esp_log_escape(r->pool, &args));
 
     (void) ngx_http_internal_redirect(r, &name, &args);
     ngx_http_finalize_request(r, NGX_DONE);
@@ -580,12 +588,12 @@ ngx_esp_form_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_str_t    back;
     ngx_uint_t   stale;
 
-    if (ctx->login == NGX_ESP_LOGIN_FORM) {
+    if (ctx->state == NGX_ESP_STATE_FORM_LOGIN) {
 
         if (elcf->client_auth != NGX_ESP_CLIENT_FORM) {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "esp: login refused: \"%V\" is not a form login "
-                          "location", &r->uri);
+                          "location", ngx_esp_log_escape(r->pool, &r->uri));
             return NGX_HTTP_FORBIDDEN;
         }
 
@@ -593,7 +601,7 @@ ngx_esp_form_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
             ctx->private = 0;
         }
 
-        return ngx_esp_authenticate(r, elcf, ctx);
+        return ngx_esp_auth_start(r, elcf, ctx, ngx_esp_form_login_done, 0);
     }
 
     rc = ngx_esp_find_session(r, elcf, ctx, &stale);
@@ -605,29 +613,10 @@ ngx_esp_form_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     if (rc == NGX_OK) {
 
         if (elcf->logoff
-            && ngx_esp_match_paths(elcf->logoff, &r->uri))
+            && ngx_esp_match_paths(elcf->logoff, &r->uri)
+            && ngx_esp_form_logoff(r, elcf, ctx) != NGX_OK)
         {
-            /* Exchange still sees the logoff, to clear its own cookies */
-
-            ctx->logoff = 1;
-
-            if (ngx_esp_main_conf(r)->shm_zone) {
-                (void) ngx_esp_session_revoke(ngx_esp_main_conf(r)->shm_zone,
-                                              ctx->session.id,
-                                              NGX_ESP_SESSION_ID_LEN,
-                                              ngx_esp_session_end(elcf, ctx));
-            }
-
-            ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                          "esp: logoff user=\"%V\" client=%V domain=%V",
-                          &ctx->session.user, &r->connection->addr_text,
-                          &elcf->domain->name);
-
-            if (ngx_esp_clear_cookie(r, elcf, ctx) != NGX_OK) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            ngx_str_set(&ctx->location, NGX_ESP_LOGOUT_PATH);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         return ngx_esp_form_server_basic(r, ctx);
@@ -651,7 +640,8 @@ ngx_esp_form_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "esp: %V \"%V\" without a session: 440",
-                      &r->method_name, &r->uri);
+                      ngx_esp_log_escape(r->pool, &r->method_name),
+                      ngx_esp_log_escape(r->pool, &r->uri));
         return ngx_esp_send_440(r);
     }
 
@@ -665,16 +655,48 @@ ngx_esp_form_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 }
 
 
+/*
+ * A logoff with a valid session: the session is revoked and its cookie
+ * cleared, and Exchange still sees the logoff, to clear its own cookies;
+ * its answer leads to our signed-out page (the header filter).
+ */
+
+static ngx_int_t
+ngx_esp_form_logoff(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx)
+{
+    ngx_esp_main_conf_t  *emcf;
+
+    emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
+
+    ctx->logoff = 1;
+
+    if (emcf->shm_zone) {
+        (void) ngx_esp_session_revoke(emcf->shm_zone, ctx->session.id,
+                                      NGX_ESP_SESSION_ID_LEN,
+                                      ngx_esp_session_end(elcf, ctx));
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "esp: logoff user=\"%V\" client=%V domain=%V",
+                  ngx_esp_log_escape(r->pool, &ctx->session.user),
+                  &r->connection->addr_text, &elcf->domain->name);
+
+    return ngx_esp_clear_cookie(r, elcf, ctx);
+}
+
+
 /* the directory answered a form login; we are in the return URL's place */
 
-ngx_int_t
+static ngx_int_t
 ngx_esp_form_login_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx)
 {
-    ngx_str_t        url;
-    ngx_esp_text_e   msg;
+    ngx_str_t             url;
+    ngx_esp_text_e        msg;
+    ngx_esp_main_conf_t  *emcf;
 
-    switch (ctx->result) {
+    switch (ngx_esp_refusal_shown(elcf, ctx->result)) {
 
     case NGX_ESP_AUTH_OK:
 
@@ -698,7 +720,14 @@ ngx_esp_form_login_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         }
 
         if (elcf->server_auth == NGX_ESP_SERVER_BASIC) {
-            ctx->session.password = ctx->password;
+            emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
+
+            if (ngx_esp_session_seal_password(r->pool, emcf->password_keys,
+                                              &ctx->session, &ctx->password)
+                != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
         }
 
         ctx->has_session = 1;
@@ -768,10 +797,10 @@ ngx_esp_form_login_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         break;
     }
 
-    return ngx_esp_login_page(r, elcf, ctx,
-                              msg == NGX_ESP_MSG_UNAVAILABLE
-                              ? NGX_HTTP_SERVICE_UNAVAILABLE : NGX_HTTP_OK,
-                              msg, &ctx->return_url, &ctx->user);
+    return ngx_esp_form_page(r, elcf, ctx,
+                             msg == NGX_ESP_MSG_UNAVAILABLE
+                             ? NGX_HTTP_SERVICE_UNAVAILABLE : NGX_HTTP_OK,
+                             msg, &ctx->return_url, &ctx->user);
 }
 
 
@@ -814,7 +843,7 @@ ngx_esp_handoff(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_esp_wipe_later(r->pool, b->start, len) != NGX_OK) {
+    if (ngx_esp_http_wipe_later(r->pool, b->start, len) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -869,8 +898,9 @@ ngx_esp_handoff(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     }
 
     if (r->headers_in.authorization
-        && ngx_esp_set_header(r, &r->headers_in.headers, "Authorization",
-                              NULL, &r->headers_in.authorization)
+        && ngx_esp_http_set_header(r, &r->headers_in.headers,
+                                   "Authorization", NULL,
+                                   &r->headers_in.authorization)
            != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -886,7 +916,8 @@ ngx_esp_handoff(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ctx->handoff = 1;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "esp: handing the login to Exchange at \"%V\"", &r->uri);
+                   "esp: handing the login to Exchange at \"%V\"",
+                   ngx_esp_log_escape(r->pool, &r->uri));
 
     return NGX_OK;
 }
@@ -894,32 +925,44 @@ ngx_esp_handoff(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
 /* server auth basic for a form session: the sealed password, as Basic */
 
-ngx_int_t
+static ngx_int_t
 ngx_esp_form_server_basic(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
 {
-    u_char              *p;
-    size_t               len;
-    ngx_str_t            plain, encoded, value, back;
-    ngx_esp_loc_conf_t  *elcf;
+    u_char               *p;
+    size_t                len;
+    ngx_int_t             rc;
+    ngx_str_t             plain, encoded, value, back, password;
+    const char           *reason;
+    ngx_esp_loc_conf_t   *elcf;
+    ngx_esp_main_conf_t  *emcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_exchange_esp_module);
 
     if (elcf->server_auth != NGX_ESP_SERVER_BASIC) {
         /* Exchange authenticates the session's user, nobody the client names */
         if (r->headers_in.authorization) {
-            return ngx_esp_set_header(r, &r->headers_in.headers,
-                                      "Authorization", NULL,
-                                      &r->headers_in.authorization);
+            return ngx_esp_http_set_header(r, &r->headers_in.headers,
+                                           "Authorization", NULL,
+                                           &r->headers_in.authorization);
         }
 
         return NGX_OK;
     }
 
-    if (ctx->session.password.len == 0) {
+    emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
+
+    rc = ngx_esp_session_open_password(r->pool, emcf->password_keys,
+                                       &ctx->session, &password, &reason);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "esp: the session of \"%V\" carries no password for "
-                      "esp_server_auth basic: sign in again",
-                      &ctx->session.user);
+                      "esp: the session of \"%V\" %s: sign in again",
+                      ngx_esp_log_escape(r->pool, &ctx->session.user),
+                      reason);
 
         if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
             return ngx_esp_send_440(r);
@@ -934,7 +977,7 @@ ngx_esp_form_server_basic(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
         return ngx_esp_redirect_to_login(r, ctx, &back, 0);
     }
 
-    len = ctx->session.user.len + 1 + ctx->session.password.len;
+    len = ctx->session.user.len + 1 + password.len;
 
     plain.data = ngx_pnalloc(r->pool, len);
     if (plain.data == NULL) {
@@ -943,7 +986,7 @@ ngx_esp_form_server_basic(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
 
     p = ngx_cpymem(plain.data, ctx->session.user.data, ctx->session.user.len);
     *p++ = ':';
-    ngx_memcpy(p, ctx->session.password.data, ctx->session.password.len);
+    ngx_memcpy(p, password.data, password.len);
     plain.len = len;
 
     value.len = sizeof("Basic ") - 1 + ngx_base64_encoded_length(len);
@@ -952,8 +995,8 @@ ngx_esp_form_server_basic(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_esp_wipe_later(r->pool, plain.data, plain.len) != NGX_OK
-        || ngx_esp_wipe_later(r->pool, value.data, value.len) != NGX_OK)
+    if (ngx_esp_http_wipe_later(r->pool, plain.data, plain.len) != NGX_OK
+        || ngx_esp_http_wipe_later(r->pool, value.data, value.len) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -963,24 +1006,71 @@ ngx_esp_form_server_basic(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
     ngx_encode_base64(&encoded, &plain);
     value.len = sizeof("Basic ") - 1 + encoded.len;
 
-    return ngx_esp_set_header(r, &r->headers_in.headers, "Authorization",
-                              &value, &r->headers_in.authorization);
+    return ngx_esp_http_set_header(r, &r->headers_in.headers,
+                                   "Authorization", &value,
+                                   &r->headers_in.authorization);
 }
 
 
 /*
- * What Exchange answers goes to the browser with our cookies; a logoff
- * ends on our signed-out page; and when Exchange sends a user whose
- * session with us is valid to its own login page (its session ended
- * first), our session ends too and the user signs in once, with us.
+ * Any answer, ours or Exchange's, goes to the browser with our cookies:
+ * Set-Cookie lines wait in ctx->set_cookie (separated by "\n").
  */
 
 ngx_int_t
 ngx_esp_form_header_filter(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
 {
-    ngx_str_t            back;
-    ngx_table_elt_t     *h;
-    ngx_esp_loc_conf_t  *elcf;
+    u_char           *p, *last, *nl;
+    ngx_table_elt_t  *h;
+
+    if (ngx_esp_form_answer(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    p = ctx->set_cookie.data;
+    last = p + ctx->set_cookie.len;
+
+    while (p < last) {
+        nl = ngx_strlchr(p, last, '\n');
+        if (nl == NULL) {
+            nl = last;
+        }
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* zeroed: h->next, since nginx 1.23, must be NULL */
+        ngx_memzero(h, sizeof(ngx_table_elt_t));
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Set-Cookie");
+        h->value.data = p;
+        h->value.len = nl - p;
+
+        p = nl + 1;
+    }
+
+    ctx->set_cookie.len = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A logoff ends on our signed-out page; and when Exchange sends a user
+ * whose session with us is valid to its own login page (its session
+ * ended first), our session ends too and the user signs in once, with us.
+ */
+
+static ngx_int_t
+ngx_esp_form_answer(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
+{
+    ngx_str_t             back;
+    ngx_table_elt_t      *h;
+    ngx_esp_loc_conf_t   *elcf;
+    ngx_esp_main_conf_t  *emcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_exchange_esp_module);
 
@@ -1011,19 +1101,23 @@ ngx_esp_form_header_filter(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
     if (ctx->handoff) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "esp: Exchange refused the forms login of \"%V\" "
-                      "that the directory accepted", &ctx->lr.logon_name);
+                      "that the directory accepted",
+                      ngx_esp_log_escape(r->pool, &ctx->lr.logon_name));
         back = ctx->return_url;
 
     } else {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "esp: Exchange asks \"%V\" to sign in again: "
-                      "ending the session", &ctx->session.user);
+                      "ending the session",
+                      ngx_esp_log_escape(r->pool, &ctx->session.user));
         back = r->unparsed_uri;
     }
 
-    if (ngx_esp_main_conf(r)->shm_zone) {
-        (void) ngx_esp_session_revoke(ngx_esp_main_conf(r)->shm_zone,
-                                      ctx->session.id, NGX_ESP_SESSION_ID_LEN,
+    emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
+
+    if (emcf->shm_zone) {
+        (void) ngx_esp_session_revoke(emcf->shm_zone, ctx->session.id,
+                                      NGX_ESP_SESSION_ID_LEN,
                                       ngx_esp_session_end(elcf, ctx));
     }
 
@@ -1038,6 +1132,27 @@ ngx_esp_form_header_filter(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
     }
 
     return ngx_esp_login_url(r, &back, !ctx->handoff, &h->value);
+}
+
+
+/*
+ * Whatever the decision, a request that goes on to Exchange carries none
+ * of the gate's own cookies: the session is our bearer token, not
+ * Exchange's business.
+ */
+
+ngx_int_t
+ngx_esp_form_strip_cookies(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
+{
+    ngx_str_t  names[3];
+
+    names[0] = elcf->cookie_name;
+    names[1] = ngx_esp_csrf_name;
+
+    /* smart lockout's (src/ngx_esp_lockout.c) */
+    ngx_str_set(&names[2], NGX_ESP_DEVICE_COOKIE);
+
+    return ngx_esp_http_strip_cookies(r, names, 3);
 }
 
 
@@ -1166,13 +1281,12 @@ static ngx_int_t
 ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx, ngx_uint_t *stale)
 {
-    u_char                *pos;
     time_t                 now, idle, max, since, refresh;
     ngx_int_t              rc;
     u_char                 groups[NGX_ESP_GROUPS_LEN];
     ngx_str_t              name, value, key;
-    ngx_esp_cookie_walk_t  w;
     const char            *reason;
+    ngx_esp_cookies_t      c;
     ngx_esp_session_t      s;
     ngx_esp_main_conf_t   *emcf;
 
@@ -1188,12 +1302,11 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         return NGX_ERROR;
     }
 
-    emcf = ngx_esp_main_conf(r);
+    emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
     now = ngx_time();
-    ngx_memzero(&w, sizeof(ngx_esp_cookie_walk_t));
-    pos = NULL;
+    ngx_memzero(&c, sizeof(ngx_esp_cookies_t));
 
-    while (ngx_esp_cookie_next(r, &w, &pos, &name, &value) == NGX_OK) {
+    while (ngx_esp_http_cookie_next(r, &c, &name, &value) == NGX_OK) {
 
         if (name.len != elcf->cookie_name.len
             || ngx_strncmp(name.data, elcf->cookie_name.data, name.len) != 0)
@@ -1222,7 +1335,8 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "esp: session of \"%V\" is for domain \"%V\"",
-                          &s.user, &s.domain);
+                          ngx_esp_log_escape(r->pool, &s.user),
+                          ngx_esp_log_escape(r->pool, &s.domain));
             *stale = ngx_max(*stale, 1);
             continue;
         }
@@ -1240,7 +1354,8 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
             || s.issued > now + 60)
         {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "esp: session of \"%V\" expired (%s)", &s.user,
+                          "esp: session of \"%V\" expired (%s)",
+                          ngx_esp_log_escape(r->pool, &s.user),
                           now - s.issued >= max ? "maximum lifetime"
                                                 : "idle");
             *stale = 2;
@@ -1254,7 +1369,7 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
             {
                 ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                               "esp: session of \"%V\" was ended by logoff",
-                              &s.user);
+                              ngx_esp_log_escape(r->pool, &s.user));
                 *stale = ngx_max(*stale, 1);
                 continue;
             }
@@ -1268,7 +1383,7 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
             if (since && s.issued <= since) {
                 ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                               "esp: session of \"%V\" was revoked",
-                              &s.user);
+                              ngx_esp_log_escape(r->pool, &s.user));
                 *stale = ngx_max(*stale, 1);
                 continue;
             }
@@ -1281,7 +1396,7 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "esp: session of \"%V\" was not checked against "
                           "the permitted groups here: sign in again",
-                          &s.user);
+                          ngx_esp_log_escape(r->pool, &s.user));
             continue;
         }
 
@@ -1316,7 +1431,7 @@ ngx_esp_issue_cookie(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_str_t             sealed;
     ngx_esp_main_conf_t  *emcf;
 
-    emcf = ngx_esp_main_conf(r);
+    emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
 
     if (ngx_esp_session_seal(r->pool, emcf->keys, &ctx->session, &sealed)
         != NGX_OK)
@@ -1423,94 +1538,21 @@ ngx_esp_add_cookie(ngx_http_request_t *r, ngx_esp_ctx_t *ctx,
 }
 
 
-/* walks every "name=value" pair of every Cookie header */
-
-ngx_int_t
-ngx_esp_cookie_next(ngx_http_request_t *r, ngx_esp_cookie_walk_t *w,
-    u_char **pos, ngx_str_t *name, ngx_str_t *value)
-{
-    u_char  *p, *last, *start;
-
-    if (*pos == NULL && ngx_esp_cookie_header_next(r, w) == NULL) {
-        return NGX_DECLINED;
-    }
-
-    while (w->h) {
-
-        last = w->h->value.data + w->h->value.len;
-        p = *pos ? *pos : w->h->value.data;
-
-        while (p < last) {
-
-            while (p < last && (*p == ' ' || *p == ';' || *p == '\t')) {
-                p++;
-            }
-
-            start = p;
-
-            while (p < last && *p != ';') {
-                p++;
-            }
-
-            if (p == start) {
-                continue;
-            }
-
-            *pos = p;
-
-            name->data = start;
-            value->data = ngx_strlchr(start, p, '=');
-
-            if (value->data == NULL) {
-                continue;
-            }
-
-            name->len = value->data - start;
-            value->data++;
-            value->len = p - value->data;
-
-            while (name->len && name->data[name->len - 1] == ' ') {
-                name->len--;
-            }
-
-            while (value->len && value->data[value->len - 1] == ' ') {
-                value->len--;
-            }
-
-            if (value->len >= 2 && value->data[0] == '"'
-                && value->data[value->len - 1] == '"')
-            {
-                value->data++;
-                value->len -= 2;
-            }
-
-            return NGX_OK;
-        }
-
-        *pos = NULL;
-        (void) ngx_esp_cookie_header_next(r, w);
-    }
-
-    return NGX_DECLINED;
-}
-
-
 /* the token of the double-submit cookie: the one the browser has, or new */
 
 static ngx_int_t
 ngx_esp_csrf_token(ngx_http_request_t *r, ngx_str_t *token,
     ngx_uint_t *fresh)
 {
-    u_char                 *pos, rnd[NGX_ESP_CSRF_LEN / 2];
-    ngx_str_t               name, value;
-    ngx_uint_t              k;
-    ngx_esp_cookie_walk_t   w;
+    u_char              rnd[NGX_ESP_CSRF_LEN / 2];
+    ngx_str_t           name, value;
+    ngx_uint_t          k;
+    ngx_esp_cookies_t   c;
 
     *fresh = 0;
-    ngx_memzero(&w, sizeof(ngx_esp_cookie_walk_t));
-    pos = NULL;
+    ngx_memzero(&c, sizeof(ngx_esp_cookies_t));
 
-    while (ngx_esp_cookie_next(r, &w, &pos, &name, &value) == NGX_OK) {
+    while (ngx_esp_http_cookie_next(r, &c, &name, &value) == NGX_OK) {
 
         if (name.len != ngx_esp_csrf_name.len
             || ngx_strncmp(name.data, ngx_esp_csrf_name.data, name.len) != 0
@@ -1551,7 +1593,7 @@ ngx_esp_csrf_token(ngx_http_request_t *r, ngx_str_t *token,
 
 
 static ngx_int_t
-ngx_esp_login_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+ngx_esp_form_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx, ngx_uint_t status, ngx_esp_text_e msg,
     ngx_str_t *url, ngx_str_t *user)
 {
@@ -1680,7 +1722,7 @@ ngx_esp_login_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_esp_send_page(r, status, &body);
+    return ngx_esp_form_send(r, status, &body);
 }
 
 
@@ -1721,7 +1763,7 @@ ngx_esp_logout_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_esp_send_page(r, NGX_HTTP_OK, &body);
+    return ngx_esp_form_send(r, NGX_HTTP_OK, &body);
 }
 
 
@@ -1815,93 +1857,18 @@ ngx_esp_render(ngx_http_request_t *r, u_char *tpl, size_t len,
 }
 
 
+/* a page in the access phase: the request ends here */
+
 static ngx_int_t
-ngx_esp_send_page(ngx_http_request_t *r, ngx_uint_t status, ngx_str_t *body)
+ngx_esp_form_send(ngx_http_request_t *r, ngx_uint_t status, ngx_str_t *body)
 {
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_str_t     value;
-    ngx_chain_t   out;
+    ngx_str_t  type;
 
-    /* no "100 Continue" invites a body we are about to refuse */
-    r->expect_tested = 1;
+    ngx_str_set(&type, "text/html; charset=utf-8");
 
-    if (ngx_http_discard_request_body(r) != NGX_OK) {
-        r->keepalive = 0;
-    }
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = body->len;
-    ngx_str_set(&r->headers_out.content_type, "text/html; charset=utf-8");
-    r->headers_out.content_type_len = sizeof("text/html") - 1;
-    r->headers_out.content_type_lowcase = NULL;
-
-    ngx_str_set(&value, "no-store");
-    if (ngx_esp_set_header(r, &r->headers_out.headers, "Cache-Control",
-                           &value, NULL)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_str_set(&value, "default-src 'none'; style-src 'unsafe-inline'; "
-                        "img-src data:; form-action 'self'; "
-                        "frame-ancestors 'none'; base-uri 'none'");
-    if (ngx_esp_set_header(r, &r->headers_out.headers,
-                           "Content-Security-Policy", &value, NULL)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_str_set(&value, "DENY");
-    if (ngx_esp_set_header(r, &r->headers_out.headers, "X-Frame-Options",
-                           &value, NULL)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_str_set(&value, "no-referrer");
-    if (ngx_esp_set_header(r, &r->headers_out.headers, "Referrer-Policy",
-                           &value, NULL)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_str_set(&value, "nosniff");
-    if (ngx_esp_set_header(r, &r->headers_out.headers,
-                           "X-Content-Type-Options", &value, NULL)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        ngx_http_finalize_request(r, rc);
-        return NGX_DONE;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        ngx_http_finalize_request(r, NGX_ERROR);
-        return NGX_DONE;
-    }
-
-    b->pos = body->data;
-    b->last = body->data + body->len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    ngx_http_finalize_request(r, ngx_http_output_filter(r, &out));
-
+    ngx_http_finalize_request(r, ngx_esp_http_send(r, status, &type,
+                                                   sizeof("text/html") - 1,
+                                                   body));
     return NGX_DONE;
 }
 
@@ -1917,7 +1884,7 @@ ngx_esp_send_440(ngx_http_request_t *r)
     ngx_str_set(&body, "<html><body><h1>440 Login Timeout</h1>"
                        "</body></html>\n");
 
-    return ngx_esp_send_page(r, 440, &body);
+    return ngx_esp_form_send(r, 440, &body);
 }
 
 
@@ -1932,116 +1899,21 @@ static ngx_int_t
 ngx_esp_parse_form(ngx_http_request_t *r, ngx_esp_login_form_t *f,
     const char **reason)
 {
-    u_char       *p, *last, *start, *eq, *body;
-    size_t        len;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_str_t     key, val, *field;
-    ngx_chain_t  *cl;
+    u_char      *p, *last;
+    ngx_int_t    rc;
+    ngx_str_t    body, name, value, *field;
 
-    *reason = "empty body";
-
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        return NGX_HTTP_BAD_REQUEST;
+    rc = ngx_esp_http_body(r, NGX_ESP_MAX_LOGIN_BODY, 1, &body, reason);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
-    if (r->request_body->temp_file) {
-        *reason = "body too large";
-        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
-    }
+    p = body.data;
+    last = p + body.len;
 
-    len = 0;
+    while (ngx_esp_http_form_pair(&p, last, &name, &value)) {
 
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        len += ngx_buf_size(cl->buf);
-    }
-
-    if (len > NGX_ESP_MAX_LOGIN_BODY) {
-        *reason = "body too large";
-        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
-    }
-
-    if (len == 0) {
-        *reason = "empty body";
-        return NGX_HTTP_BAD_REQUEST;
-    }
-
-    *reason = "out of memory";
-
-    body = ngx_pnalloc(r->pool, len);
-    if (body == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_esp_wipe_later(r->pool, body, len) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = body;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-        if (b->in_file || !ngx_buf_in_memory(b)) {
-            *reason = "body in a file";
-            return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
-        }
-
-        p = ngx_cpymem(p, b->pos, b->last - b->pos);
-    }
-
-    /* the raw body held the password: wipe the buffers now */
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        if (cl->buf->temporary) {
-            ngx_explicit_memzero(cl->buf->pos, cl->buf->last - cl->buf->pos);
-        }
-    }
-
-    p = body;
-    last = body + len;
-
-    while (p < last) {
-        start = p;
-
-        while (p < last && *p != '&') {
-            p++;
-        }
-
-        eq = ngx_strlchr(start, p, '=');
-
-        if (eq == NULL) {
-            key.data = start;
-            key.len = p - start;
-            val.len = 0;
-            val.data = p;
-
-        } else {
-            key.data = start;
-            key.len = eq - start;
-            val.data = eq + 1;
-            val.len = p - eq - 1;
-        }
-
-        p++;
-
-        field = NULL;
-
-        if (key.len == 8 && ngx_strncmp(key.data, "username", 8) == 0) {
-            field = &f->username;
-
-        } else if (key.len == 8 && ngx_strncmp(key.data, "password", 8) == 0)
-        {
-            field = &f->password;
-
-        } else if (key.len == 3 && ngx_strncmp(key.data, "url", 3) == 0) {
-            field = &f->url;
-
-        } else if (key.len == 4 && ngx_strncmp(key.data, "csrf", 4) == 0) {
-            field = &f->csrf;
-
-        } else if (key.len == 7 && ngx_strncmp(key.data, "trusted", 7) == 0) {
-            field = &f->trusted;
-        }
+        field = ngx_esp_form_field(f, &name);
 
         if (field == NULL) {
             continue;
@@ -2052,7 +1924,11 @@ ngx_esp_parse_form(ngx_http_request_t *r, ngx_esp_login_form_t *f,
             return NGX_HTTP_BAD_REQUEST;
         }
 
-        rc = ngx_esp_form_unescape(r->pool, &val, field);
+        if (value.data == NULL) {
+            value.data = name.data + name.len;
+        }
+
+        rc = ngx_esp_http_form_decode(r->pool, &value, field, 1, reason);
 
         if (rc == NGX_ERROR) {
             *reason = "out of memory";
@@ -2060,7 +1936,6 @@ ngx_esp_parse_form(ngx_http_request_t *r, ngx_esp_login_form_t *f,
         }
 
         if (rc != NGX_OK) {
-            *reason = "a field is not valid UTF-8 text";
             return NGX_HTTP_BAD_REQUEST;
         }
     }
@@ -2077,60 +1952,34 @@ ngx_esp_parse_form(ngx_http_request_t *r, ngx_esp_login_form_t *f,
 }
 
 
-static ngx_int_t
-ngx_esp_form_unescape(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *out)
+/* where a field of the login form goes, NULL for one we do not know */
+
+static ngx_str_t *
+ngx_esp_form_field(ngx_esp_login_form_t *f, ngx_str_t *name)
 {
-    u_char     *p, *last, *d, c;
-    ngx_int_t   h;
+    static struct {
+        ngx_str_t   name;
+        size_t      offset;
+    } fields[] = {
+        { ngx_string("username"), offsetof(ngx_esp_login_form_t, username) },
+        { ngx_string("password"), offsetof(ngx_esp_login_form_t, password) },
+        { ngx_string("url"), offsetof(ngx_esp_login_form_t, url) },
+        { ngx_string("csrf"), offsetof(ngx_esp_login_form_t, csrf) },
+        { ngx_string("trusted"), offsetof(ngx_esp_login_form_t, trusted) },
+        { ngx_null_string, 0 }
+    };
 
-    out->data = ngx_pnalloc(pool, in->len + 1);
-    if (out->data == NULL) {
-        return NGX_ERROR;
-    }
+    ngx_uint_t  i;
 
-    if (ngx_esp_wipe_later(pool, out->data, in->len + 1) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    d = out->data;
-    p = in->data;
-    last = p + in->len;
-
-    while (p < last) {
-        c = *p++;
-
-        if (c == '+') {
-            c = ' ';
-
-        } else if (c == '%') {
-            if (last - p < 2) {
-                return NGX_DECLINED;
-            }
-
-            h = ngx_hextoi(p, 2);
-            if (h == NGX_ERROR) {
-                return NGX_DECLINED;
-            }
-
-            c = (u_char) h;
-            p += 2;
+    for (i = 0; fields[i].name.len; i++) {
+        if (name->len == fields[i].name.len
+            && ngx_strncmp(name->data, fields[i].name.data, name->len) == 0)
+        {
+            return (ngx_str_t *) ((u_char *) f + fields[i].offset);
         }
-
-        if (c < 0x20 || c == 0x7f) {
-            return NGX_DECLINED;
-        }
-
-        *d++ = c;
     }
 
-    out->len = d - out->data;
-
-    p = out->data;
-    if (!ngx_esp_utf8_valid(out->data, out->len)) {
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
+    return NULL;
 }
 
 
@@ -2203,97 +2052,6 @@ fallback:
     *url = elcf->default_url;
 
     return NGX_OK;
-}
-
-
-/*
- * The double-submit cookie can be planted by a sibling host (cookie
- * tossing): the browser's own word on where a form post comes from
- * decides too.  "Origin: null" (our pages send no referrer) and no
- * header at all (older clients) pass.
- */
-
-static ngx_uint_t
-ngx_esp_same_origin(ngx_http_request_t *r)
-{
-    u_char           *p, *last, *host;
-    ngx_str_t         scheme;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    ngx_str_set(&scheme, "http://");
-
-#if (NGX_HTTP_SSL)
-    if (r->connection->ssl) {
-        ngx_str_set(&scheme, "https://");
-    }
-#endif
-
-    for (part = &r->headers_in.headers.part; part; part = part->next) {
-
-        h = part->elts;
-
-        for (i = 0; i < part->nelts; i++) {
-
-            if (h[i].key.len == sizeof("Sec-Fetch-Site") - 1
-                && ngx_strncasecmp(h[i].key.data, (u_char *) "Sec-Fetch-Site",
-                                   sizeof("Sec-Fetch-Site") - 1) == 0)
-            {
-                if (h[i].value.len == sizeof("cross-site") - 1
-                    && ngx_strncasecmp(h[i].value.data,
-                                       (u_char *) "cross-site",
-                                       sizeof("cross-site") - 1) == 0)
-                {
-                    goto refused;
-                }
-
-                continue;
-            }
-
-            if (h[i].key.len != sizeof("Origin") - 1
-                || ngx_strncasecmp(h[i].key.data, (u_char *) "Origin",
-                                   sizeof("Origin") - 1) != 0
-                || (h[i].value.len == sizeof("null") - 1
-                    && ngx_strncmp(h[i].value.data, "null",
-                                   sizeof("null") - 1) == 0))
-            {
-                continue;
-            }
-
-            /* scheme://host[:port], the host being this request's */
-
-            p = h[i].value.data;
-            last = p + h[i].value.len;
-
-            if ((size_t) (last - p) <= scheme.len
-                || ngx_strncasecmp(p, scheme.data, scheme.len) != 0)
-            {
-                goto refused;
-            }
-
-            host = p + scheme.len;
-
-            for (p = host; p < last && *p != ':'; p++) { /* void */ }
-
-            if ((size_t) (p - host) != r->headers_in.server.len
-                || ngx_strncasecmp(host, r->headers_in.server.data,
-                                   p - host) != 0)
-            {
-                goto refused;
-            }
-        }
-    }
-
-    return 1;
-
-refused:
-
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "esp: login refused: posted from another site "
-                  "(\"%V: %V\")", &h[i].key, &h[i].value);
-
-    return 0;
 }
 
 
@@ -2441,35 +2199,6 @@ ngx_esp_form_escape(u_char *dst, ngx_str_t *src)
 }
 
 
-static ngx_int_t
-ngx_esp_wipe_later(ngx_pool_t *pool, u_char *p, size_t len)
-{
-    ngx_str_t           *s;
-    ngx_pool_cleanup_t  *cln;
-
-    cln = ngx_pool_cleanup_add(pool, sizeof(ngx_str_t));
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
-    s = cln->data;
-    s->data = p;
-    s->len = len;
-    cln->handler = ngx_esp_wipe_str;
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_esp_wipe_str(void *data)
-{
-    ngx_str_t  *s = data;
-
-    ngx_explicit_memzero(s->data, s->len);
-}
-
-
 /* German when the first of "en" and "de" the browser names is "de" */
 
 static ngx_uint_t
@@ -2530,4 +2259,247 @@ static char *
 ngx_esp_text(ngx_esp_ctx_t *ctx, ngx_esp_text_e t)
 {
     return ctx->de ? ngx_esp_texts[t].de : ngx_esp_texts[t].en;
+}
+
+
+/* esp_cookie name [samesite=lax|strict|none|off] */
+
+char *
+ngx_esp_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_esp_loc_conf_t *elcf = conf;
+
+    ngx_str_t   *value, v;
+    ngx_uint_t   i;
+
+    if (elcf->cookie_name.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (i = 0; i < value[1].len; i++) {
+        if (!(ngx_esp_isalnum(value[1].data[i]) || value[1].data[i] == '_'
+              || value[1].data[i] == '-'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid cookie name \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (value[1].len == 0) {
+        return "has an empty cookie name";
+    }
+
+    elcf->cookie_name = value[1];
+
+    if (cf->args->nelts == 2) {
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(value[2].data, "samesite=", 9) != 0) {
+        goto invalid;
+    }
+
+    v.data = value[2].data + 9;
+    v.len = value[2].len - 9;
+
+    if (v.len == 3 && ngx_strncasecmp(v.data, (u_char *) "lax", 3) == 0) {
+        elcf->samesite = NGX_ESP_SAMESITE_LAX;
+
+    } else if (v.len == 6
+               && ngx_strncasecmp(v.data, (u_char *) "strict", 6) == 0)
+    {
+        elcf->samesite = NGX_ESP_SAMESITE_STRICT;
+
+    } else if (v.len == 4
+               && ngx_strncasecmp(v.data, (u_char *) "none", 4) == 0)
+    {
+        elcf->samesite = NGX_ESP_SAMESITE_NONE;
+
+    } else if (v.len == 3 && ngx_strncasecmp(v.data, (u_char *) "off", 3) == 0)
+    {
+        elcf->samesite = NGX_ESP_SAMESITE_OFF;
+
+    } else {
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\": expected "
+                       "\"samesite=lax|strict|none|off\"", &value[2]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* esp_login_page file: a custom template, read once */
+
+char *
+ngx_esp_login_page(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_esp_loc_conf_t *elcf = conf;
+
+    u_char           *p, *last, *end;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t        *value, name;
+    ngx_uint_t        i, known;
+    ngx_file_info_t   fi;
+
+    static char  *names[] = {
+        "lang", "title", "greeting", "action", "url", "csrf", "username",
+        "message", "message_class", "public_private", "t_heading",
+        "t_username", "t_username_hint", "t_password", "t_submit",
+        "t_footer", NULL
+    };
+
+    if (elcf->login_page.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%s\" failed", name.data);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) == 0 || ngx_file_size(&fi) > 256 * 1024)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "login page \"%s\" must hold 1 byte to 256k",
+                           name.data);
+        (void) ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    elcf->login_page.len = ngx_file_size(&fi);
+    elcf->login_page.data = ngx_pnalloc(cf->pool, elcf->login_page.len);
+    if (elcf->login_page.data == NULL) {
+        (void) ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_fd(fd, elcf->login_page.data, elcf->login_page.len);
+    (void) ngx_close_file(fd);
+
+    if (n != (ssize_t) elcf->login_page.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_read_fd_n " \"%s\" failed", name.data);
+        return NGX_CONF_ERROR;
+    }
+
+    /* every placeholder must be one the module fills */
+
+    p = elcf->login_page.data;
+    last = p + elcf->login_page.len;
+
+    while ((p = ngx_strlcasestrn(p, last, (u_char *) "{{", 2 - 1)) != NULL) {
+
+        end = ngx_strlcasestrn(p + 2, last, (u_char *) "}}", 2 - 1);
+        if (end == NULL) {
+            break;
+        }
+
+        known = 0;
+
+        for (i = 0; names[i]; i++) {
+            if ((size_t) (end - p - 2) == ngx_strlen(names[i])
+                && ngx_strncmp(p + 2, names[i], end - p - 2) == 0)
+            {
+                known = 1;
+                break;
+            }
+        }
+
+        if (!known) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "unknown placeholder \"%*s\" in login page "
+                               "\"%s\"", end - p + 2, p, name.data);
+            return NGX_CONF_ERROR;
+        }
+
+        p = end + 2;
+    }
+
+    if (ngx_strlcasestrn(elcf->login_page.data, last,
+                         (u_char *) "{{csrf}}", 8 - 1) == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "login page \"%s\" has no {{csrf}}: the form "
+                           "would always be refused", name.data);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* a path on this site: "/..." */
+
+static char *
+ngx_esp_local_url(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t  *url = data;
+
+    if (url->len == 0 || url->data[0] != '/'
+        || (url->len > 1 && (url->data[1] == '/' || url->data[1] == '\\')))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must be a path on this site, such as "
+                           "\"/owa/\"", url);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the User Password Form: a path, or an https URL */
+
+static char *
+ngx_esp_password_form(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t  *url = data;
+
+    ngx_uint_t  i;
+
+    for (i = 0; i < url->len; i++) {
+        if (url->data[i] <= 0x20 || url->data[i] == 0x7f) {
+            goto invalid;
+        }
+    }
+
+    if (url->len > 8
+        && ngx_strncasecmp(url->data, (u_char *) "https://", 8) == 0)
+    {
+        return NGX_CONF_OK;
+    }
+
+    if (url->len && url->data[0] == '/'
+        && !(url->len > 1 && (url->data[1] == '/' || url->data[1] == '\\')))
+    {
+        return NGX_CONF_OK;
+    }
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"%V\" must be an https:// URL or a path, such as "
+                       "\"https://mail.contoso.com/owa/auth/"
+                       "expiredpassword.aspx?url=/owa/auth.owa\"", url);
+    return NGX_CONF_ERROR;
 }

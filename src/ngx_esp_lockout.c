@@ -13,6 +13,7 @@
 #include <openssl/hmac.h>
 
 #include "ngx_esp_lockout.h"
+#include "ngx_esp_log.h"
 #include "ngx_esp_request.h"
 #include "ngx_esp_session.h"
 #include "ngx_esp_shm.h"
@@ -113,7 +114,7 @@ typedef struct {
     ngx_esp_domain_t          *domain;
     ngx_esp_shm_policy_t       policy;
     ngx_esp_shm_slot_t         slot;
-    ngx_str_t                  key;
+    ngx_str_t                  key;          /* escaped, for the log */
     ngx_str_t                  client;
     ngx_uint_t                 familiar;
 } ngx_esp_lockout_orphan_t;
@@ -252,8 +253,9 @@ again:
                              &started);
 
     if (started) {
-        ngx_esp_lockout_blocked(lk->log, d, &lk->key, &lk->policy,
-                                lk->familiar);
+        ngx_esp_lockout_blocked(lk->log, d,
+                                ngx_esp_log_escape(r->pool, &lk->key),
+                                &lk->policy, lk->familiar);
     }
 
     if (rc == NGX_AGAIN) {
@@ -351,8 +353,9 @@ ngx_esp_lockout_end(ngx_http_request_t *r, ngx_esp_lockout_t *lk,
         && ngx_esp_shm_settle(lk->zone, &lk->policy, &lk->slot,
                               ngx_esp_lockout_outcome(result)))
     {
-        ngx_esp_lockout_blocked(lk->log, d, &lk->key, &lk->policy,
-                                lk->familiar);
+        ngx_esp_lockout_blocked(lk->log, d,
+                                ngx_esp_log_escape(r->pool, &lk->key),
+                                &lk->policy, lk->familiar);
     }
 
     if (result != NGX_ESP_AUTH_OK || !d->smart_lockout) {
@@ -394,7 +397,8 @@ ngx_esp_lockout_cleanup(void *data)
 
     u_char                    *p;
     ngx_int_t                  rc;
-    ngx_str_t                 *addr;
+    ngx_str_t                 *addr, *key;
+    ngx_pool_t                *pool;
     ngx_esp_lockout_orphan_t  *o;
 
     if (lk->waiting) {
@@ -413,7 +417,11 @@ ngx_esp_lockout_cleanup(void *data)
     lk->ended = 1;
     addr = &lk->request->connection->addr_text;
 
-    o = ngx_alloc(sizeof(ngx_esp_lockout_orphan_t) + lk->key.len + addr->len,
+    /* the request's pool is going, but not yet: its cleanups run first */
+    pool = lk->request->pool;
+    key = ngx_esp_log_escape(pool, &lk->key);
+
+    o = ngx_alloc(sizeof(ngx_esp_lockout_orphan_t) + key->len + addr->len,
                   lk->log);
 
     rc = ngx_esp_ldap_abort(lk->lr, o ? ngx_esp_lockout_orphan : NULL, o);
@@ -430,8 +438,8 @@ ngx_esp_lockout_cleanup(void *data)
 
         p = (u_char *) o + sizeof(ngx_esp_lockout_orphan_t);
         o->key.data = p;
-        o->key.len = lk->key.len;
-        p = ngx_cpymem(p, lk->key.data, lk->key.len);
+        o->key.len = key->len;
+        p = ngx_cpymem(p, key->data, key->len);
         o->client.data = p;
         o->client.len = addr->len;
         ngx_memcpy(p, addr->data, addr->len);
@@ -451,7 +459,7 @@ ngx_esp_lockout_cleanup(void *data)
                            : rc == NGX_AGAIN ? NGX_ESP_SHM_FAILURE
                                              : NGX_ESP_SHM_RELEASE))
     {
-        ngx_esp_lockout_blocked(lk->log, lk->domain, &lk->key, &lk->policy,
+        ngx_esp_lockout_blocked(lk->log, lk->domain, key, &lk->policy,
                                 lk->familiar);
     }
 }
@@ -505,6 +513,8 @@ ngx_esp_lockout_outcome(ngx_esp_auth_result_e result)
     }
 }
 
+
+/* "key": escaped (ngx_esp_log_escape()), it is what the client wrote */
 
 static void
 ngx_esp_lockout_blocked(ngx_log_t *log, ngx_esp_domain_t *d, ngx_str_t *key,
@@ -574,7 +584,6 @@ static ngx_uint_t
 ngx_esp_device_valid(ngx_http_request_t *r, ngx_esp_lockout_t *lk,
     ngx_array_t *keys)
 {
-    u_char                 *pos;
     u_char                  raw[NGX_ESP_DEVICE_LEN + 3];
     u_char                  mac[NGX_ESP_DEVICE_MAC_LEN];
     time_t                  issued, now;
@@ -582,7 +591,7 @@ ngx_esp_device_valid(ngx_http_request_t *r, ngx_esp_lockout_t *lk,
     ngx_str_t               name, value, decoded;
     ngx_uint_t              i, n, tries;
     ngx_esp_key_t          *k;
-    ngx_esp_cookie_walk_t   w;
+    ngx_esp_cookies_t       c;
 
     if (keys == NULL) {
         return 0;
@@ -591,11 +600,10 @@ ngx_esp_device_valid(ngx_http_request_t *r, ngx_esp_lockout_t *lk,
     k = keys->elts;
     now = ngx_time();
     tries = 0;
-    pos = NULL;
 
-    ngx_memzero(&w, sizeof(ngx_esp_cookie_walk_t));
+    ngx_memzero(&c, sizeof(ngx_esp_cookies_t));
 
-    while (ngx_esp_cookie_next(r, &w, &pos, &name, &value) == NGX_OK) {
+    while (ngx_esp_http_cookie_next(r, &c, &name, &value) == NGX_OK) {
 
         if (name.len != sizeof(NGX_ESP_DEVICE_COOKIE) - 1
             || ngx_strncmp(name.data, NGX_ESP_DEVICE_COOKIE, name.len) != 0)

@@ -8,24 +8,44 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_esp_http.h"
 #include "ngx_esp_match.h"
 
 
 static ngx_int_t ngx_esp_unhex(u_char c);
 static ngx_uint_t ngx_esp_plain_char(u_char c);
+static void ngx_esp_path_pattern_warn(ngx_conf_t *cf, ngx_str_t *value);
 
 
 /*
  * Case-insensitive (ASCII, as IIS compares paths) glob match where "*"
- * is any run of bytes, "/" included.  The single-star backtracking keeps
- * it at O(plen * len) for any input, with no recursion.
+ * is any run of bytes within one path segment: it never takes a "/".
+ * Only stars that end the pattern right after a "/" ("/owa/" and a star)
+ * take the rest of the path, "/" included.  Otherwise "/ecp/" star ".js"
+ * would also match "/ecp/x.aspx/y.js", which IIS hands to x.aspx
+ * (PathInfo): the shape of ProxyLogon's way past authentication.  The
+ * single-star backtracking keeps it at O(plen * len) for any input, with
+ * no recursion; a star that meets a "/" ends the search, since no
+ * earlier star can take it either.
  */
 
 ngx_uint_t
 ngx_esp_glob_match(u_char *p, size_t plen, u_char *s, size_t len)
 {
-    size_t      pi, si, star_p, star_s;
+    size_t      pi, si, star_p, star_s, rest;
     ngx_uint_t  star;
+
+    /* where a trailing "/" and stars begin to stand for the rest */
+
+    rest = plen;
+
+    while (rest > 0 && p[rest - 1] == '*') {
+        rest--;
+    }
+
+    if (rest == plen || rest == 0 || p[rest - 1] != '/') {
+        rest = plen + 1;
+    }
 
     pi = 0;
     si = 0;
@@ -34,6 +54,10 @@ ngx_esp_glob_match(u_char *p, size_t plen, u_char *s, size_t len)
     star_s = 0;
 
     while (si < len) {
+
+        if (pi == rest) {
+            return 1;
+        }
 
         if (pi < plen && p[pi] == '*') {
             star = 1;
@@ -48,7 +72,7 @@ ngx_esp_glob_match(u_char *p, size_t plen, u_char *s, size_t len)
             continue;
         }
 
-        if (!star) {
+        if (!star || s[star_s] == '/') {
             return 0;
         }
 
@@ -66,7 +90,10 @@ ngx_esp_glob_match(u_char *p, size_t plen, u_char *s, size_t len)
 
 /*
  * A pattern ending in "/" and a star also matches the directory itself
- * ("/owa"), which IIS answers with a redirect to "/owa/".
+ * ("/owa"), which IIS answers with a redirect to "/owa/".  The rule is
+ * the same for every list of patterns (esp_allowed_dirs,
+ * esp_preauth_excluded_dirs, esp_logoff): a star stays within its segment
+ * unless the pattern ends in "/" and a star.
  */
 
 ngx_uint_t
@@ -295,66 +322,6 @@ ngx_esp_canonical_path(u_char *raw, size_t len, ngx_str_t *out,
 }
 
 
-/* strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF */
-
-ngx_uint_t
-ngx_esp_utf8_valid(u_char *p, size_t len)
-{
-    u_char      *last;
-    uint32_t     u, min;
-    ngx_uint_t   n, i;
-
-    last = p + len;
-
-    while (p < last) {
-
-        if (*p < 0x80) {
-            p++;
-            continue;
-        }
-
-        if (*p >= 0xc2 && *p <= 0xdf) {
-            n = 1;
-            u = *p & 0x1f;
-            min = 0x80;
-
-        } else if (*p >= 0xe0 && *p <= 0xef) {
-            n = 2;
-            u = *p & 0x0f;
-            min = 0x800;
-
-        } else if (*p >= 0xf0 && *p <= 0xf4) {
-            n = 3;
-            u = *p & 0x07;
-            min = 0x10000;
-
-        } else {
-            return 0;
-        }
-
-        if ((size_t) (last - p) <= n) {
-            return 0;
-        }
-
-        for (i = 1; i <= n; i++) {
-            if ((p[i] & 0xc0) != 0x80) {
-                return 0;
-            }
-
-            u = (u << 6) | (p[i] & 0x3f);
-        }
-
-        if (u < min || u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
-            return 0;
-        }
-
-        p += n + 1;
-    }
-
-    return 1;
-}
-
-
 /*
  * A path that every server reads the same way: no escapes that change
  * its structure, no dot or empty segments, no segment ending in a dot or
@@ -551,7 +518,55 @@ ngx_esp_parse_path_pattern(ngx_conf_t *cf, ngx_str_t *value, void *elt)
 
     pp->pattern = *value;
 
+    ngx_esp_path_pattern_warn(cf, value);
+
     return NGX_CONF_OK;
+}
+
+
+/*
+ * "/ecp/" star ".js" as an exclusion: the star matches within one
+ * segment only (see ngx_esp_glob_match()), but an exclusion by what a
+ * path ends with still lets unauthenticated requests reach whatever the
+ * backend serves under such names; say so where it is configured.
+ * cf->args is NULL when the fuzz targets call the parser.
+ */
+
+static void
+ngx_esp_path_pattern_warn(ngx_conf_t *cf, ngx_str_t *value)
+{
+    u_char     *star;
+    ngx_str_t  *args;
+
+    if (cf->args == NULL || cf->args->nelts == 0) {
+        return;
+    }
+
+    args = cf->args->elts;
+
+    if (args[0].len != sizeof("esp_preauth_excluded_dirs") - 1
+        || ngx_strncmp(args[0].data, "esp_preauth_excluded_dirs",
+                       args[0].len) != 0)
+    {
+        return;
+    }
+
+    star = ngx_strlchr(value->data, value->data + value->len, '*');
+
+    while (star && star < value->data + value->len && *star == '*') {
+        star++;
+    }
+
+    if (star == NULL || star == value->data + value->len) {
+        return;
+    }
+
+    ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                       "\"esp_preauth_excluded_dirs\" pattern \"%V\": the "
+                       "\"*\" before \"%*s\" matches within one path "
+                       "segment only, yet lets every such name past the "
+                       "login; list the exact paths if you can", value,
+                       (size_t) (value->data + value->len - star), star);
 }
 
 

@@ -19,7 +19,6 @@ ngx_uint_t ngx_esp_match_hosts(ngx_array_t *hosts, ngx_str_t *host);
 ngx_int_t ngx_esp_canonical_path(u_char *raw, size_t len, ngx_str_t *out,
     const char **reason);
 ngx_uint_t ngx_esp_path_is_plain(u_char *raw, size_t len);
-ngx_uint_t ngx_esp_utf8_valid(u_char *p, size_t len);
 
 char *ngx_esp_parse_path_pattern(ngx_conf_t *cf, ngx_str_t *value,
     void *elt);

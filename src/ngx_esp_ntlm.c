@@ -17,6 +17,14 @@
  * Requests of client connections that never did NTLM are left to the
  * balancer and to "keepalive" as if the directive were not there.
  *
+ * Every upstream {} without the directive is guarded all the same: an
+ * upstream connection that carried NTLM/Negotiate is closed after its
+ * response, so that "keepalive" never hands it to another client.  Since
+ * nginx 1.29.7 every upstream {} has "keepalive" by default; without the
+ * guard, a configuration that was merely broken for NTLM on nginx 1.22
+ * (the handshake fails) would answer one user's requests with another
+ * user's Exchange session.
+ *
  * The peer methods are wrapped at postconfiguration, after every upstream
  * has been initialized by its balancer and by "keepalive", so that this
  * layer is always the outermost one whatever the order of the directives:
@@ -66,6 +74,7 @@ typedef struct {
     ngx_http_request_t              *request;
     ngx_esp_ntlm_pin_t              *pin;           /* its connection in use */
     ngx_uint_t                       auth;          /* NTLM/Negotiate sent */
+    ngx_uint_t                       pinning;       /* esp_ntlm, not a guard */
 
     void                            *data;
     ngx_event_get_peer_pt            original_get_peer;
@@ -182,6 +191,7 @@ ngx_esp_ntlm_init_peer(ngx_http_request_t *r,
     pd->conf = nscf;
     pd->request = r;
     pd->auth = ngx_esp_ntlm_authorization(r);
+    pd->pinning = (nscf->enable == 1);
 
     pd->data = u->peer.data;
     pd->original_get_peer = u->peer.get;
@@ -203,10 +213,11 @@ ngx_esp_ntlm_init_peer(ngx_http_request_t *r,
     u->peer.save_session = ngx_esp_ntlm_save_session;
 #endif
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "esp ntlm: init peer, ntlm authorization: %ui", pd->auth);
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "esp ntlm: init peer, ntlm authorization: %ui, pinning: %ui",
+                   pd->auth, pd->pinning);
 
-    if (pd->auth) {
+    if (pd->auth && pd->pinning) {
         ngx_esp_ntlm_check_request(r, nscf);
     }
 
@@ -224,7 +235,7 @@ ngx_esp_ntlm_get_peer(ngx_peer_connection_t *pc, void *data)
 
     pd->pin = NULL;
 
-    pin = ngx_esp_ntlm_pin(pd, 0);
+    pin = pd->pinning ? ngx_esp_ntlm_pin(pd, 0) : NULL;
 
     if (pin == NULL || pin->connection == NULL) {
         return pd->original_get_peer(pc, pd->data);
@@ -325,6 +336,25 @@ ngx_esp_ntlm_free_peer(ngx_peer_connection_t *pc, void *data,
     pc->connection = NULL;
     pd->original_free_peer(pc, pd->data, state);
     pc->connection = c;
+
+    if (!pd->pinning) {
+        /* a guarded upstream {}: upstream closes the connection */
+
+        if (!pd->conf->guard_warned) {
+            pd->conf->guard_warned = 1;
+
+            ngx_log_error(NGX_LOG_WARN, pc->log, 0,
+                          "esp_ntlm: upstream \"%V\" carried an NTLM or "
+                          "Negotiate handshake but has no \"esp_ntlm\": its "
+                          "connections that do are closed, never reused, so "
+                          "the handshakes fail; add \"esp_ntlm;\" to that "
+                          "upstream {}", pd->conf->name);
+        }
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pc->log, 0,
+                       "esp ntlm: NTLM connection %p not cached, closed", c);
+        return;
+    }
 
     if (!ngx_esp_ntlm_reusable(pd, c, state)) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pc->log, 0,
@@ -865,7 +895,9 @@ ngx_esp_ntlm_create_srv_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     conf->original_init_peer = NULL;
+     *     conf->name = NULL;
      *     conf->warned = 0;
+     *     conf->guard_warned = 0;
      */
 
     conf->enable = NGX_CONF_UNSET;
@@ -905,11 +937,10 @@ ngx_esp_ntlm_init(ngx_conf_t *cf)
 
         nscf = ngx_http_conf_upstream_srv_conf(uscfp[i], ngx_esp_ntlm_module);
 
-        if (nscf->enable != 1) {
-            continue;
-        }
+        /* without "esp_ntlm": the guard, see the top of this file */
 
         ngx_conf_init_msec_value(nscf->timeout, NGX_ESP_NTLM_TIMEOUT);
+        nscf->name = &uscfp[i]->host;
 
         nscf->original_init_peer = uscfp[i]->peer.init;
         uscfp[i]->peer.init = ngx_esp_ntlm_init_peer;

@@ -16,7 +16,10 @@
 /*
  * "esp_ntlm" in an upstream {} block: an upstream connection that carried
  * an NTLM or Negotiate handshake stays bound to the client connection that
- * made it, and is never handed to any other client connection.
+ * made it, and is never handed to any other client connection.  Every
+ * other upstream {} is guarded: such a connection is closed after its
+ * response, never cached by "keepalive" (which nginx 1.29.7 turned on by
+ * default for every upstream {}).
  */
 
 typedef struct {
@@ -25,7 +28,10 @@ typedef struct {
 
     ngx_http_upstream_init_peer_pt   original_init_peer;
 
-    ngx_uint_t                       warned;        /* unsigned  warned:1; */
+    ngx_str_t                       *name;          /* of the upstream {} */
+
+    unsigned                         warned:1;      /* Connection: close */
+    unsigned                         guard_warned:1;
 } ngx_esp_ntlm_srv_conf_t;
 
 

@@ -9,6 +9,7 @@
 
 
 #include "ngx_esp.h"
+#include "ngx_esp_http.h"
 #include "ngx_esp_ldap.h"
 #include "ngx_esp_lockout.h"
 #include "ngx_esp_session.h"
@@ -23,14 +24,48 @@
 #define NGX_ESP_MAX_URL         2048
 
 
-/* what a login is for */
-#define NGX_ESP_LOGIN_BASIC     1
-#define NGX_ESP_LOGIN_FORM      2
+/*
+ * Where a request stands with the gate, in this order.  A form login
+ * crosses locations: the form (or its credentials) goes by internal
+ * redirect to the location of its return URL, whose settings apply there.
+ */
+typedef enum {
+    NGX_ESP_STATE_NEW = 0,        /* nothing decided yet */
+    NGX_ESP_STATE_BODY_READ,      /* the login form's body has arrived */
+    NGX_ESP_STATE_FORM_PAGE,      /* the login form, on its way to be
+                                     shown; ctx->message says what */
+    NGX_ESP_STATE_FORM_LOGIN,     /* the credentials, on their way to be
+                                     checked */
+    NGX_ESP_STATE_SLOT,           /* every slot of the user's lockout is
+                                     taken: the login waits for one and
+                                     starts again (src/ngx_esp_lockout.c) */
+    NGX_ESP_STATE_WAITING,        /* the directory has the credentials */
+    NGX_ESP_STATE_DELAYED,        /* refused without the directory: the
+                                     answer waits as long as a bind would
+                                     (src/ngx_esp_refusal.c) */
+    NGX_ESP_STATE_DECIDED,        /* its answer is in ctx->lr.result, not
+                                     acted upon yet */
+    NGX_ESP_STATE_DONE            /* acted upon: a later pass of the
+                                     request (error_page) repeats it */
+} ngx_esp_state_e;
+
+
+typedef struct ngx_esp_ctx_s  ngx_esp_ctx_t;
+
+/* what a login's owner (Basic, the form) does with the decision */
+typedef ngx_int_t (*ngx_esp_auth_done_pt)(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 
 
 /* the per-request state; it survives internal redirects (see get_ctx) */
-typedef struct {
+struct ngx_esp_ctx_s {
     ngx_esp_ldap_req_t         lr;
+
+    ngx_esp_state_e            state;
+    ngx_esp_auth_done_pt       done;         /* the login's completion */
+    ngx_esp_auth_result_e      result;       /* once DONE */
+    ngx_uint_t                 message;      /* FORM_PAGE: the form's */
+    ngx_msec_t                 started;      /* WAITING: since when */
 
     ngx_str_t                  user;         /* as the client gave it */
     ngx_str_t                  password;     /* wiped with the pool */
@@ -41,55 +76,18 @@ typedef struct {
     ngx_esp_lockout_t         *lockout;      /* this login's, or NULL */
 
     ngx_str_t                  set_cookie;   /* added by the header filter */
-    ngx_str_t                  location;     /* replaces Exchange's */
 
-    ngx_int_t                  status;       /* the decision on re-entry */
-    ngx_esp_auth_result_e      result;
-    ngx_uint_t                 login;        /* NGX_ESP_LOGIN_* */
+    ngx_esp_body_t             body;         /* a body being read */
 
-    unsigned                   waiting:1;
-    unsigned                   done:1;
     unsigned                   authenticated:1;
-    unsigned                   body_read:1;
     unsigned                   has_session:1;
     unsigned                   private:1;
     unsigned                   handoff:1;    /* POST auth.owa sent */
     unsigned                   logoff:1;
-    unsigned                   cached:1;     /* Basic: from the cache */
+    unsigned                   use_cache:1;  /* Basic: the cache may answer */
+    unsigned                   cached:1;     /* Basic: it did */
     unsigned                   de:1;         /* German pages */
-} ngx_esp_ctx_t;
-
-
-ngx_esp_ctx_t *ngx_esp_get_ctx(ngx_http_request_t *r, ngx_uint_t create);
-ngx_esp_main_conf_t *ngx_esp_main_conf(ngx_http_request_t *r);
-ngx_int_t ngx_esp_user_key(ngx_http_request_t *r, ngx_esp_domain_t *d,
-    ngx_str_t *logon, ngx_str_t *key);
-void ngx_esp_log_login(ngx_http_request_t *r, ngx_esp_ctx_t *ctx);
-ngx_int_t ngx_esp_authenticate(ngx_http_request_t *r,
-    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
-ngx_int_t ngx_esp_set_header(ngx_http_request_t *r, ngx_list_t *headers,
-    char *name, ngx_str_t *value, ngx_table_elt_t **slot);
-
-/* src/ngx_esp_form.c */
-ngx_int_t ngx_esp_form_endpoint(ngx_http_request_t *r,
-    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
-ngx_int_t ngx_esp_form_access(ngx_http_request_t *r,
-    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
-ngx_int_t ngx_esp_form_login_done(ngx_http_request_t *r,
-    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
-ngx_int_t ngx_esp_form_header_filter(ngx_http_request_t *r,
-    ngx_esp_ctx_t *ctx);
-ngx_int_t ngx_esp_form_server_basic(ngx_http_request_t *r,
-    ngx_esp_ctx_t *ctx);
-ngx_int_t ngx_esp_form_init(ngx_conf_t *cf);
-
-/*
- * Every "name=value" pair of every Cookie header, unquoted: start with a
- * zeroed walk and *pos NULL; NGX_OK for each pair, then NGX_DECLINED.
- */
-ngx_int_t ngx_esp_cookie_next(ngx_http_request_t *r,
-    ngx_esp_cookie_walk_t *w, u_char **pos, ngx_str_t *name,
-    ngx_str_t *value);
+};
 
 
 #endif /* _NGX_ESP_REQUEST_H_INCLUDED_ */

@@ -24,6 +24,7 @@ typedef struct {
     u_char                     id[NGX_ESP_KEY_ID_LEN];
     ngx_str_t                  file;
     void                      *ctx[2];      /* per worker: open, seal */
+    void                      *kdf;         /* per worker: password keys */
 } ngx_esp_key_t;
 
 
@@ -36,12 +37,22 @@ typedef struct {
     u_char                     groups[NGX_ESP_GROUPS_LEN];  /* checked */
     ngx_str_t                  domain;
     ngx_str_t                  user;
-    ngx_str_t                  password;     /* only for server auth basic */
+
+    /*
+     * Only for server auth basic: the password, sealed a second time
+     * under esp_password_key (see ngx_esp_session_open_password()).
+     */
+    ngx_str_t                  sealed_password;
 } ngx_esp_session_t;
 
 
 char *ngx_esp_session_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_esp_password_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_esp_session_random_key(ngx_conf_t *cf, ngx_array_t **keys);
+
+/* per location, after the merge: a password key for those that need one */
+ngx_int_t ngx_esp_session_password_conf(ngx_conf_t *cf,
+    ngx_esp_loc_conf_t *conf);
 
 ngx_int_t ngx_esp_session_seal(ngx_pool_t *pool, ngx_array_t *keys,
     ngx_esp_session_t *s, ngx_str_t *out);
@@ -53,6 +64,18 @@ ngx_int_t ngx_esp_session_seal(ngx_pool_t *pool, ngx_array_t *keys,
  */
 ngx_int_t ngx_esp_session_open(ngx_pool_t *pool, ngx_array_t *keys,
     ngx_str_t *cookie, ngx_esp_session_t *s, const char **reason);
+
+/*
+ * The password of a session with server auth basic: sealed into
+ * s->sealed_password (s->id, domain and user set first), and opened from
+ * it into "password" (memory from "pool", wiped when the pool goes).
+ * Open: NGX_OK; NGX_DECLINED when there is none or it does not open
+ * ("reason" says why), the session then needs a new login; NGX_ERROR.
+ */
+ngx_int_t ngx_esp_session_seal_password(ngx_pool_t *pool, ngx_array_t *keys,
+    ngx_esp_session_t *s, ngx_str_t *password);
+ngx_int_t ngx_esp_session_open_password(ngx_pool_t *pool, ngx_array_t *keys,
+    ngx_esp_session_t *s, ngx_str_t *password, const char **reason);
 
 
 #endif /* _NGX_ESP_SESSION_H_INCLUDED_ */

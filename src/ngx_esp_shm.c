@@ -623,24 +623,6 @@ ngx_esp_lockout_unblock(ngx_shm_zone_t *zone, ngx_str_t *domain,
 }
 
 
-ngx_uint_t
-ngx_esp_lockout_active(ngx_shm_zone_t *zone)
-{
-    ngx_uint_t          n;
-    ngx_esp_shm_ctx_t  *ctx;
-
-    ctx = zone->data;
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    n = ngx_esp_shm_count_blocked(ctx, ngx_time());
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-    return n;
-}
-
-
 /*
  * Clients that logged in as a user before (smart lockout): by address,
  * under a keyed hash of (domain, user, address), as cheap to lose as a

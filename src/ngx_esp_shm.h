@@ -151,7 +151,6 @@ ngx_uint_t ngx_esp_shm_settle(ngx_shm_zone_t *zone, ngx_esp_shm_policy_t *p,
     ngx_esp_shm_slot_t *slot, ngx_uint_t outcome);
 ngx_int_t ngx_esp_lockout_unblock(ngx_shm_zone_t *zone, ngx_str_t *domain,
     ngx_str_t *user);
-ngx_uint_t ngx_esp_lockout_active(ngx_shm_zone_t *zone);
 
 
 /*

@@ -10,23 +10,20 @@
 #include <nginx.h>
 
 #include "ngx_esp.h"
+#include "ngx_esp_auth.h"
+#include "ngx_esp_http.h"
 #include "ngx_esp_ldap.h"
+#include "ngx_esp_log.h"
 #include "ngx_esp_request.h"
 #include "ngx_esp_shm.h"
 #include "ngx_esp_status.h"
 
 
-/* not a name an operator would give an esp_shared_zone */
-#define NGX_ESP_STATUS_ZONE       "ngx_exchange_esp_status"
-#define NGX_ESP_STATUS_ZONE_SIZE  (8 * ngx_pagesize)
-
-#define NGX_ESP_STATUS_RESULTS    (NGX_ESP_AUTH_ERROR + 1)
 #define NGX_ESP_STATUS_MAX_BODY   4096
 #define NGX_ESP_STATUS_MAX_DOMAIN 255
 
 #define NGX_ESP_STATUS_JSON_TYPE  "application/json"
 #define NGX_ESP_STATUS_PROM_TYPE  "text/plain; version=0.0.4; charset=utf-8"
-#define NGX_ESP_STATUS_FORM_TYPE  "application/x-www-form-urlencoded"
 
 /* the per-DC values of the Prometheus output */
 #define NGX_ESP_STATUS_DC_UP          0
@@ -40,21 +37,11 @@
 #define NGX_ESP_STATUS_DC_IDLE        8
 
 
-/* in the shared zone "ngx_exchange_esp_status" */
-typedef struct {
-    size_t                     size;         /* of this struct: another
-                                                build's layout is refused */
-    time_t                     since;        /* when the zone was made */
-    ngx_atomic_t               logins[NGX_ESP_STATUS_RESULTS];
-    ngx_atomic_t               unblocks;
-    ngx_atomic_t               revokes;
-} ngx_esp_status_shctx_t;
-
-
 typedef struct {
     ngx_str_t                  action;
     ngx_str_t                  domain;
     ngx_str_t                  user;
+    ngx_uint_t                 unblock;      /* else revoke */
 } ngx_esp_status_form_t;
 
 
@@ -67,6 +54,16 @@ typedef struct {
 } ngx_esp_status_dc_metric_t;
 
 
+/* a number of ngx_esp_shm_stats_t as a Prometheus metric */
+typedef struct {
+    char                      *name;
+    char                      *type;
+    char                      *help;
+    size_t                     offset;       /* in ngx_esp_shm_stats_t */
+    ngx_uint_t                 bytes;        /* a size_t, else ngx_uint_t */
+} ngx_esp_status_zone_metric_t;
+
+
 static ngx_int_t ngx_esp_status_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_esp_status_get(ngx_http_request_t *r);
 static ngx_uint_t ngx_esp_status_prefers_text(ngx_http_request_t *r);
@@ -77,45 +74,35 @@ static ngx_int_t ngx_esp_status_json(ngx_http_request_t *r,
     ngx_str_t *out);
 static ngx_int_t ngx_esp_status_prometheus(ngx_http_request_t *r,
     ngx_str_t *out);
+static u_char *ngx_esp_status_prom_counters(u_char *p, u_char *last);
+static u_char *ngx_esp_status_prom_dcs(u_char *p, u_char *last,
+    ngx_esp_main_conf_t *emcf);
 static u_char *ngx_esp_status_dc_sample(u_char *p, u_char *last,
     ngx_esp_status_dc_metric_t *m, ngx_esp_domain_t *d,
     ngx_esp_ldap_dc_stats_t *st);
+static u_char *ngx_esp_status_prom_zone(u_char *p, u_char *last,
+    ngx_shm_zone_t *zone);
 static size_t ngx_esp_status_domains_len(ngx_esp_main_conf_t *emcf,
     size_t per_dc, size_t factor);
 
 static ngx_int_t ngx_esp_status_post(ngx_http_request_t *r);
 static void ngx_esp_status_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_esp_status_action(ngx_http_request_t *r);
-static const char *ngx_esp_status_cross_site(ngx_http_request_t *r);
+static ngx_esp_domain_t *ngx_esp_status_domain(ngx_http_request_t *r,
+    ngx_str_t *name);
+static ngx_int_t ngx_esp_status_answer(ngx_http_request_t *r,
+    ngx_esp_status_form_t *f, ngx_esp_domain_t *d, ngx_str_t *key,
+    ngx_int_t rc, time_t since, time_t until);
 static const char *ngx_esp_status_parse_form(ngx_http_request_t *r,
     ngx_str_t *body, ngx_esp_status_form_t *f);
-static ngx_int_t ngx_esp_status_unescape(ngx_pool_t *pool, u_char *p,
-    u_char *last, ngx_str_t *out);
-static ngx_int_t ngx_esp_status_text_ok(ngx_str_t *s);
 static ngx_int_t ngx_esp_status_refuse(ngx_http_request_t *r,
     ngx_uint_t status, const char *reason);
 
 static ngx_int_t ngx_esp_status_send(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *type, size_t type_len, ngx_str_t *body);
-static ngx_int_t ngx_esp_status_add_header(ngx_http_request_t *r,
-    char *name, char *value);
 static u_char *ngx_esp_status_json_str(u_char *p, u_char *last,
     ngx_str_t *s);
 static u_char *ngx_esp_status_label(u_char *p, u_char *last, ngx_str_t *s);
-static u_char *ngx_esp_status_log_str(u_char *p, u_char *last,
-    ngx_str_t *s);
-
-static ngx_esp_status_shctx_t *ngx_esp_status_shctx(void);
-static ngx_int_t ngx_esp_status_init_zone(ngx_shm_zone_t *shm_zone,
-    void *data);
-
-
-/* the zone's tag: our own, so that no esp_shared_zone can be taken for it */
-static ngx_uint_t               ngx_esp_status_tag;
-
-/* looked up once per cycle: a worker's cycle never changes */
-static volatile ngx_cycle_t    *ngx_esp_status_cycle;
-static ngx_esp_status_shctx_t  *ngx_esp_status_sh;
 
 
 static ngx_esp_status_dc_metric_t  ngx_esp_status_dc_metrics[] = {
@@ -158,6 +145,69 @@ static ngx_esp_status_dc_metric_t  ngx_esp_status_dc_metrics[] = {
 
     { NULL, NULL, NULL, NULL, 0 }
 };
+
+
+#define ngx_esp_status_stat(field)                                            \
+    offsetof(ngx_esp_shm_stats_t, field)
+
+static ngx_esp_status_zone_metric_t  ngx_esp_status_zone_metrics[] = {
+
+    { "esp_shm_size_bytes", "gauge",
+      "Size of the shared zone", ngx_esp_status_stat(size), 1 },
+
+    { "esp_shm_used_bytes", "gauge",
+      "Bytes of the shared zone in use", ngx_esp_status_stat(used), 1 },
+
+    { "esp_shm_free_bytes", "gauge",
+      "Bytes of the shared zone free for entries",
+      ngx_esp_status_stat(free), 1 },
+
+    { "esp_shm_entry_size_bytes", "gauge",
+      "Bytes one entry takes in the shared zone",
+      ngx_esp_status_stat(entry_size), 1 },
+
+    { "esp_shm_capacity_entries", "gauge",
+      "Entries that fit in the shared zone now",
+      ngx_esp_status_stat(capacity), 0 },
+
+    { "esp_shm_evictions_total", "counter",
+      "Live entries dropped to make room", ngx_esp_status_stat(evictions),
+      0 },
+
+    { "esp_shm_alloc_failures_total", "counter",
+      "Entries that found no room even after evicting",
+      ngx_esp_status_stat(alloc_failures), 0 },
+
+    { "esp_cache_entries", "gauge",
+      "Cached Basic credentials", ngx_esp_status_stat(cached), 0 },
+
+    { "esp_cache_hits_total", "counter",
+      "Basic logins answered from the credential cache",
+      ngx_esp_status_stat(hits), 0 },
+
+    { "esp_cache_misses_total", "counter",
+      "Basic logins not in the cache (absent, stale, or another password)",
+      ngx_esp_status_stat(misses), 0 },
+
+    { "esp_lockout_entries", "gauge",
+      "Users with failed logins counted or blocked",
+      ngx_esp_status_stat(lockouts), 0 },
+
+    { "esp_blocked_users", "gauge",
+      "Users blocked by the gate now", ngx_esp_status_stat(blocked), 0 },
+
+    { "esp_revoked_sessions", "gauge",
+      "Sessions ended by logoff and kept revoked",
+      ngx_esp_status_stat(revoked_sessions), 0 },
+
+    { "esp_revoked_users", "gauge",
+      "Users whose sessions were revoked by an admin",
+      ngx_esp_status_stat(revoked_users), 0 },
+
+    { NULL, NULL, NULL, 0, 0 }
+};
+
+#undef ngx_esp_status_stat
 
 
 static ngx_int_t
@@ -432,13 +482,13 @@ ngx_esp_status_json(ngx_http_request_t *r, ngx_str_t *out)
     ngx_str_t                 name;
     ngx_uint_t                i, j, n, lookups;
     ngx_esp_domain_t        **dp;
+    ngx_esp_counters_t       *sh;
     ngx_esp_main_conf_t      *emcf;
     ngx_esp_shm_stats_t       st;
-    ngx_esp_status_shctx_t   *sh;
     ngx_esp_ldap_dc_stats_t  *dcs;
 
-    emcf = ngx_esp_main_conf(r);
-    sh = ngx_esp_status_shctx();
+    emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
+    sh = ngx_esp_counters();
 
     len = 4096 + ngx_esp_status_domains_len(emcf, 512, 6);
 
@@ -463,7 +513,7 @@ ngx_esp_status_json(ngx_http_request_t *r, ngx_str_t *out)
     if (sh) {
         p = ngx_slprintf(p, last, ",\"since\":%T", sh->since);
 
-        for (i = 0; i < NGX_ESP_STATUS_RESULTS; i++) {
+        for (i = 0; i < NGX_ESP_AUTH_RESULTS; i++) {
             p = ngx_slprintf(p, last, ",\"%s\":%uA",
                              ngx_esp_auth_result_name(i), sh->logins[i]);
         }
@@ -560,51 +610,11 @@ done:
 static ngx_int_t
 ngx_esp_status_prometheus(ngx_http_request_t *r, ngx_str_t *out)
 {
-    u_char                      *p, *last;
-    size_t                       len;
-    ngx_str_t                    zone;
-    ngx_uint_t                   i, j, k, n, v[14];
-    ngx_esp_domain_t           **dp;
-    ngx_esp_main_conf_t         *emcf;
-    ngx_esp_shm_stats_t          st;
-    ngx_esp_status_shctx_t      *sh;
-    ngx_esp_ldap_dc_stats_t     *dcs;
-    ngx_esp_status_dc_metric_t  *m;
+    u_char               *p, *last;
+    size_t                len;
+    ngx_esp_main_conf_t  *emcf;
 
-    static const char  *zm[14][3] = {
-        { "esp_shm_size_bytes", "gauge",
-          "Size of the shared zone" },
-        { "esp_shm_used_bytes", "gauge",
-          "Bytes of the shared zone in use" },
-        { "esp_shm_free_bytes", "gauge",
-          "Bytes of the shared zone free for entries" },
-        { "esp_shm_entry_size_bytes", "gauge",
-          "Bytes one entry takes in the shared zone" },
-        { "esp_shm_capacity_entries", "gauge",
-          "Entries that fit in the shared zone now" },
-        { "esp_shm_evictions_total", "counter",
-          "Live entries dropped to make room" },
-        { "esp_shm_alloc_failures_total", "counter",
-          "Entries that found no room even after evicting" },
-        { "esp_cache_entries", "gauge",
-          "Cached Basic credentials" },
-        { "esp_cache_hits_total", "counter",
-          "Basic logins answered from the credential cache" },
-        { "esp_cache_misses_total", "counter",
-          "Basic logins not in the cache (absent, stale, or another "
-          "password)" },
-        { "esp_lockout_entries", "gauge",
-          "Users with failed logins counted or blocked" },
-        { "esp_blocked_users", "gauge",
-          "Users blocked by the gate now" },
-        { "esp_revoked_sessions", "gauge",
-          "Sessions ended by logoff and kept revoked" },
-        { "esp_revoked_users", "gauge",
-          "Users whose sessions were revoked by an admin" }
-    };
-
-    emcf = ngx_esp_main_conf(r);
-    sh = ngx_esp_status_shctx();
+    emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
 
     /* each DC sample carries its domain and url, escaped (at most 3x) */
 
@@ -628,30 +638,72 @@ ngx_esp_status_prometheus(ngx_http_request_t *r, ngx_str_t *out)
                      "esp_info{nginx_version=\"%s\",module_version=\"%s\"} "
                      "1\n", NGINX_VERSION, NGX_ESP_VERSION);
 
-    if (sh) {
-        p = ngx_slprintf(p, last,
-                         "# HELP esp_logins_total Login decisions by result, "
-                         "all workers, Basic cache hits included\n"
-                         "# TYPE esp_logins_total counter\n");
+    p = ngx_esp_status_prom_counters(p, last);
+    p = ngx_esp_status_prom_dcs(p, last, emcf);
 
-        for (i = 0; i < NGX_ESP_STATUS_RESULTS; i++) {
-            p = ngx_slprintf(p, last,
-                             "esp_logins_total{result=\"%s\"} %uA\n",
-                             ngx_esp_auth_result_name(i), sh->logins[i]);
-        }
-
-        p = ngx_slprintf(p, last,
-                         "# HELP esp_counters_start_time_seconds When the "
-                         "login and admin counters started (Unix time)\n"
-                         "# TYPE esp_counters_start_time_seconds gauge\n"
-                         "esp_counters_start_time_seconds %T\n"
-                         "# HELP esp_admin_actions_total Admin actions "
-                         "carried out, all workers\n"
-                         "# TYPE esp_admin_actions_total counter\n"
-                         "esp_admin_actions_total{action=\"unblock\"} %uA\n"
-                         "esp_admin_actions_total{action=\"revoke\"} %uA\n",
-                         sh->since, sh->unblocks, sh->revokes);
+    if (emcf->shm_zone) {
+        p = ngx_esp_status_prom_zone(p, last, emcf->shm_zone);
     }
+
+    if (p == last) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "esp: status output larger than %uz bytes", len);
+        return NGX_ERROR;
+    }
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+/* the login and admin counters of all workers */
+
+static u_char *
+ngx_esp_status_prom_counters(u_char *p, u_char *last)
+{
+    ngx_uint_t           i;
+    ngx_esp_counters_t  *sh;
+
+    sh = ngx_esp_counters();
+
+    if (sh == NULL) {
+        return p;
+    }
+
+    p = ngx_slprintf(p, last,
+                     "# HELP esp_logins_total Login decisions by result, "
+                     "all workers, Basic cache hits included\n"
+                     "# TYPE esp_logins_total counter\n");
+
+    for (i = 0; i < NGX_ESP_AUTH_RESULTS; i++) {
+        p = ngx_slprintf(p, last, "esp_logins_total{result=\"%s\"} %uA\n",
+                         ngx_esp_auth_result_name(i), sh->logins[i]);
+    }
+
+    return ngx_slprintf(p, last,
+                        "# HELP esp_counters_start_time_seconds When the "
+                        "login and admin counters started (Unix time)\n"
+                        "# TYPE esp_counters_start_time_seconds gauge\n"
+                        "esp_counters_start_time_seconds %T\n"
+                        "# HELP esp_admin_actions_total Admin actions "
+                        "carried out, all workers\n"
+                        "# TYPE esp_admin_actions_total counter\n"
+                        "esp_admin_actions_total{action=\"unblock\"} %uA\n"
+                        "esp_admin_actions_total{action=\"revoke\"} %uA\n",
+                        sh->since, sh->unblocks, sh->revokes);
+}
+
+
+/* this worker's view of each domain controller */
+
+static u_char *
+ngx_esp_status_prom_dcs(u_char *p, u_char *last, ngx_esp_main_conf_t *emcf)
+{
+    ngx_uint_t                   i, j, n;
+    ngx_esp_domain_t           **dp;
+    ngx_esp_ldap_dc_stats_t     *dcs;
+    ngx_esp_status_dc_metric_t  *m;
 
     dp = emcf->domains.elts;
 
@@ -672,44 +724,7 @@ ngx_esp_status_prometheus(ngx_http_request_t *r, ngx_str_t *out)
         }
     }
 
-    if (emcf->shm_zone) {
-        ngx_esp_shm_stats(emcf->shm_zone, &st);
-
-        v[0] = st.size;
-        v[1] = st.used;
-        v[2] = st.free;
-        v[3] = st.entry_size;
-        v[4] = st.capacity;
-        v[5] = st.evictions;
-        v[6] = st.alloc_failures;
-        v[7] = st.cached;
-        v[8] = st.hits;
-        v[9] = st.misses;
-        v[10] = st.lockouts;
-        v[11] = st.blocked;
-        v[12] = st.revoked_sessions;
-        v[13] = st.revoked_users;
-
-        zone = emcf->shm_zone->shm.name;
-
-        for (k = 0; k < 14; k++) {
-            p = ngx_slprintf(p, last, "# HELP %s %s\n" "# TYPE %s %s\n"
-                             "%s{zone=\"", zm[k][0], zm[k][2], zm[k][0],
-                             zm[k][1], zm[k][0]);
-            p = ngx_esp_status_label(p, last, &zone);
-            p = ngx_slprintf(p, last, "\"} %ui\n", v[k]);
-        }
-    }
-
-    if (p == last) {
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                      "esp: status output larger than %uz bytes", len);
-        return NGX_ERROR;
-    }
-
-    out->len = p - out->data;
-
-    return NGX_OK;
+    return p;
 }
 
 
@@ -762,6 +777,38 @@ ngx_esp_status_dc_sample(u_char *p, u_char *last,
 }
 
 
+/* the shared zone */
+
+static u_char *
+ngx_esp_status_prom_zone(u_char *p, u_char *last, ngx_shm_zone_t *zone)
+{
+    u_char                        *v;
+    ngx_esp_shm_stats_t            st;
+    ngx_esp_status_zone_metric_t  *m;
+
+    ngx_esp_shm_stats(zone, &st);
+
+    for (m = ngx_esp_status_zone_metrics; m->name; m++) {
+
+        p = ngx_slprintf(p, last, "# HELP %s %s\n" "# TYPE %s %s\n"
+                         "%s{zone=\"", m->name, m->help, m->name, m->type,
+                         m->name);
+        p = ngx_esp_status_label(p, last, &zone->shm.name);
+
+        v = (u_char *) &st + m->offset;
+
+        if (m->bytes) {
+            p = ngx_slprintf(p, last, "\"} %uz\n", *(size_t *) v);
+
+        } else {
+            p = ngx_slprintf(p, last, "\"} %ui\n", *(ngx_uint_t *) v);
+        }
+    }
+
+    return p;
+}
+
+
 /*
  * Room for the domains' part of the output: "per_dc" bytes for each
  * domain controller, plus its url and domain name escaped "factor" times.
@@ -799,46 +846,46 @@ ngx_esp_status_domains_len(ngx_esp_main_conf_t *emcf, size_t per_dc,
 static ngx_int_t
 ngx_esp_status_post(ngx_http_request_t *r)
 {
-    size_t             len;
-    ngx_int_t          rc;
-    const char        *reason;
-    ngx_table_elt_t   *ct;
+    ngx_int_t         rc;
+    ngx_esp_ctx_t    *ctx;
+    ngx_table_elt_t  *h;
 
-    reason = ngx_esp_status_cross_site(r);
-    if (reason) {
-        return ngx_esp_status_refuse(r, NGX_HTTP_FORBIDDEN, reason);
+    /*
+     * The content type alone does not stop a cross-site form post from an
+     * admin's browser; browsers say where a request comes from.
+     */
+
+    h = ngx_esp_http_cross_site(r, 0);
+
+    if (h) {
+        return ngx_esp_status_refuse(r, NGX_HTTP_FORBIDDEN,
+                                     h->key.len == sizeof("Origin") - 1
+                                     ? "cross-site request (Origin)"
+                                     : "cross-site request (Sec-Fetch-Site)");
     }
 
-    ct = r->headers_in.content_type;
-    len = sizeof(NGX_ESP_STATUS_FORM_TYPE) - 1;
-
-    if (ct == NULL
-        || ct->value.len < len
-        || ngx_strncasecmp(ct->value.data, (u_char *) NGX_ESP_STATUS_FORM_TYPE,
-                           len)
-           != 0
-        || (ct->value.len > len && ct->value.data[len] != ';'
-            && ct->value.data[len] != ' ' && ct->value.data[len] != '\t'))
-    {
+    if (!ngx_esp_http_is_form(r)) {
         return ngx_esp_status_refuse(r, NGX_HTTP_BAD_REQUEST,
                                      "Content-Type must be "
-                                     NGX_ESP_STATUS_FORM_TYPE);
+                                     "application/x-www-form-urlencoded");
     }
 
-    if (r->headers_in.content_length_n > NGX_ESP_STATUS_MAX_BODY) {
-        return ngx_esp_status_refuse(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                     "body too large");
+    ctx = ngx_esp_get_ctx(r, 1);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    r->request_body_in_single_buf = 1;
+    rc = ngx_esp_http_read_body(r, &ctx->body, NGX_ESP_STATUS_MAX_BODY,
+                                "status request",
+                                ngx_esp_status_body_handler);
 
-    rc = ngx_http_read_client_request_body(r, ngx_esp_status_body_handler);
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        return rc;
+    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE
+        && r->headers_in.content_length_n > NGX_ESP_STATUS_MAX_BODY)
+    {
+        return ngx_esp_status_refuse(r, rc, "body too large");
     }
 
-    return NGX_DONE;
+    return rc;
 }
 
 
@@ -852,56 +899,18 @@ ngx_esp_status_body_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_esp_status_action(ngx_http_request_t *r)
 {
-    u_char                   *p, *last, buf[NGX_ESP_MAX_USER * 2];
-    size_t                    len, i;
-    time_t                    now, until;
-    ngx_int_t                 rc;
-    ngx_str_t                 body, logon, key, type, out;
-    ngx_uint_t                unblock;
-    ngx_chain_t              *cl;
-    const char               *reason;
-    ngx_esp_domain_t        **dp, *d;
-    ngx_esp_main_conf_t      *emcf;
-    ngx_esp_status_form_t     f;
-    ngx_esp_status_shctx_t   *sh;
+    time_t                  now, until;
+    ngx_int_t               rc;
+    ngx_str_t               body, logon, key;
+    const char             *reason;
+    ngx_esp_domain_t       *d;
+    ngx_esp_counters_t     *sh;
+    ngx_esp_main_conf_t    *emcf;
+    ngx_esp_status_form_t   f;
 
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        return ngx_esp_status_refuse(r, NGX_HTTP_BAD_REQUEST, "empty body");
-    }
-
-    len = 0;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        if (ngx_buf_special(cl->buf)) {
-            continue;
-        }
-
-        if (cl->buf->in_file || !ngx_buf_in_memory(cl->buf)) {
-            return ngx_esp_status_refuse(r,
-                                         NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                         "body too large");
-        }
-
-        len += cl->buf->last - cl->buf->pos;
-    }
-
-    if (len > NGX_ESP_STATUS_MAX_BODY) {
-        return ngx_esp_status_refuse(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                     "body too large");
-    }
-
-    body.len = len;
-    body.data = ngx_pnalloc(r->pool, len + 1);
-    if (body.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = body.data;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        if (!ngx_buf_special(cl->buf)) {
-            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
-        }
+    rc = ngx_esp_http_body(r, NGX_ESP_STATUS_MAX_BODY, 0, &body, &reason);
+    if (rc != NGX_OK) {
+        return ngx_esp_status_refuse(r, rc, reason);
     }
 
     reason = ngx_esp_status_parse_form(r, &body, &f);
@@ -910,12 +919,12 @@ ngx_esp_status_action(ngx_http_request_t *r)
     }
 
     if (f.action.len == 7 && ngx_strncmp(f.action.data, "unblock", 7) == 0) {
-        unblock = 1;
+        f.unblock = 1;
 
     } else if (f.action.len == 6
                && ngx_strncmp(f.action.data, "revoke", 6) == 0)
     {
-        unblock = 0;
+        f.unblock = 0;
 
     } else {
         return ngx_esp_status_refuse(r, NGX_HTTP_BAD_REQUEST,
@@ -923,20 +932,9 @@ ngx_esp_status_action(ngx_http_request_t *r)
                                      "\"revoke\"");
     }
 
-    emcf = ngx_esp_main_conf(r);
+    emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
 
-    d = NULL;
-    dp = emcf->domains.elts;
-
-    for (i = 0; i < emcf->domains.nelts; i++) {
-        if (dp[i]->name.len == f.domain.len
-            && ngx_strncmp(dp[i]->name.data, f.domain.data, f.domain.len)
-               == 0)
-        {
-            d = dp[i];
-            break;
-        }
-    }
+    d = ngx_esp_status_domain(r, &f.domain);
 
     if (d == NULL || emcf->shm_zone == NULL) {
         return ngx_esp_status_refuse(r, NGX_HTTP_NOT_FOUND,
@@ -952,19 +950,14 @@ ngx_esp_status_action(ngx_http_request_t *r)
                                      "the user cannot be a logon name");
     }
 
-    if (rc != NGX_OK) {
+    if (rc != NGX_OK || ngx_esp_user_key(r, d, &logon, &key) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_esp_user_key(r, d, &logon, &key) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    sh = ngx_esp_status_shctx();
     now = ngx_time();
     until = 0;
 
-    if (unblock) {
+    if (f.unblock) {
         rc = ngx_esp_lockout_unblock(emcf->shm_zone, &d->name, &key);
 
     } else {
@@ -983,24 +976,61 @@ ngx_esp_status_action(ngx_http_request_t *r)
                                      "the shared zone failed");
     }
 
+    sh = ngx_esp_counters();
+
     if (sh) {
-        (void) ngx_atomic_fetch_add(unblock ? &sh->unblocks : &sh->revokes,
-                                    1);
+        (void) ngx_atomic_fetch_add(f.unblock ? &sh->unblocks
+                                              : &sh->revokes, 1);
     }
 
-    p = ngx_esp_status_log_str(buf, buf + sizeof(buf), &key);
+    return ngx_esp_status_answer(r, &f, d, &key, rc, now, until);
+}
+
+
+static ngx_esp_domain_t *
+ngx_esp_status_domain(ngx_http_request_t *r, ngx_str_t *name)
+{
+    ngx_uint_t             i;
+    ngx_esp_domain_t     **dp;
+    ngx_esp_main_conf_t   *emcf;
+
+    emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
+    dp = emcf->domains.elts;
+
+    for (i = 0; i < emcf->domains.nelts; i++) {
+        if (dp[i]->name.len == name->len
+            && ngx_strncmp(dp[i]->name.data, name->data, name->len) == 0)
+        {
+            return dp[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* the action carried out: the log line and the JSON answer */
+
+static ngx_int_t
+ngx_esp_status_answer(ngx_http_request_t *r, ngx_esp_status_form_t *f,
+    ngx_esp_domain_t *d, ngx_str_t *key, ngx_int_t rc, time_t since,
+    time_t until)
+{
+    u_char      *p, *last;
+    size_t       len;
+    ngx_str_t    type, out;
 
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                  "esp: admin %V user=\"%*s\" domain=%V client=%V%s",
-                  &f.action, p - buf, buf, &d->name,
+                  "esp: admin %V user=\"%V\" domain=%V client=%V%s",
+                  &f->action, ngx_esp_log_escape(r->pool, key), &d->name,
                   &r->connection->addr_text,
-                  unblock ? (rc == NGX_OK ? " was_blocked=yes"
-                                          : " was_blocked=no")
-                          : "");
+                  f->unblock ? (rc == NGX_OK ? " was_blocked=yes"
+                                             : " was_blocked=no")
+                             : "");
 
     len = sizeof("{\"ok\":true,\"action\":\"\",\"domain\":,\"user\":,"
                  "\"lockout_removed\":false,\"since\":,\"until\":}")
-          + f.action.len + (d->name.len + key.len) * 6 + 2 * NGX_TIME_T_LEN
+          + f->action.len + (d->name.len + key->len) * 6 + 2 * NGX_TIME_T_LEN
           + 8;
 
     out.data = ngx_pnalloc(r->pool, len);
@@ -1012,18 +1042,18 @@ ngx_esp_status_action(ngx_http_request_t *r)
     last = p + len;
 
     p = ngx_slprintf(p, last, "{\"ok\":true,\"action\":\"%V\",\"domain\":",
-                     &f.action);
+                     &f->action);
     p = ngx_esp_status_json_str(p, last, &d->name);
     p = ngx_slprintf(p, last, ",\"user\":");
-    p = ngx_esp_status_json_str(p, last, &key);
+    p = ngx_esp_status_json_str(p, last, key);
 
-    if (unblock) {
+    if (f->unblock) {
         p = ngx_slprintf(p, last, ",\"lockout_removed\":%s}\n",
                          rc == NGX_OK ? "true" : "false");
 
     } else {
         p = ngx_slprintf(p, last, ",\"since\":%T,\"until\":%T}\n",
-                         now, until);
+                         since, until);
     }
 
     out.len = p - out.data;
@@ -1034,126 +1064,50 @@ ngx_esp_status_action(ngx_http_request_t *r)
 }
 
 
-/*
- * The content type alone does not stop a cross-site form post from an
- * admin's browser; browsers say where a request comes from.
- */
-
-static const char *
-ngx_esp_status_cross_site(ngx_http_request_t *r)
-{
-    u_char           *p;
-    ngx_str_t         origin, host;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("Sec-Fetch-Site") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Sec-Fetch-Site",
-                               sizeof("Sec-Fetch-Site") - 1)
-               == 0)
-        {
-            if (!(h[i].value.len == 4
-                  && ngx_strncasecmp(h[i].value.data, (u_char *) "none", 4)
-                     == 0)
-                && !(h[i].value.len == 11
-                     && ngx_strncasecmp(h[i].value.data,
-                                        (u_char *) "same-origin", 11)
-                        == 0))
-            {
-                return "cross-site request (Sec-Fetch-Site)";
-            }
-
-            continue;
-        }
-
-        if (h[i].key.len != sizeof("Origin") - 1
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "Origin",
-                               sizeof("Origin") - 1)
-               != 0)
-        {
-            continue;
-        }
-
-        origin = h[i].value;
-
-        p = ngx_strlcasestrn(origin.data, origin.data + origin.len,
-                             (u_char *) "://", 3 - 1);
-        if (p == NULL || r->headers_in.host == NULL) {
-            return "cross-site request (Origin)";
-        }
-
-        origin.len -= p + 3 - origin.data;
-        origin.data = p + 3;
-        host = r->headers_in.host->value;
-
-        if (origin.len != host.len
-            || ngx_strncasecmp(origin.data, host.data, host.len) != 0)
-        {
-            return "cross-site request (Origin)";
-        }
-    }
-
-    return NULL;
-}
-
-
 /* action=...&domain=...&user=...: every field once, nothing else */
 
 static const char *
 ngx_esp_status_parse_form(ngx_http_request_t *r, ngx_str_t *body,
     ngx_esp_status_form_t *f)
 {
-    u_char     *p, *last, *amp, *eq;
-    ngx_str_t   name, value, *field;
+    u_char      *p, *last;
+    ngx_int_t    rc;
+    ngx_str_t    name, value, key, text, *field;
+    const char  *reason;
 
     ngx_memzero(f, sizeof(ngx_esp_status_form_t));
 
     p = body->data;
     last = p + body->len;
 
-    while (p < last) {
+    while (ngx_esp_http_form_pair(&p, last, &name, &value)) {
 
-        amp = ngx_strlchr(p, last, '&');
-        if (amp == NULL) {
-            amp = last;
-        }
-
-        eq = ngx_strlchr(p, amp, '=');
-        if (eq == NULL) {
+        if (value.data == NULL) {
             return "a field without \"=\"";
         }
 
-        if (ngx_esp_status_unescape(r->pool, p, eq, &name) != NGX_OK
-            || ngx_esp_status_unescape(r->pool, eq + 1, amp, &value)
-               != NGX_OK)
-        {
-            return "broken %-encoding";
+        rc = ngx_esp_http_form_decode(r->pool, &name, &key, 0, &reason);
+
+        if (rc == NGX_OK) {
+            rc = ngx_esp_http_form_decode(r->pool, &value, &text, 0,
+                                          &reason);
         }
 
-        if (name.len == 6 && ngx_strncmp(name.data, "action", 6) == 0) {
+        if (rc == NGX_ERROR) {
+            return "out of memory";
+        }
+
+        if (rc != NGX_OK) {
+            return reason;
+        }
+
+        if (key.len == 6 && ngx_strncmp(key.data, "action", 6) == 0) {
             field = &f->action;
 
-        } else if (name.len == 6 && ngx_strncmp(name.data, "domain", 6) == 0)
-        {
+        } else if (key.len == 6 && ngx_strncmp(key.data, "domain", 6) == 0) {
             field = &f->domain;
 
-        } else if (name.len == 4 && ngx_strncmp(name.data, "user", 4) == 0) {
+        } else if (key.len == 4 && ngx_strncmp(key.data, "user", 4) == 0) {
             field = &f->user;
 
         } else {
@@ -1164,13 +1118,7 @@ ngx_esp_status_parse_form(ngx_http_request_t *r, ngx_str_t *body,
             return "a field is given twice";
         }
 
-        if (ngx_esp_status_text_ok(&value) != NGX_OK) {
-            return "control characters or invalid UTF-8 in a field";
-        }
-
-        *field = value;
-
-        p = amp + 1;
+        *field = text;
     }
 
     if (f->action.len == 0 || f->domain.len == 0 || f->user.len == 0) {
@@ -1184,85 +1132,6 @@ ngx_esp_status_parse_form(ngx_http_request_t *r, ngx_str_t *body,
     }
 
     return NULL;
-}
-
-
-static ngx_int_t
-ngx_esp_status_unescape(ngx_pool_t *pool, u_char *p, u_char *last,
-    ngx_str_t *out)
-{
-    u_char      *d;
-    ngx_int_t    hi, lo;
-
-    out->data = ngx_pnalloc(pool, (last - p) + 1);
-    if (out->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    d = out->data;
-
-    while (p < last) {
-
-        if (*p == '+') {
-            *d++ = ' ';
-            p++;
-            continue;
-        }
-
-        if (*p != '%') {
-            *d++ = *p++;
-            continue;
-        }
-
-        if (last - p < 3) {
-            return NGX_DECLINED;
-        }
-
-        hi = ngx_hextoi(p + 1, 1);
-        lo = ngx_hextoi(p + 2, 1);
-
-        if (hi == NGX_ERROR || lo == NGX_ERROR) {
-            return NGX_DECLINED;
-        }
-
-        *d++ = (u_char) (hi << 4 | lo);
-        p += 3;
-    }
-
-    out->len = d - out->data;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_esp_status_text_ok(ngx_str_t *s)
-{
-    u_char    *p, *last;
-    uint32_t   u;
-
-    p = s->data;
-    last = p + s->len;
-
-    while (p < last) {
-
-        if (*p < 0x80) {
-            if (*p < 0x20 || *p == 0x7f) {
-                return NGX_DECLINED;
-            }
-
-            p++;
-            continue;
-        }
-
-        u = ngx_utf8_decode(&p, last - p);
-
-        if (u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
-            return NGX_DECLINED;
-        }
-    }
-
-    return NGX_OK;
 }
 
 
@@ -1306,79 +1175,19 @@ static ngx_int_t
 ngx_esp_status_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, size_t type_len, ngx_str_t *body)
 {
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    ngx_str_t  allow;
 
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    r->headers_out.status = status;
-    r->headers_out.content_type = *type;
-    r->headers_out.content_type_len = type_len;
-    r->headers_out.content_type_lowcase = NULL;
-    r->headers_out.content_length_n = body->len;
-
-    if (ngx_esp_status_add_header(r, "Cache-Control", "no-store") != NGX_OK
-        || ngx_esp_status_add_header(r, "X-Content-Type-Options", "nosniff")
-           != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    ngx_str_set(&allow, "GET, HEAD, POST");
 
     if (status == NGX_HTTP_NOT_ALLOWED
-        && ngx_esp_status_add_header(r, "Allow", "GET, HEAD, POST")
+        && ngx_esp_http_set_header(r, &r->headers_out.headers, "Allow",
+                                   &allow, NULL)
            != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = body->data;
-    b->last = body->data + body->len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
-}
-
-
-static ngx_int_t
-ngx_esp_status_add_header(ngx_http_request_t *r, char *name, char *value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    /* zeroed: h->next, since nginx 1.23, must be NULL */
-    ngx_memzero(h, sizeof(ngx_table_elt_t));
-
-    h->hash = 1;
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-    h->value.data = (u_char *) value;
-    h->value.len = ngx_strlen(value);
-
-    return NGX_OK;
+    return ngx_esp_http_send(r, status, type, type_len, body);
 }
 
 
@@ -1390,8 +1199,8 @@ ngx_esp_status_add_header(ngx_http_request_t *r, char *name, char *value)
 static u_char *
 ngx_esp_status_json_str(u_char *p, u_char *last, ngx_str_t *s)
 {
-    u_char    c, *src, *end, *start;
-    uint32_t  u;
+    u_char   c, *src, *end;
+    size_t   n;
 
     static u_char  hex[] = "0123456789abcdef";
 
@@ -1413,16 +1222,16 @@ ngx_esp_status_json_str(u_char *p, u_char *last, ngx_str_t *s)
         c = *src;
 
         if (c >= 0x80) {
-            start = src;
-            u = ngx_utf8_decode(&src, end - src);
+            n = ngx_esp_utf8_len(src, end);
 
-            if (u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
+            if (n == 0) {
                 p = ngx_cpymem(p, "\\ufffd", 6);
-                src = start + 1;
+                src++;
                 continue;
             }
 
-            p = ngx_cpymem(p, start, src - start);
+            p = ngx_cpymem(p, src, n);
+            src += n;
             continue;
         }
 
@@ -1460,8 +1269,8 @@ ngx_esp_status_json_str(u_char *p, u_char *last, ngx_str_t *s)
 static u_char *
 ngx_esp_status_label(u_char *p, u_char *last, ngx_str_t *s)
 {
-    u_char    c, *src, *end, *start;
-    uint32_t  u;
+    u_char   c, *src, *end;
+    size_t   n;
 
     src = s->data;
     end = src + s->len;
@@ -1475,16 +1284,16 @@ ngx_esp_status_label(u_char *p, u_char *last, ngx_str_t *s)
         c = *src;
 
         if (c >= 0x80) {
-            start = src;
-            u = ngx_utf8_decode(&src, end - src);
+            n = ngx_esp_utf8_len(src, end);
 
-            if (u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
+            if (n == 0) {
                 p = ngx_cpymem(p, "\xef\xbf\xbd", 3);
-                src = start + 1;
+                src++;
                 continue;
             }
 
-            p = ngx_cpymem(p, start, src - start);
+            p = ngx_cpymem(p, src, n);
+            src += n;
             continue;
         }
 
@@ -1510,123 +1319,6 @@ ngx_esp_status_label(u_char *p, u_char *last, ngx_str_t *s)
 }
 
 
-/* the user name in a log line, inside its quotes */
-
-static u_char *
-ngx_esp_status_log_str(u_char *p, u_char *last, ngx_str_t *s)
-{
-    size_t  i;
-
-    for (i = 0; i < s->len && last - p >= 2; i++) {
-        if (s->data[i] == '"' || s->data[i] == '\\') {
-            *p++ = '\\';
-        }
-
-        *p++ = s->data[i];
-    }
-
-    return p;
-}
-
-
-/* the counters */
-
-void
-ngx_esp_status_count(ngx_esp_auth_result_e rc)
-{
-    ngx_esp_status_shctx_t  *sh;
-
-    sh = ngx_esp_status_shctx();
-
-    if (sh == NULL || (ngx_uint_t) rc >= NGX_ESP_STATUS_RESULTS) {
-        return;
-    }
-
-    (void) ngx_atomic_fetch_add(&sh->logins[rc], 1);
-}
-
-
-static ngx_esp_status_shctx_t *
-ngx_esp_status_shctx(void)
-{
-    ngx_uint_t        i;
-    ngx_shm_zone_t   *zone;
-    ngx_list_part_t  *part;
-
-    if (ngx_esp_status_cycle == ngx_cycle) {
-        return ngx_esp_status_sh;
-    }
-
-    ngx_esp_status_sh = NULL;
-
-    part = (ngx_list_part_t *) &ngx_cycle->shared_memory.part;
-    zone = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            zone = part->elts;
-            i = 0;
-        }
-
-        if (zone[i].tag == &ngx_esp_status_tag) {
-            ngx_esp_status_sh = zone[i].data;
-            break;
-        }
-    }
-
-    ngx_esp_status_cycle = ngx_cycle;
-
-    return ngx_esp_status_sh;
-}
-
-
-static ngx_int_t
-ngx_esp_status_init_zone(ngx_shm_zone_t *shm_zone, void *data)
-{
-    ngx_slab_pool_t         *shpool;
-    ngx_esp_status_shctx_t  *sh;
-
-    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (data || shm_zone->shm.exists) {
-
-        /* the previous cycle's zone: the counters go on */
-
-        sh = shpool->data;
-
-        if (sh == NULL || sh->size != sizeof(ngx_esp_status_shctx_t)) {
-            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-                          "the status counters were made by another build "
-                          "of the module: restart nginx");
-            return NGX_ERROR;
-        }
-
-        shm_zone->data = sh;
-
-        return NGX_OK;
-    }
-
-    sh = ngx_slab_calloc(shpool, sizeof(ngx_esp_status_shctx_t));
-    if (sh == NULL) {
-        return NGX_ERROR;
-    }
-
-    sh->size = sizeof(ngx_esp_status_shctx_t);
-    sh->since = ngx_time();
-
-    shpool->data = sh;
-    shm_zone->data = sh;
-
-    return NGX_OK;
-}
-
-
 /* esp_status; */
 
 char *
@@ -1634,8 +1326,6 @@ ngx_esp_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_esp_loc_conf_t *elcf = conf;
 
-    ngx_str_t                  name;
-    ngx_shm_zone_t            *zone;
     ngx_http_core_loc_conf_t  *clcf;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
@@ -1668,15 +1358,9 @@ ngx_esp_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     elcf->esp_file = cf->conf_file->file.name.data;
     elcf->esp_line = cf->conf_file->line;
 
-    ngx_str_set(&name, NGX_ESP_STATUS_ZONE);
-
-    zone = ngx_shared_memory_add(cf, &name, NGX_ESP_STATUS_ZONE_SIZE,
-                                 &ngx_esp_status_tag);
-    if (zone == NULL) {
+    if (ngx_esp_counters_zone(cf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
-
-    zone->init = ngx_esp_status_init_zone;
 
     clcf->handler = ngx_esp_status_handler;
 

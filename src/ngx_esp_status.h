@@ -25,13 +25,5 @@
  */
 char *ngx_esp_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
-/*
- * Counts one login decision (Basic cache hits included), once per
- * decision, from the login logging path.  The counters live in a small
- * shared zone of their own, so they are those of all workers and survive
- * reloads; while no "esp_status" is configured this does nothing.
- */
-void ngx_esp_status_count(ngx_esp_auth_result_e rc);
-
 
 #endif /* _NGX_ESP_STATUS_H_INCLUDED_ */

@@ -149,12 +149,13 @@ for my $typed ('alice', 'CONTOSO\\alice', 'contoso\\alice', 'alice@contoso.local
     ok(error_log_wait('"alice" as "alice@contoso.local"'),
        'principalname: a bare name is bound as user@logon_domain');
     login('/contoso/', 'CONTOSO\\alice', $pw{alice});
-    ok(error_log_wait('"CONTOSO\\alice" as "alice@contoso.local"'),
+    # the log escapes the backslash a client wrote (\\)
+    ok(error_log_wait('"CONTOSO\\\\alice" as "alice@contoso.local"'),
        'principalname: DOMAIN\\user is bound as user@logon_domain');
 
     ($res) = login('/byname/', 'alice', $pw{alice});
     is($res->code, 200, 'username: a bare name logs in');
-    ok(error_log_wait('"alice" as "CONTOSO\\alice"'),
+    ok(error_log_wait('"alice" as "CONTOSO\\\\alice"'),
        'username: a bare name is bound as NETBIOS\\user');
     ($res) = login('/byname/', 'alice@contoso.local', $pw{alice});
     is($res->code, 200, 'username: a typed UPN logs in');
@@ -381,6 +382,13 @@ SKIP: {
         esp badsvc;
         esp_client_auth basic;
         esp_permitted_groups "$outer";
+        esp_login_messages detailed;    # 503 names the trouble
+        proxy_pass http://127.0.0.1:\$TEST_NGINX_PORT/ok/;
+    }
+    location /badsvc-generic/ {
+        esp badsvc;
+        esp_client_auth basic;
+        esp_permitted_groups "$outer";
         proxy_pass http://127.0.0.1:\$TEST_NGINX_PORT/ok/;
     }
     location /ok/ {
@@ -391,7 +399,7 @@ CONF
     print $fh 'Not-The-Password-1';
     close $fh;
     chmod 0644, "$RUN/ad/wrong.secret";
-    skip 'esp_permitted_groups is not implemented yet', 10
+    skip 'esp_permitted_groups is not implemented yet', 12
         unless nginx_start(\%gconf, quiet => 1);
 
     my ($res, $line) = login('/grp/', 'nested', $pw{nested});
@@ -412,6 +420,12 @@ CONF
     ok(error_log_wait(qr/esp: the service account \S+ was refused by ldaps:\S+: AD data 52e \(wrong password\)/),
        'service account refused: the error log says why (AD data 52e)');
     unlike(error_log_since_mark(), qr/timed out/, 'service account refused: not "timed out"');
+
+    # the service account is only asked after a right password: by default
+    # its refusal must not tell the client so (t/045-login-messages.t)
+    ($res, $line) = login('/badsvc-generic/', 'nested', $pw{nested});
+    is($res->code, 401, 'service account refused, esp_login_messages generic: 401 as for a wrong password');
+    is($line->{result}, 'service_account', 'service account refused, generic: the log still says service_account');
 }
 
 # -------------------------------------------------------------- secrets
@@ -449,8 +463,8 @@ sub ad_sh {
 sub log_user {
     my ($user) = @_;
     (my $u = substr $user, 0, 256) =~ s/(["\\])/\\$1/g;
-    $u =~ s/([\x00-\x1f\x7f])/sprintf('\\x%02x', ord $1)/ge;
-    return $u;
+    $u =~ s/([\x00-\x1f\x7f-\xff])/sprintf('\\x%02x', ord $1)/ge;
+    return length($user) > 256 ? "$u..." : $u;
 }
 
 # login($path, $user, $password): (response, fields of its login log line,

@@ -10,7 +10,6 @@ use warnings;
 use lib 't/lib';
 use EspTest;
 use EspTest::Flow;
-use IPC::Open2 qw(open2);
 use JSON::PP ();
 use MIME::Base64 qw(encode_base64);
 use POSIX ();
@@ -21,7 +20,6 @@ if (!$ENV{ESP_MODULE} || !-f $ENV{ESP_MODULE} || !ad_present()) {
 }
 
 my $RUN = $ENV{ESP_RUN} || '/tmp/esp-run';
-my $ROOT = $ENV{ESP_ROOT} || '.';
 my $FAKE = '127.0.0.4';
 my $BASE = 7601;
 my @MODES = qw(ok reuse-dead busy unwilling garbage huge drip wrongid notice
@@ -34,23 +32,8 @@ my $users = JSON::PP->new->utf8->decode(EspTest::slurp("$RUN/ad/users.json"));
 my $BOB = $users->{bob}{password};
 
 # the fake DCs use a certificate of the other test CA, for 127.0.0.4
-my $ca = nginx_prefix() . '/conf/both-ca.pem';
-EspTest::spurt($ca, EspTest::slurp("$RUN/pki/ca.pem") . EspTest::slurp("$RUN/pki/other-ca.pem"));
-
-# it exits when $fake_in closes, even if this test dies
-my $fake_pid = open2(my $fake, my $fake_in, '/usr/bin/python3',
-                     "$ROOT/t/fixtures/fake-dc.py", "$RUN/pki/rogue.pem",
-                     "$RUN/pki/rogue.key", $FAKE, $BASE);
-END {
-    local $?;
-    if ($fake_pid) {
-        close $fake_in;
-        kill 'TERM', $fake_pid;
-        waitpid $fake_pid, 0;
-    }
-}
-my $ready = <$fake> // '';
-is($ready, "ready\n", 'the fake DCs listen');
+my $ca = start_fake_dcs($BASE);
+ok($ca, 'the fake DCs listen');
 
 my ($domains, $locations) = ("esp_session_key \$ESP_RUN/keys/session.key;\n", '');
 for my $mode (@MODES) {

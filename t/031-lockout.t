@@ -14,7 +14,7 @@
 #   6. a slot whose worker died lapses after the longest a login can take;
 #   7. smart lockout: a familiar device (cookie, address) keeps its own
 #      budget while an attacker blocks the user elsewhere;
-# and a chunked form login (TODO until the request body reader is merged).
+# and a chunked form login (the request body reader of ngx_esp_http.c).
 
 use strict;
 use warnings;
@@ -495,8 +495,7 @@ sub abandon {
 
 # ------------------------------------------------- the chunked form login
 
-TODO: {
-    local $TODO = 'the form body reader of the refactor (ngx_esp_http.c) fixes the chunked login';
+{
     my $ua = ua();
     my ($form) = follow($ua, $ua->get(url('/owa/')));
     my $f = EspTest::Flow::form_of($form);

@@ -30,6 +30,8 @@ my $HTTP = sso_domain_config(max_failed_auths => 3, reset_fail_timeout => '10m',
                              unblock_timeout => '10m')
     . <<'CONF';
 esp_session_key $ESP_RUN/keys/session.key;
+# every outcome's own message (the default, generic, is t/045's)
+esp_login_messages detailed;
 log_format esp_users '$esp_user|$esp_auth_result|$request_method $request_uri';
 CONF
 

@@ -98,6 +98,11 @@ diag('this module build has no esp_ntlm: configs are generated with --no-esp-ntl
 
 my @backends = split ' ', ($ENV{ESP_BACKENDS} || '127.0.0.1:8443 127.0.0.1:8444');
 my $port = nginx_port();
+
+# the nginx under test decides the HTTP/2 syntax (1.25.1: "http2 on;")
+my ($nginx_version) = (`$NGINX -v 2>&1` // '') =~ m{nginx/(\d+\.\d+\.\d+)};
+$nginx_version //= '0.0.0';
+my $h2_directive = sprintf('%03d%03d%03d', split /\./, $nginx_version) ge '001025001' ? 1 : 0;
 my $tls_port = nginx_tls_port();
 
 # the facts of the test fixtures
@@ -126,6 +131,7 @@ sub facts {
         '--pid' => "$PREFIX/logs/nginx.pid",
         '--temp-dir' => "$PREFIX/temp-gen",
         '--worker-processes' => 1,
+        '--nginx' => $NGINX,
         ($has_ntlm ? () : '--no-esp-ntlm'),
     );
     return (@a, @{ $o{extra} || [] });
@@ -302,7 +308,13 @@ ok(start_conf($conf), 'nginx starts with the generated config') or last;
 {
     my ($rc, $conf, $err) = gen(facts(extra => ['--mapi-auth', 'basic']));
     is($rc, 0, '--mapi-auth basic') or diag($err);
-    like($conf, qr/listen 127\.0\.0\.1:$tls_port ssl http2;/, '... turns HTTP/2 on');
+    if ($h2_directive) {
+        like($conf, qr/listen 127\.0\.0\.1:$tls_port ssl;\n\s*http2 on;/,
+             "... turns HTTP/2 on (nginx $nginx_version: \"http2 on;\")");
+    } else {
+        like($conf, qr/listen 127\.0\.0\.1:$tls_port ssl http2;/,
+             "... turns HTTP/2 on (nginx $nginx_version: \"listen ... http2\")");
+    }
     ok(start_conf($conf), '... and serves');
     my $ua = ua();
     my $alice = ad_users()->{alice};
@@ -382,6 +394,9 @@ EOF
         [[@base, '--smtp-domain', 'admin@contoso.com'], qr/--smtp-domain: .* is an address/],
         [[@base, '--mapi-auth', 'ntlm'], qr/--mapi-auth: "ntlm" is not delegate or basic/],
         [[@base, '--max-failed-auths', 'many'], qr/--max-failed-auths: "many" is not a number/],
+        [[@base, '--max-failed-auths', '1000'], qr/--max-failed-auths: "1000" is not a number 0-999/],
+        [[@base, '--max-failed-auths', '-1'], qr/--max-failed-auths: "-1" is not a number 0-999/],
+        [[@base, '--max-failed-auths', ''], qr/--max-failed-auths: "" is not a number 0-999/],
         [[@base, '--unblock-timeout', '30 minutes'], qr/--unblock-timeout: .* is not an nginx time/],
         [[@base, '--without', 'sharepoint'], qr/--without: unknown service "sharepoint"/],
         [[@base, '--permitted-group', 'Exchange Users'], qr/--permitted-group: .* is not a distinguished name/],
@@ -414,6 +429,27 @@ EOF
     like($out, qr/server 10\.9\.9\.9:444 /, 'a repeatable option on the command line replaces the file\'s');
     unlike($out, qr/server 10\.0\.0\.21:443/, '... all of them');
 
+    # max_failed_auths: the module never blocks unless told to (0); the
+    # generated config blocks after 5 failures unless told otherwise, and
+    # says that this is a recommendation
+    ($rc, $out, $err) = gen(@base);
+    like($out, qr/^\s*max_failed_auths 5;$/m,
+         'no --max-failed-auths: the config blocks after 5 failures');
+    like($out, qr/^\s*# 5 is esp-config's recommendation, not the module's default\n\s*# \(0: never block\); --max-failed-auths N sets another value\.\n\s*max_failed_auths 5;$/m,
+         '... and says it is esp-config\'s recommendation, not the module\'s default');
+    for my $n (qw(0 3 5)) {
+        ($rc, $out, $err) = gen(@base, '--max-failed-auths', $n);
+        is($rc, 0, "--max-failed-auths $n") or diag($err);
+        like($out, qr/^\s*max_failed_auths $n;$/m, '... is written as given');
+        unlike($out, qr/recommendation/, '... with no word of a recommendation');
+    }
+    open $fh, '>', "$TMP/mfa.facts" or die;
+    print $fh slurp_file($facts), "max-failed-auths=0\n";
+    close $fh;
+    ($rc, $out, $err) = gen('--input', "$TMP/mfa.facts", '--no-check-files');
+    like($out, qr/^\s*max_failed_auths 0;$/m, 'max-failed-auths=0 in a facts file: written as given');
+    unlike($out, qr/recommendation/, '... with no word of a recommendation');
+
     ($rc, $out) = gen('--print-powershell');
     is($rc, 0, '--print-powershell');
     like($out, qr/Get-Mailbox -Arbitration \| \? \{\$_\.PersistedCapabilities -like "OrganizationCapabilityClientExtensions"\}/,
@@ -422,6 +458,8 @@ EOF
     ($rc, $out) = gen('--help');
     is($rc, 0, '--help');
     like($out, qr/--arbitration-guid GUID/, '... lists the options');
+    like($out, qr/--max-failed-auths N .*\(default 5, esp-config's\s+recommendation; 0 = never, the module's own\s+default\)/s,
+         '... and gives esp-config\'s max_failed_auths and the module\'s default');
 }
 
 done_testing();

@@ -147,6 +147,7 @@ sub facts {
         '--listen' => "127.0.0.1:$tls_port",
         '--http-listen' => '127.0.0.1:' . nginx_port(),
         '--module' => $MODULE,
+        '--nginx' => $NGINX,
         '--log-dir' => "$PREFIX/logs",
         '--pid' => "$PREFIX/logs/nginx.pid",
         '--temp-dir' => "$PREFIX/temp-gen",

@@ -6,7 +6,11 @@
 # "aggressive" mode.  The failregex runs under Python's re, as fail2ban
 # runs it, with fail2ban's own tag substitution emulated; fail2ban-regex
 # (Debian package fail2ban) checks the same lines when it is installed.
-# User names try to inject another address; X-Forwarded-For tries too.
+# User names try to inject another address; X-Forwarded-For tries too;
+# so do hostile Origin, Referer, User-Agent and Host values, user names
+# and form fields (", client: 198.51.100.x, server: " in every spelling:
+# quotes, backslashes, CR/LF, %-encoded, UTF-8): the filter must never
+# take an address a client wrote, over the whole error log.
 
 use strict;
 use warnings;
@@ -91,13 +95,35 @@ sub form_try {
         ($o{no_token} ? () : [csrf => $CSRF]);
     my $res = $ua{$kind}->request(POST(url('/_esp/login'),
         Content_Type => 'application/x-www-form-urlencoded',
-        Cookie => "esp_csrf=$CSRF", Content => $body));
+        Cookie => "esp_csrf=$CSRF", Content => $body, @{ $o{headers} // [] }));
     push @expect, [$kind, "$what (" . $res->code . ')', $line_re];
     return $res;
 }
 
+# a client-written value as the module's log lines write it, inside quotes
+sub log_escape {
+    my ($v) = @_;
+    my $cut = length($v) > 256;
+    $v = substr($v, 0, 256);
+    $v =~ s/(["\\])/\\$1/g;
+    $v =~ s/([\x00-\x1f\x7f-\xff])/sprintf('\\x%02x', ord $1)/ge;
+    return $cut ? "$v..." : $v;
+}
+
 require URI::Escape;
 my $AS = '/Microsoft-Server-ActiveSync?Cmd=Sync';
+
+# what a client writes to name an address of its choice
+my @HOSTILE = (
+    'x, client: 198.51.100.7, server: y',
+    'x", client: 198.51.100.8, server: "y',
+    'x\\", client: 198.51.100.9, server: \\"y',
+    'x%2C%20client%3A%20198.51.100.10%2C%20server%3A%20y',
+    "\xc3\xbc\xe2\x80\x9c, client: 198.51.100.11, server: \xe2\x80\x9dy",
+    "x\r\n2026/01/01 00:00:00 [warn] 1#1: *1 esp: login user=\"z\" client=198.51.100.12 "
+        . "domain=contoso dc=x result=bad_credentials ad_code=52e, client: 198.51.100.12, server: y",
+    'x" client=198.51.100.13 domain=contoso dc=x result=bad_credentials ad_code=52e',
+);
 
 # failures: both modes, from 127.0.0.2
 basic_try(fail => 'Basic, unknown user', $AS, 'nosuchuser-082@contoso.local', 'Wrong-1x',
@@ -123,6 +149,27 @@ form_try(fail => 'form, a user name that carries a fake client=',
          'x" client=10.9.9.6 domain=contoso dc=x result=bad_credentials ad_code=52e x', 'Wrong-1x',
          qr/user="x\\" client=10\.9\.9\.6 .* result=bad_credentials/);
 
+# hostile values everywhere a client writes one
+for my $i (0 .. $#HOSTILE) {
+    my $h = $HOSTILE[$i];
+    my $safe = $h !~ /[\r\n]/;          # LWP sends no CR/LF in a header
+    basic_try(fail => "Basic, unknown user, hostile Referer and User-Agent $i", $AS,
+              "nosuchuser-082-hdr$i\@contoso.local", 'Wrong-1x',
+              qr/user="nosuchuser-082-hdr$i\@contoso\.local" .* result=bad_credentials/,
+              ($safe ? (Referer => $h, 'User-Agent' => $h, Origin => $h) : ()));
+    # Basic: the name ends at the first ":"
+    my ($bu) = split /:/, "$h-082b$i", 2;
+    basic_try(fail => "Basic, hostile user name $i", $AS, "$h-082b$i", 'Wrong-1x',
+              qr/user="\Q${\ log_escape($bu)}\E(?:\@contoso\.local)?" client=127\.0\.0\.2 .* result=(?:bad_credentials|invalid)/);
+    next unless $safe;                  # the form refuses control characters first
+    form_try(fail => "form, hostile user name $i", "$h-082f$i", 'Wrong-1x',
+             qr/user="\Q${\ log_escape("$h-082f$i")}\E(?:\@contoso\.local)?" client=127\.0\.0\.2 .* result=(?:bad_credentials|invalid)/,
+             headers => [Referer => $h, 'User-Agent' => $h]);
+    form_try(aggressive => "form post with a token, hostile Origin $i", "nosuchuser-082-o$i", 'Wrong-1x',
+             qr/login refused: posted from another site \("Origin: \Q${\ log_escape($h)}\E"\)/,
+             headers => [Origin => $h, Referer => $h, 'User-Agent' => $h]);
+}
+
 # never: from 127.0.0.3
 basic_try(never => 'Basic, right password', $AS, $UPN{alice}, $PW{alice},
           qr/user="alice\@contoso\.local" .* dc=ldaps\S+ result=ok/);
@@ -135,6 +182,18 @@ form_try(never => 'form, password expired (532)', $UPN{pwdexpired}, $PW{pwdexpir
 basic_try(never => 'Basic, no domain controller answers', '/down/x', $UPN{alice}, $PW{alice},
           qr/user="alice\@contoso\.local" .* result=unavailable/);
 
+# hostile Host values: 403 before any login, never counted
+for my $h ('198.51.100.21', 'x",client=198.51.100.22', "\xc3\xbc.client=198.51.100.23",
+           'x%2C%20client%3A%20198.51.100.24', 'x\\,client=198.51.100.25') {
+    my $res = $ua{never}->get(url("$AS&h=" . rand()), Host => $h,
+                              Authorization => basic_auth($UPN{alice}, 'Wrong-1x'));
+    push @expect, [never => 'hostile Host ' . log_escape($h) . ' (' . $res->code . ')',
+                   qr/esp: host "\Q${\ log_escape($h =~ tr{A-Z}{a-z}r)}\E" is not allowed/];
+}
+basic_try(never => 'Basic, right password, hostile Referer and User-Agent', $AS, $UPN{alice}, $PW{alice},
+          qr/user="alice\@contoso\.local" .* result=ok/,
+          Referer => $HOSTILE[0], 'User-Agent' => $HOSTILE[0]);
+
 # aggressive only: from 127.0.0.4
 basic_try(aggressive => 'Basic, right password, not in the permitted group', '/ews/x',
           $UPN{carol}, $PW{carol}, qr/user="carol\@contoso\.local" .* result=not_permitted/);
@@ -146,7 +205,7 @@ form_try(aggressive => 'form post without a token', 'nosuchuser-082-csrf', 'Wron
 # the lines, each found once
 my @lines;
 ok(EspTest::poll(5, sub {
-    @lines = grep { /esp: login/ } split /\n/, error_log_since_mark();
+    @lines = grep { / esp: / } split /\n/, error_log_since_mark();
     @lines >= @expect;
 }), 'every attempt left its line in the error log') or diag(mask(error_log_since_mark()));
 
@@ -164,6 +223,10 @@ for my $i (0 .. $#expect) {
 my $dir = tempdir(CLEANUP => 1);
 my $log = "$dir/error.log";
 EspTest::spurt($log, join('', map { "$_\n" } @lines));
+# and everything nginx wrote meanwhile, its own lines (and its unescaped
+# "referrer: ..." after the real client address) included
+my $whole = "$dir/whole.log";
+EspTest::spurt($whole, error_log_since_mark());
 
 # ------------------------------------------------ Python's re, as fail2ban
 
@@ -216,13 +279,19 @@ print(json.dumps(out))
 PY
 EspTest::spurt("$dir/f2b.py", $py);
 
-for my $mode (qw(normal aggressive)) {
-    open(my $fh, '-|', '/usr/bin/python3', "$dir/f2b.py", $FILTER, $mode, $log)
+sub f2b_py {
+    my ($mode, $file) = @_;
+    open(my $fh, '-|', '/usr/bin/python3', "$dir/f2b.py", $FILTER, $mode, $file)
         or die "python3: $!";
     my $json = do { local $/; <$fh> };
     close $fh;
-    ok($? == 0, "$mode: the filter compiles and runs under Python's re") or next;
-    my %hit = map { $_->[0] => $_->[1] } @{ decode_json($json) };
+    return $? == 0 ? decode_json($json) : undef;
+}
+
+for my $mode (qw(normal aggressive)) {
+    my $hits = f2b_py($mode, $log);
+    ok($hits, "$mode: the filter compiles and runs under Python's re") or next;
+    my %hit = map { $_->[0] => $_->[1] } @$hits;
     for my $i (sort { $a <=> $b } keys %line_of) {
         my ($kind, $what) = @{ $expect[$i] };
         my $n = $line_of{$i};
@@ -236,6 +305,9 @@ for my $mode (qw(normal aggressive)) {
     }
     my @wrong = grep { $_ !~ /^127\.0\.0\.[234]$/ } values %hit;
     ok(!@wrong, "$mode: no address a client wrote in is ever picked (@wrong)");
+    my @all = map { $_->[1] } @{ f2b_py($mode, $whole) // [[0, 'no run']] };
+    @wrong = grep { $_ !~ /^127\.0\.0\.[24]$/ } @all;
+    ok(@all && !@wrong, "$mode: over the whole error log, only the failing clients' addresses (@wrong)");
 }
 
 # ------------------------------------------------ fail2ban-regex itself
@@ -247,7 +319,7 @@ SKIP: {
         my %want = (fail => scalar(grep { $_->[0] eq 'fail' } @expect),
                     aggressive => $mode eq 'aggressive'
                                   ? scalar(grep { $_->[0] eq 'aggressive' } @expect) : 0);
-        open(my $fh, '-|', $tool, '-r', '-o', 'ip', $log, "$FILTER\[mode=$mode\]")
+        open(my $fh, '-|', $tool, '-r', '-o', 'ip', $whole, "$FILTER\[mode=$mode\]")
             or die "$tool: $!";
         my @ips = grep { /\S/ } map { s/\s+//gr } <$fh>;
         close $fh;

@@ -32,6 +32,7 @@ our @EXPORT = qw(
     ua url test_id_header
     backend_mark backend_log backend_log_since_mark backend_entries_for
     ad_present ad_users ad_env exchange_present mask
+    nginx_version nginx_version_ge
 );
 
 # ---------------------------------------------------------------------------
@@ -417,6 +418,23 @@ sub nginx_start () {
     my $ok = ensure_nginx(config_with($sections), $sections->{restart});
     say_diag($last_start_error) unless $ok || $o{quiet};
     return $ok;
+}
+
+# The version of the nginx under test (ESP_NGINX), as "1.30.4"; and whether
+# it is at least the one given: for what nginx itself does differently.
+my $NGINX_VERSION;
+
+sub nginx_version () {
+    return $NGINX_VERSION //= do {
+        my ($v) = (`$NGINX -v 2>&1` // '') =~ m{nginx/(\d+\.\d+\.\d+)};
+        $v // '0.0.0';
+    };
+}
+
+sub nginx_version_ge () {
+    my ($want) = @_;
+    my $num = sub { sprintf '%03d%03d%03d', split /\./, $_[0] };
+    return $num->(nginx_version()) ge $num->($want) ? 1 : 0;
 }
 
 sub nginx_error () {

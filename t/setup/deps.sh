@@ -12,7 +12,7 @@ pkgs=(
     # harness, stand-in Exchange, namespaces
     perl libtest-base-perl libwww-perl liblwp-protocol-https-perl
     libio-socket-ssl-perl libhttp-cookies-perl libjson-pp-perl libhtml-form-perl
-    python3 openssl iproute2 util-linux procps curl
+    python3 python3-cryptography openssl iproute2 util-linux procps curl
     # the login page in a real browser
     chromium libnss3-tools
     # load for the fault tests and make bench; the fail2ban filter's test

@@ -14,11 +14,13 @@ use warnings;
 
 use Exporter qw(import);
 use HTTP::Request::Common qw(GET);
+use IPC::Open2 qw(open2);
 use MIME::Base64 qw(encode_base64);
 use URI;
 use EspTest ();
 
-our @EXPORT = qw(follow submit_form form_of cookies basic_auth sso_domain_config);
+our @EXPORT = qw(follow submit_form form_of cookies basic_auth sso_domain_config
+                 start_fake_dcs);
 
 # follow($ua, $res, max => 10): follows 3xx redirects one by one (ua() does
 # not), with the same jar. Returns the last response, then every response on
@@ -116,6 +118,36 @@ sub sso_domain_config {
         $text .= "    $k $_;\n" for ref $d{$k} ? @{ $d{$k} } : $d{$k};
     }
     return "$text}\n";
+}
+
+# start_fake_dcs($base): t/fixtures/fake-dc.py, misbehaving "domain
+# controllers" on 127.0.0.4, one LDAPS port per behaviour from $base (see
+# its header), with a certificate of the test PKI's other CA.  Returns the
+# CA file for their ldap_ca_certificate (it trusts the real DCs too), or
+# undef if they did not start.  They stop when the test ends.
+my @FAKE_DCS;
+
+sub start_fake_dcs {
+    my ($base) = @_;
+    my $run = $ENV{ESP_RUN} || '/tmp/esp-run';
+    my $root = $ENV{ESP_ROOT} || '.';
+    my $ca = EspTest::nginx_prefix() . '/conf/both-ca.pem';
+    EspTest::spurt($ca, EspTest::slurp("$run/pki/ca.pem") . EspTest::slurp("$run/pki/other-ca.pem"));
+    # it exits when its stdin closes, even if the test dies
+    my $pid = open2(my $out, my $in, '/usr/bin/python3', "$root/t/fixtures/fake-dc.py",
+                    "$run/pki/rogue.pem", "$run/pki/rogue.key", '127.0.0.4', $base);
+    push @FAKE_DCS, [$pid, $in];
+    my $ready = <$out> // '';
+    return $ready eq "ready\n" ? $ca : undef;
+}
+
+END {
+    local $?;
+    for my $f (@FAKE_DCS) {
+        close $f->[1];
+        kill 'TERM', $f->[0];
+        waitpid $f->[0], 0;
+    }
 }
 
 1;
