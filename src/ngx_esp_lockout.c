@@ -94,6 +94,7 @@ struct ngx_esp_lockout_s {
     ngx_esp_shm_slot_t         slot;
 
     ngx_http_request_t        *request;
+    ngx_pool_t                *pool;         /* r->pool: NULL in cleanups */
     ngx_esp_ldap_req_t        *lr;           /* the bind */
     ngx_event_t                wait;         /* for a slot */
     ngx_msec_t                 waited;
@@ -197,6 +198,7 @@ ngx_esp_lockout_begin(ngx_http_request_t *r, ngx_esp_domain_t *d,
     lk->key = *key;
     lk->log = r->connection->log;
     lk->request = r;
+    lk->pool = r->pool;
     lk->lr = lr;
 
     if (d->smart_lockout) {
@@ -398,7 +400,6 @@ ngx_esp_lockout_cleanup(void *data)
     u_char                    *p;
     ngx_int_t                  rc;
     ngx_str_t                 *addr, *key;
-    ngx_pool_t                *pool;
     ngx_esp_lockout_orphan_t  *o;
 
     if (lk->waiting) {
@@ -417,9 +418,11 @@ ngx_esp_lockout_cleanup(void *data)
     lk->ended = 1;
     addr = &lk->request->connection->addr_text;
 
-    /* the request's pool is going, but not yet: its cleanups run first */
-    pool = lk->request->pool;
-    key = ngx_esp_log_escape(pool, &lk->key);
+    /*
+     * the request's pool is going (r->pool is NULL already), but its
+     * memory stays until its cleanups have run
+     */
+    key = ngx_esp_log_escape(lk->pool, &lk->key);
 
     o = ngx_alloc(sizeof(ngx_esp_lockout_orphan_t) + key->len + addr->len,
                   lk->log);
