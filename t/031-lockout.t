@@ -493,6 +493,19 @@ sub abandon {
            "smart: AD's badPwdCount of phone is $ad, at most max_failed_auths + smart_lockout_max_failed_auths");
 }
 
+# ------------------------------------------------- the block's log line
+
+{
+    # the name is the client's: a quote in it cannot end the log's quotes
+    my $evil = 'ghost"031q@contoso.local';
+    error_log_mark();
+    my @r = map { (try_login('/ews/x', $evil, "Wrong-quote-$_"))[1] } 1 .. $MAX + 1;
+    is("@r", join(' ', ('bad_credentials') x $MAX, 'blocked'),
+       'block line: a name with a quote is blocked like any other');
+    like(error_log_since_mark(0), qr/esp: user "ghost\\"031q\@contoso\.local" of domain contoso is blocked for/,
+         'block line: the user name is logged escaped');
+}
+
 # ------------------------------------------------- the chunked form login
 
 {
