@@ -44,6 +44,7 @@ static char *ngx_esp_merge_loc_conf(ngx_conf_t *cf, void *parent,
 static ngx_int_t ngx_esp_init(ngx_conf_t *cf);
 static ngx_int_t ngx_esp_init_worker(ngx_cycle_t *cycle);
 static void ngx_esp_exit_worker(ngx_cycle_t *cycle);
+static void ngx_esp_exit_master(ngx_cycle_t *cycle);
 
 static char *ngx_esp(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_esp_patterns(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -81,6 +82,14 @@ static ngx_conf_enum_t  ngx_esp_client_auth_modes[] = {
     { ngx_string("form"), NGX_ESP_CLIENT_FORM },
     { ngx_string("basic"), NGX_ESP_CLIENT_BASIC },
     { ngx_string("delegate"), NGX_ESP_CLIENT_DELEGATE },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_esp_delegate_basic_modes[] = {
+    { ngx_string("verify"), NGX_ESP_DELEGATE_VERIFY },
+    { ngx_string("pass"), NGX_ESP_DELEGATE_PASS },
+    { ngx_string("refuse"), NGX_ESP_DELEGATE_REFUSE },
     { ngx_null_string, 0 }
 };
 
@@ -144,6 +153,13 @@ static ngx_command_t  ngx_esp_commands[] = {
       offsetof(ngx_esp_loc_conf_t, server_auth),
       &ngx_esp_server_auth_modes },
 
+    { ngx_string("esp_delegate_basic"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, delegate_basic),
+      &ngx_esp_delegate_basic_modes },
+
     { ngx_string("esp_login_messages"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_enum_slot,
@@ -159,7 +175,7 @@ static ngx_command_t  ngx_esp_commands[] = {
       NULL },
 
     { ngx_string("esp_shared_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
       ngx_esp_shared_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -300,7 +316,7 @@ ngx_module_t  ngx_exchange_esp_module = {
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_esp_exit_worker,                   /* exit process */
-    NULL,                                  /* exit master */
+    ngx_esp_exit_master,                   /* exit master */
     NGX_MODULE_V1_PADDING
 };
 
@@ -380,6 +396,7 @@ ngx_esp_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
         case NGX_ESP_STATE_DELAYED:
             return NGX_AGAIN;
 
+        case NGX_ESP_STATE_SLOT:
         case NGX_ESP_STATE_DECIDED:
         case NGX_ESP_STATE_DONE:
             return ngx_esp_auth_resume(r, elcf, ctx);
@@ -418,7 +435,7 @@ ngx_esp_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
     }
 
     if (elcf->client_auth == NGX_ESP_CLIENT_DELEGATE) {
-        return NGX_DECLINED;
+        return ngx_esp_basic_delegate(r, elcf, ctx);
     }
 
     if (excluded) {
@@ -610,6 +627,7 @@ ngx_esp_create_loc_conf(ngx_conf_t *cf)
     conf->excluded_dirs = NGX_CONF_UNSET_PTR;
     conf->client_auth = NGX_CONF_UNSET_UINT;
     conf->server_auth = NGX_CONF_UNSET_UINT;
+    conf->delegate_basic = NGX_CONF_UNSET_UINT;
     conf->login_messages = NGX_CONF_UNSET_UINT;
     conf->basic_cache = NGX_CONF_UNSET;
     conf->public_private = NGX_CONF_UNSET;
@@ -644,6 +662,8 @@ ngx_esp_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               NGX_ESP_CLIENT_FORM);
     ngx_conf_merge_uint_value(conf->server_auth, prev->server_auth,
                               NGX_ESP_SERVER_NONE);
+    ngx_conf_merge_uint_value(conf->delegate_basic, prev->delegate_basic,
+                              NGX_ESP_DELEGATE_VERIFY);
     ngx_conf_merge_str_value(conf->realm, prev->realm, "Exchange");
     ngx_conf_merge_uint_value(conf->login_messages, prev->login_messages,
                               NGX_ESP_MESSAGES_GENERIC);
@@ -766,7 +786,27 @@ ngx_esp_init_worker(ngx_cycle_t *cycle)
                       NGINX_VER ", %s", OpenSSL_version(OPENSSL_VERSION));
     }
 
+    if (emcf->shm_zone) {
+        return ngx_esp_shm_init_worker(cycle, emcf->shm_zone);
+    }
+
     return NGX_OK;
+}
+
+
+/* the state file gets the zone's last word when nginx stops */
+
+static void
+ngx_esp_exit_master(ngx_cycle_t *cycle)
+{
+    ngx_esp_main_conf_t  *emcf;
+
+    emcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_exchange_esp_module);
+
+    if (emcf && emcf->shm_zone) {
+        ngx_esp_shm_exit_master(cycle, emcf->shm_zone);
+    }
 }
 
 

@@ -23,6 +23,11 @@
 #define NGX_ESP_SERVER_BASIC      2
 #define NGX_ESP_SERVER_FORM       3
 
+/* esp_delegate_basic */
+#define NGX_ESP_DELEGATE_VERIFY   1
+#define NGX_ESP_DELEGATE_PASS     2
+#define NGX_ESP_DELEGATE_REFUSE   3
+
 /* esp_cookie samesite= */
 #define NGX_ESP_SAMESITE_OFF      1
 #define NGX_ESP_SAMESITE_LAX      2
@@ -76,6 +81,9 @@ struct ngx_esp_domain_s {
     ngx_int_t                  max_failed_auths;
     time_t                     reset_fail_timeout;
     time_t                     unblock_timeout;
+    ngx_flag_t                 smart_lockout;
+    ngx_int_t                  familiar_failed_auths;
+    time_t                     familiar_remember;
     time_t                     public_idle;
     time_t                     public_max;
     time_t                     private_idle;
@@ -128,6 +136,7 @@ typedef struct {
 
     ngx_uint_t                 client_auth;
     ngx_uint_t                 server_auth;
+    ngx_uint_t                 delegate_basic;   /* esp_delegate_basic */
     ngx_str_t                  realm;            /* esp_realm */
     ngx_uint_t                 login_messages;   /* esp_login_messages */
     time_t                     basic_cache;      /* esp_basic_cache */

@@ -306,9 +306,15 @@ ngx_esp_ctx_cleanup(void *data)
 {
     ngx_esp_ctx_t  *ctx = data;
 
+    /*
+     * A login's lockout has a cleanup of its own, registered after this
+     * one, so it ran first: it has aborted the bind, asking what became
+     * of the password.  This abort is then harmless.
+     */
+
     if (ctx->state == NGX_ESP_STATE_WAITING) {
         ctx->state = NGX_ESP_STATE_DECIDED;
-        ngx_esp_ldap_abort(&ctx->lr);
+        (void) ngx_esp_ldap_abort(&ctx->lr, NULL, NULL);
     }
 
     if (ctx->password.len) {
@@ -324,19 +330,19 @@ ngx_esp_ctx_cleanup(void *data)
 
 /*
  * One login: the gate's own lockout first (a blocked user never reaches a
- * domain controller), then the Basic cache, then the directory.
+ * domain controller, and a slot is held for the bind), then the Basic
+ * cache, then the directory.  A login that waited for a slot comes here
+ * again (ngx_esp_auth_resume()) with the same lockout.
  */
 
 ngx_int_t
 ngx_esp_auth_start(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx, ngx_esp_auth_done_pt done, ngx_uint_t flags)
 {
-    ngx_int_t             rc;
-    ngx_str_t             key;
-    ngx_esp_ldap_req_t   *lr;
-    ngx_esp_main_conf_t  *emcf;
+    ngx_int_t            rc;
+    ngx_str_t            key;
+    ngx_esp_ldap_req_t  *lr;
 
-    emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
     lr = &ctx->lr;
 
     ctx->done = done;
@@ -387,24 +393,37 @@ ngx_esp_auth_start(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     ctx->key = key;
 
-    if (emcf->shm_zone
-        && ngx_esp_lockout_check(emcf->shm_zone, elcf->domain, &key, NULL)
-           == NGX_BUSY)
-    {
+    /* the lockout's slot (or the cache's answer) before any bind */
+
+    rc = ngx_esp_lockout_begin(r, elcf->domain, &key,
+                               (ctx->use_cache && elcf->basic_cache
+                                && elcf->permitted_groups == NULL)
+                               ? &ctx->password : NULL,
+                               lr, &ctx->lockout);
+
+    switch (rc) {
+
+    case NGX_OK:
+        break;
+
+    case NGX_AGAIN:
+        /* every slot is taken: the access phase runs again on a timer */
+        ctx->state = NGX_ESP_STATE_SLOT;
+        r->read_event_handler = ngx_http_test_reading;
+        return NGX_AGAIN;
+
+    case NGX_BUSY:
         lr->result = NGX_ESP_AUTH_BLOCKED;
         goto decided;
-    }
 
-    if (ctx->use_cache && elcf->basic_cache
-        && emcf->shm_zone && elcf->permitted_groups == NULL
-        && ngx_esp_cache_lookup(emcf->shm_zone, &elcf->domain->name, &key,
-                                &ctx->password)
-           == NGX_OK)
-    {
+    case NGX_DONE:
         lr->result = NGX_ESP_AUTH_OK;
         ngx_str_set(&lr->dc, "cache");
         ctx->cached = 1;
         goto decided;
+
+    default: /* NGX_ERROR */
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ctx->started = ngx_current_msec;
@@ -418,6 +437,7 @@ ngx_esp_auth_start(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     }
 
     if (rc == NGX_ERROR) {
+        ngx_esp_lockout_end(r, ctx->lockout, NGX_ESP_AUTH_ERROR, NULL);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -490,6 +510,20 @@ ngx_int_t
 ngx_esp_auth_resume(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx)
 {
+    if (ctx->state == NGX_ESP_STATE_SLOT) {
+
+        if (ngx_esp_lockout_waiting(ctx->lockout)) {
+            return NGX_AGAIN;
+        }
+
+        /* woken up: the same login asks the lockout again */
+
+        ctx->state = NGX_ESP_STATE_NEW;
+
+        return ngx_esp_auth_start(r, elcf, ctx, ctx->done,
+                                  ctx->use_cache ? NGX_ESP_AUTH_CACHE : 0);
+    }
+
     if (ctx->state != NGX_ESP_STATE_DECIDED) {
         /* acted upon already in this location: the same answer */
         return ctx->authenticated ? NGX_DECLINED : NGX_HTTP_FORBIDDEN;
@@ -499,6 +533,11 @@ ngx_esp_auth_resume(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ctx->result = ctx->lr.result;
 
     ngx_esp_auth_log(r, ctx);
+
+    /* the lockout hears the outcome: only a bind's success resets it */
+
+    ngx_esp_lockout_end(r, ctx->lockout, ctx->result, &ctx->set_cookie);
+
     ngx_esp_auth_count(ctx->result);
     ngx_esp_auth_book(r, elcf, ctx);
 
@@ -515,7 +554,7 @@ ngx_esp_auth_resume(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 }
 
 
-/* the decision in the shared zone: the lockout and the Basic cache */
+/* the decision in the shared zone: the Basic cache */
 
 static void
 ngx_esp_auth_book(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
@@ -532,7 +571,6 @@ ngx_esp_auth_book(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     switch (ctx->result) {
 
     case NGX_ESP_AUTH_OK:
-        ngx_esp_lockout_success(emcf->shm_zone, elcf->domain, &ctx->key);
 
         if (ctx->use_cache && elcf->basic_cache && !ctx->cached
             && elcf->permitted_groups == NULL)
@@ -545,20 +583,6 @@ ngx_esp_auth_book(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         break;
 
     case NGX_ESP_AUTH_BAD_CREDENTIALS:
-        if (ngx_esp_lockout_failure(emcf->shm_zone, elcf->domain, &ctx->key)
-            == NGX_BUSY)
-        {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "esp: user \"%V\" of domain %V is blocked for "
-                          "%T s after %i failed logins",
-                          ngx_esp_log_escape(r->pool, &ctx->key),
-                          &elcf->domain->name,
-                          elcf->domain->unblock_timeout,
-                          elcf->domain->max_failed_auths);
-        }
-
-        break;
-
     case NGX_ESP_AUTH_BLOCKED:
     case NGX_ESP_AUTH_INVALID:
     case NGX_ESP_AUTH_UNAVAILABLE:

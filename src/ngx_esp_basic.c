@@ -72,6 +72,48 @@ ngx_esp_basic_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 }
 
 
+ngx_int_t
+ngx_esp_basic_delegate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx)
+{
+    ngx_str_t  *auth;
+
+    if (r->headers_in.authorization == NULL
+        || elcf->delegate_basic == NGX_ESP_DELEGATE_PASS)
+    {
+        return NGX_DECLINED;
+    }
+
+    auth = &r->headers_in.authorization->value;
+
+    /*
+     * the scheme as a backend may read it, in any case and followed by
+     * any blank: what nginx cannot parse as Basic is refused, not passed
+     */
+
+    if (auth->len < sizeof("Basic") - 1
+        || ngx_strncasecmp(auth->data, (u_char *) "Basic",
+                           sizeof("Basic") - 1)
+           != 0
+        || (auth->len > sizeof("Basic") - 1
+            && auth->data[sizeof("Basic") - 1] != ' '
+            && auth->data[sizeof("Basic") - 1] != '\t'))
+    {
+        return NGX_DECLINED;
+    }
+
+    if (elcf->delegate_basic == NGX_ESP_DELEGATE_REFUSE) {
+        /* nothing the client wrote before nginx's ", client: " (fail2ban) */
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "esp: Basic authentication refused "
+                      "(esp_delegate_basic refuse)");
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    return ngx_esp_basic_access(r, elcf, ctx);
+}
+
+
 /*
  * The directory (or the cache, or the lockout) has decided; on success,
  * step 8: what Exchange gets to see of the client's credentials.
@@ -85,7 +127,10 @@ ngx_esp_basic_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     case NGX_ESP_AUTH_OK:
 
-        if (elcf->server_auth != NGX_ESP_SERVER_BASIC
+        /* delegate: verified Basic goes on as it came, Exchange checks it */
+
+        if (elcf->client_auth != NGX_ESP_CLIENT_DELEGATE
+            && elcf->server_auth != NGX_ESP_SERVER_BASIC
             && r->headers_in.authorization
             && ngx_esp_http_set_header(r, &r->headers_in.headers,
                                        "Authorization", NULL,

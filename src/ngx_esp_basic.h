@@ -21,5 +21,15 @@
 ngx_int_t ngx_esp_basic_access(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 
+/*
+ * "esp_client_auth delegate" (step 7): Exchange authenticates (NTLM,
+ * Negotiate, OAuth pass on as they are), but a Basic password is one more
+ * guess at the directory: per esp_delegate_basic it goes through the
+ * lockout, the cache and the login log first (verify) and then on to
+ * Exchange as it came, passes unchecked (pass), or is refused (refuse).
+ */
+ngx_int_t ngx_esp_basic_delegate(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
+
 
 #endif /* _NGX_ESP_BASIC_H_INCLUDED_ */

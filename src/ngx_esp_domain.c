@@ -51,6 +51,10 @@ static ngx_esp_num_bounds_t  ngx_esp_max_failed_bounds = {
     ngx_esp_check_bounds, 0, 999, "max_failed_auths"
 };
 
+static ngx_esp_num_bounds_t  ngx_esp_smart_failed_bounds = {
+    ngx_esp_check_bounds, 1, 999, "smart_lockout_max_failed_auths"
+};
+
 static ngx_esp_num_bounds_t  ngx_esp_connections_bounds = {
     ngx_esp_check_bounds, 1, 64, "ldap_connections"
 };
@@ -165,6 +169,27 @@ static ngx_command_t  ngx_esp_domain_commands[] = {
       offsetof(ngx_esp_domain_t, unblock_timeout),
       NULL },
 
+    { ngx_string("smart_lockout"),
+      NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      0,
+      offsetof(ngx_esp_domain_t, smart_lockout),
+      NULL },
+
+    { ngx_string("smart_lockout_max_failed_auths"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      0,
+      offsetof(ngx_esp_domain_t, familiar_failed_auths),
+      &ngx_esp_smart_failed_bounds },
+
+    { ngx_string("smart_lockout_remember"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      0,
+      offsetof(ngx_esp_domain_t, familiar_remember),
+      NULL },
+
     { ngx_string("session_timeout"),
       NGX_CONF_TAKE23,
       ngx_esp_session_timeout,
@@ -235,6 +260,9 @@ ngx_esp_domain_get(ngx_conf_t *cf, ngx_str_t *name, ngx_uint_t create)
     d->max_failed_auths = NGX_CONF_UNSET;
     d->reset_fail_timeout = NGX_CONF_UNSET;
     d->unblock_timeout = NGX_CONF_UNSET;
+    d->smart_lockout = NGX_CONF_UNSET;
+    d->familiar_failed_auths = NGX_CONF_UNSET;
+    d->familiar_remember = NGX_CONF_UNSET;
     d->public_idle = NGX_CONF_UNSET;
     d->public_max = NGX_CONF_UNSET;
     d->private_idle = NGX_CONF_UNSET;
@@ -422,6 +450,9 @@ ngx_esp_domain_finish(ngx_conf_t *cf, ngx_esp_domain_t *d)
     ngx_conf_init_value(d->max_failed_auths, 0);
     ngx_conf_init_value(d->reset_fail_timeout, 60);
     ngx_conf_init_value(d->unblock_timeout, 1800);
+    ngx_conf_init_value(d->smart_lockout, 0);
+    ngx_conf_init_value(d->familiar_failed_auths, d->max_failed_auths);
+    ngx_conf_init_value(d->familiar_remember, 14 * 86400);
     ngx_conf_init_value(d->public_idle, 900);
     ngx_conf_init_value(d->public_max, 1800);
     ngx_conf_init_value(d->private_idle, 900);
@@ -439,6 +470,16 @@ ngx_esp_domain_finish(ngx_conf_t *cf, ngx_esp_domain_t *d)
                            "esp_sso_domain \"%V\": \"reset_fail_timeout\" "
                            "and \"unblock_timeout\" must not be zero",
                            &d->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (d->smart_lockout
+        && (d->max_failed_auths == 0 || d->familiar_remember == 0))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "esp_sso_domain \"%V\": \"smart_lockout\" needs "
+                           "\"max_failed_auths\" and a non-zero "
+                           "\"smart_lockout_remember\"", &d->name);
         return NGX_CONF_ERROR;
     }
 

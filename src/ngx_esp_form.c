@@ -1154,12 +1154,15 @@ ngx_esp_form_answer(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
 ngx_int_t
 ngx_esp_form_strip_cookies(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
 {
-    ngx_str_t  names[2];
+    ngx_str_t  names[3];
 
     names[0] = elcf->cookie_name;
     names[1] = ngx_esp_csrf_name;
 
-    return ngx_esp_http_strip_cookies(r, names, 2);
+    /* smart lockout's (src/ngx_esp_lockout.c) */
+    ngx_str_set(&names[2], NGX_ESP_DEVICE_COOKIE);
+
+    return ngx_esp_http_strip_cookies(r, names, 3);
 }
 
 

@@ -350,18 +350,47 @@ ngx_esp_ldap_authenticate(ngx_esp_ldap_req_t *lr)
 }
 
 
-void
-ngx_esp_ldap_abort(ngx_esp_ldap_req_t *lr)
+ngx_int_t
+ngx_esp_ldap_abort(ngx_esp_ldap_req_t *lr, ngx_esp_ldap_orphan_pt orphan,
+    void *data)
 {
-    ngx_esp_ldap_op_t  *op;
+    ngx_int_t             rc;
+    ngx_esp_ldap_op_t    *op;
+    ngx_esp_ldap_conn_t  *conn;
 
     op = lr->op;
 
     if (op == NULL) {
-        return;
+        return NGX_DECLINED;
     }
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, lr->log, 0, "esp ldap: abort");
+
+    /*
+     * What the directory makes of the password: an answer that came (the
+     * handler is posted), a bind accepted before a later step, a bind
+     * still out, or nothing sent yet.
+     */
+
+    conn = op->conn;
+
+    if (op->finished) {
+        rc = NGX_DONE;
+
+    } else if (op->step > NGX_ESP_LDAP_USER_BIND) {
+        lr->result = NGX_ESP_AUTH_OK;
+        rc = NGX_DONE;
+
+    } else if (conn && conn->state == NGX_ESP_LDAP_BUSY && conn->expect
+               && conn->expect_type == LDAP_RES_BIND)
+    {
+        conn->orphan = orphan;
+        conn->orphan_data = data;
+        rc = NGX_AGAIN;
+
+    } else {
+        rc = NGX_DECLINED;
+    }
 
     lr->op = NULL;
     op->finished = 1;
@@ -386,6 +415,8 @@ ngx_esp_ldap_abort(ngx_esp_ldap_req_t *lr)
         op->conn->op = NULL;
         op->conn = NULL;
     }
+
+    return rc;
 }
 
 

@@ -38,6 +38,10 @@ typedef struct ngx_esp_ldap_req_s  ngx_esp_ldap_req_t;
 
 typedef void (*ngx_esp_ldap_done_pt)(ngx_esp_ldap_req_t *lr);
 
+/* the outcome of a bind whose caller went away (ngx_esp_ldap_abort()) */
+typedef void (*ngx_esp_ldap_orphan_pt)(void *data,
+    ngx_esp_auth_result_e result);
+
 
 struct ngx_esp_ldap_req_s {
     /* filled by the caller */
@@ -100,8 +104,15 @@ ngx_int_t ngx_esp_ldap_authenticate(ngx_esp_ldap_req_t *lr);
  * The caller goes away: lr->handler will never be called and lr is not
  * touched again; a bind already sent finishes in the background and its
  * connection returns to the pool.  Harmless when nothing is running.
+ * Returns what the directory makes of the user's password: NGX_DECLINED,
+ * nothing (no user bind was sent); NGX_DONE, the outcome is known and in
+ * lr->result (the bind was answered, or accepted and a group check was
+ * under way: NGX_ESP_AUTH_OK); NGX_AGAIN, the bind is out: "orphan", if
+ * not NULL, is called once with its outcome when it comes, or with
+ * NGX_ESP_AUTH_UNAVAILABLE when no answer does (also at worker exit).
  */
-void ngx_esp_ldap_abort(ngx_esp_ldap_req_t *lr);
+ngx_int_t ngx_esp_ldap_abort(ngx_esp_ldap_req_t *lr,
+    ngx_esp_ldap_orphan_pt orphan, void *data);
 
 /*
  * The name to bind as, per the domain's logon_format.  NGX_DECLINED: the

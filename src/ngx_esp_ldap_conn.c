@@ -51,6 +51,8 @@ static ngx_int_t ngx_esp_ldap_message(ngx_esp_ldap_conn_t *conn,
     ngx_esp_ldap_msg_t *m);
 static void ngx_esp_ldap_timer_handler(ngx_event_t *ev);
 static void ngx_esp_ldap_fail(ngx_esp_ldap_conn_t *conn, ngx_uint_t why);
+static void ngx_esp_ldap_orphan_done(ngx_esp_ldap_conn_t *conn,
+    ngx_esp_auth_result_e result);
 static void ngx_esp_ldap_close_connection(ngx_connection_t *c);
 static void ngx_esp_ldap_dummy_handler(ngx_event_t *ev);
 static u_char *ngx_esp_ldap_log_error(ngx_log_t *log, u_char *buf,
@@ -895,6 +897,14 @@ ngx_esp_ldap_message(ngx_esp_ldap_conn_t *conn, ngx_esp_ldap_msg_t *m)
 
         /* the op went away while its request was out */
 
+        if (conn->orphan) {
+            ngx_esp_ldap_orphan_done(conn,
+                m->code == LDAP_SUCCESS ? NGX_ESP_AUTH_OK
+                : m->code == LDAP_INVALID_CREDENTIALS
+                  ? ngx_esp_ldap_ad_result(ngx_esp_ldap_ad_code(&m->diag))
+                  : NGX_ESP_AUTH_ERROR);
+        }
+
         ngx_esp_ldap_release(conn);
         return NGX_DONE;
     }
@@ -988,6 +998,10 @@ ngx_esp_ldap_close(ngx_esp_ldap_conn_t *conn, ngx_uint_t clean)
 {
     ngx_connection_t  *c;
 
+    /* an abandoned bind that got no answer: failed, time-out, exit */
+
+    ngx_esp_ldap_orphan_done(conn, NGX_ESP_AUTH_UNAVAILABLE);
+
     if (conn->timer.timer_set) {
         ngx_del_timer(&conn->timer);
     }
@@ -1065,6 +1079,28 @@ static void
 ngx_esp_ldap_fail(ngx_esp_ldap_conn_t *conn, ngx_uint_t why)
 {
     conn->dc->lw->handlers.fail(conn, why);
+}
+
+
+static void
+ngx_esp_ldap_orphan_done(ngx_esp_ldap_conn_t *conn,
+    ngx_esp_auth_result_e result)
+{
+    ngx_esp_ldap_orphan_pt  orphan;
+
+    orphan = conn->orphan;
+
+    if (orphan == NULL) {
+        return;
+    }
+
+    conn->orphan = NULL;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &conn->log, 0,
+                   "esp ldap: abandoned bind on %V: result %ui",
+                   &conn->dc->conf->name, (ngx_uint_t) result);
+
+    orphan(conn->orphan_data, result);
 }
 
 

@@ -93,6 +93,10 @@ struct ngx_esp_ldap_conn_s {
     size_t                     in_pos;
     size_t                     in_len;
 
+    /* an abandoned op's user bind under way: who hears its answer */
+    ngx_esp_ldap_orphan_pt     orphan;
+    void                      *orphan_data;
+
     unsigned                   reused:1;    /* from the idle pool, silent */
 };
 

@@ -11,6 +11,7 @@
 #include "ngx_esp.h"
 #include "ngx_esp_http.h"
 #include "ngx_esp_ldap.h"
+#include "ngx_esp_lockout.h"
 #include "ngx_esp_session.h"
 
 
@@ -37,6 +38,9 @@ typedef enum {
                                      shown; ctx->message says what */
     NGX_ESP_STATE_FORM_LOGIN,     /* the credentials, on their way to be
                                      checked */
+    NGX_ESP_STATE_SLOT,           /* every slot of the user's lockout is
+                                     taken: the login waits for one and
+                                     starts again (src/ngx_esp_lockout.c) */
     NGX_ESP_STATE_WAITING,        /* the directory has the credentials */
     NGX_ESP_STATE_DELAYED,        /* refused without the directory: the
                                      answer waits as long as a bind would
@@ -89,6 +93,7 @@ struct ngx_esp_ctx_s {
     ngx_str_t                  basic_password;   /* wiped with the pool */
 
     ngx_esp_session_t          session;      /* a valid session cookie */
+    ngx_esp_lockout_t         *lockout;      /* this login's, or NULL */
 
     ngx_str_t                  set_cookie;   /* added by the header filter */
 

@@ -38,7 +38,8 @@
  * ngx_esp_shm_stats() reports capacity and entry_size at run time.
  *
  * When the zone is full the least recently used entry goes, in this order
- * of kinds: cached credentials, then failure counters of unblocked users,
+ * of kinds: cached credentials and familiar clients (smart lockout), then
+ * failure counters of unblocked users,
  * then active blocks, then revocations (the last two are logged, at most
  * once a minute, since losing them weakens lockout and logoff).  A login
  * never fails because the zone is full.
@@ -50,6 +51,7 @@
 
 
 #define NGX_ESP_SHM_MIN_SIZE      (8 * ngx_pagesize)
+#define NGX_ESP_SHM_KEY_LEN       32         /* HMAC-SHA256 */
 #define NGX_ESP_SHM_DEFAULT_SIZE  (10 * 1024 * 1024)
 
 
@@ -86,8 +88,9 @@ char *ngx_esp_shm_default_zone(ngx_conf_t *cf, ngx_esp_main_conf_t *emcf);
 /*
  * Basic credential cache, one entry per (domain, user); "user" is the
  * normalised (lowercased) logon name.  lookup: NGX_OK on a fresh entry
- * whose password matches, NGX_DECLINED otherwise (a wrong password keeps
- * the entry).  store: replaces the previous password, NGX_OK or NGX_ERROR.
+ * whose password matches, NGX_DONE on a fresh entry for another password
+ * (which is kept), NGX_DECLINED otherwise.  store: replaces the previous
+ * password, NGX_OK or NGX_ERROR.
  */
 ngx_int_t ngx_esp_cache_lookup(ngx_shm_zone_t *zone, ngx_str_t *domain,
     ngx_str_t *user, ngx_str_t *password);
@@ -98,24 +101,67 @@ void ngx_esp_cache_forget(ngx_shm_zone_t *zone, ngx_str_t *domain,
 
 
 /*
- * Lockout per (domain, user).  check: NGX_BUSY while blocked (*until set
- * when until is not NULL), NGX_OK otherwise, NGX_ERROR if the key could not
- * be computed (out of memory in OpenSSL).  failure: NGX_BUSY if the user is
- * blocked now (by this failure or before), NGX_OK otherwise; a failure
- * while blocked does not extend the block.  success: clears the counter,
- * but does not lift an active block (a bind can only succeed during a
- * block through a race with the check).  unblock: NGX_OK if an entry was
- * removed, NGX_DECLINED if there was none.  With max_failed_auths 0 none of
- * them touches the zone.
+ * Lockout counters, one per (domain, user) and budget: that of any client,
+ * and with smart lockout that of familiar clients (src/ngx_esp_lockout.c
+ * holds the policy).  A slot is a login's claim on its counter, from
+ * before its bind to the directory's answer.
+ *
+ * counter_key: the slot's counter (NGX_ERROR if the key cannot be made).
+ * blocked: NGX_BUSY while the counter is blocked (*until set if until is
+ * not NULL), NGX_OK otherwise.
+ * reserve: NGX_OK with the slot held; NGX_BUSY if blocked; if the failures
+ * and the slots in flight reach p->max, NGX_AGAIN, or with count_busy
+ * NGX_BUSY and the refusal counts as a failure (*started is 1 if it
+ * started a block); NGX_ERROR if the zone has no room.
+ * settle: gives a held slot back, once: NGX_ESP_SHM_RELEASE as it was,
+ * NGX_ESP_SHM_FAILURE as a failure, NGX_ESP_SHM_SUCCESS resetting the
+ * counter and lifting its block; 1 if this failure started a block.  A
+ * slot not settled lapses after p->bound seconds.
+ * unblock: removes both counters of the user: NGX_OK if there was one,
+ * NGX_DECLINED if not.  active: counters blocked now.
  */
-ngx_int_t ngx_esp_lockout_check(ngx_shm_zone_t *zone, ngx_esp_domain_t *d,
-    ngx_str_t *user, time_t *until);
-ngx_int_t ngx_esp_lockout_failure(ngx_shm_zone_t *zone, ngx_esp_domain_t *d,
-    ngx_str_t *user);
-void ngx_esp_lockout_success(ngx_shm_zone_t *zone, ngx_esp_domain_t *d,
-    ngx_str_t *user);
+
+#define NGX_ESP_SHM_RELEASE       0
+#define NGX_ESP_SHM_SUCCESS       1
+#define NGX_ESP_SHM_FAILURE       2
+
+
+typedef struct {
+    u_char                     key[NGX_ESP_SHM_KEY_LEN];
+    uint32_t                   epoch;
+    unsigned                   held:1;
+} ngx_esp_shm_slot_t;
+
+
+typedef struct {
+    ngx_uint_t                 max;          /* failures and slots */
+    time_t                     reset;        /* reset_fail_timeout */
+    time_t                     unblock;      /* unblock_timeout */
+    time_t                     bound;        /* the longest login */
+} ngx_esp_shm_policy_t;
+
+
+ngx_int_t ngx_esp_shm_counter_key(ngx_shm_zone_t *zone, ngx_str_t *domain,
+    ngx_str_t *user, ngx_uint_t familiar, ngx_esp_shm_slot_t *slot);
+ngx_int_t ngx_esp_shm_blocked(ngx_shm_zone_t *zone, ngx_esp_shm_policy_t *p,
+    ngx_esp_shm_slot_t *slot, time_t *until);
+ngx_int_t ngx_esp_shm_reserve(ngx_shm_zone_t *zone, ngx_esp_shm_policy_t *p,
+    ngx_esp_shm_slot_t *slot, ngx_uint_t count_busy, ngx_uint_t *started);
+ngx_uint_t ngx_esp_shm_settle(ngx_shm_zone_t *zone, ngx_esp_shm_policy_t *p,
+    ngx_esp_shm_slot_t *slot, ngx_uint_t outcome);
 ngx_int_t ngx_esp_lockout_unblock(ngx_shm_zone_t *zone, ngx_str_t *domain,
     ngx_str_t *user);
+
+
+/*
+ * Familiar clients of a user, by address, for smart lockout: find NGX_OK
+ * or NGX_DECLINED; add remembers the address for ttl seconds (NGX_OK or
+ * NGX_ERROR).
+ */
+ngx_int_t ngx_esp_familiar_find(ngx_shm_zone_t *zone, ngx_str_t *domain,
+    ngx_str_t *user, ngx_str_t *addr);
+ngx_int_t ngx_esp_familiar_add(ngx_shm_zone_t *zone, ngx_str_t *domain,
+    ngx_str_t *user, ngx_str_t *addr, time_t ttl);
 
 
 /*
@@ -144,6 +190,14 @@ time_t ngx_esp_user_revoked_since(ngx_shm_zone_t *zone, ngx_str_t *domain,
 
 
 void ngx_esp_shm_stats(ngx_shm_zone_t *zone, ngx_esp_shm_stats_t *st);
+
+
+/*
+ * The state file ("state=" of esp_shared_zone): init_worker starts the
+ * periodic save in one worker, exit_master saves when nginx stops.
+ */
+ngx_int_t ngx_esp_shm_init_worker(ngx_cycle_t *cycle, ngx_shm_zone_t *zone);
+void ngx_esp_shm_exit_master(ngx_cycle_t *cycle, ngx_shm_zone_t *zone);
 
 
 #endif /* _NGX_ESP_SHM_H_INCLUDED_ */

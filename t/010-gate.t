@@ -28,6 +28,9 @@ location / {
 }
 location /ews/ {
     esp_client_auth delegate;
+    # Basic unchecked, as TEST 29 expects (the default, verify, checks it
+    # at the gate first: t/032-delegate-basic.t)
+    esp_delegate_basic pass;
     proxy_pass https://exchange;
 }
 location /Microsoft-Server-ActiveSync {
