@@ -104,6 +104,14 @@ $servers        ldap_ca_certificate $RUN/pki/ca.pem;
         ldap_timeout 2s;
         ldap_connections 8;
     }
+    # the same directory with the lockout on: its check and reservation
+    # on every Basic request, cache hits included
+    esp_sso_domain lockout {
+$servers        ldap_ca_certificate $RUN/pki/ca.pem;
+        ldap_timeout 2s;
+        ldap_connections 8;
+        max_failed_auths 5;
+    }
 
     server {
         listen 127.0.0.1:9080;
@@ -125,6 +133,11 @@ $servers        ldap_ca_certificate $RUN/pki/ca.pem;
         location /bind/ {
             esp_client_auth basic;
             esp_basic_cache 0;
+            proxy_pass https://fast;
+        }
+        location /lockout/ {
+            esp lockout;
+            esp_client_auth basic;
             proxy_pass https://fast;
         }
     }
@@ -188,11 +201,12 @@ my %fast = (
     plain   => ['/plain/x', []],
     session => ['/owa/x', ["Cookie: $session"]],
     basic   => ['/basic/x', ["Authorization: $basic"]],
+    lockout => ['/lockout/x', ["Authorization: $basic"]],
 );
 my %runs;
 wrk($fast{$_}[0], $fast{$_}[1], undef, undef, 1) for sort keys %fast;
 for my $round (1 .. $ROUNDS) {
-    push @{ $runs{$_} }, wrk(@{ $fast{$_} }) for qw(plain session basic);
+    push @{ $runs{$_} }, wrk(@{ $fast{$_} }) for qw(plain session basic lockout);
 }
 my %med = map {
     my @s = sort { $a->{rps} <=> $b->{rps} } @{ $runs{$_} };
@@ -203,6 +217,7 @@ my $plain = $med{plain};
 push @rows, ['plain proxy_pass (no module in the path)', $plain];
 push @rows, ['session cookie (form location)', $med{session}];
 push @rows, ['Basic, warm credential cache', $med{basic}];
+push @rows, ['Basic, warm cache, max_failed_auths 5', $med{lockout}];
 push @rows, ['Basic, cache off: one LDAPS bind per request',
              wrk('/bind/x', ["Authorization: $basic"], 8)];
 push @rows, ['form logins (POST /_esp/login, one bind each)',
