@@ -17,6 +17,9 @@ pkgs=(
     chromium libnss3-tools
     # load for the fault tests and make bench; the fail2ban filter's test
     wrk fail2ban
+    # the cluster store (issue 12) and the second factor (issue 13)
+    libhiredis-dev redis-server redis-tools libqrencode-dev
+    freeradius freeradius-utils
     # fuzzing (libFuzzer) and the sanitizer / memcheck runs
     clang libclang-rt-14-dev llvm lld valgrind
 )
@@ -59,7 +62,7 @@ apt-get update -qq
 apt-get install -y -qq "${missing[@]}" >/dev/null
 
 # Debian starts the packaged servers; the tests run their own.
-for s in nginx samba-ad-dc smbd nmbd winbind; do
+for s in nginx samba-ad-dc smbd nmbd winbind redis-server freeradius; do
     if command -v systemctl >/dev/null 2>&1; then
         systemctl disable --now "$s" >/dev/null 2>&1 || true
     fi
