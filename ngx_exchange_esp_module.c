@@ -11,6 +11,7 @@
 #include "ngx_esp.h"
 #include "ngx_esp_auth.h"
 #include "ngx_esp_basic.h"
+#include "ngx_esp_bearer.h"
 #include "ngx_esp_domain.h"
 #include "ngx_esp_form.h"
 #include "ngx_esp_gate.h"
@@ -94,6 +95,17 @@ static ngx_conf_enum_t  ngx_esp_delegate_basic_modes[] = {
 };
 
 
+static ngx_conf_enum_t  ngx_esp_bearer_modes[] = {
+    { ngx_string("off"), NGX_ESP_BEARER_OFF },
+    { ngx_string("pass"), NGX_ESP_BEARER_PASS },
+    { ngx_string("verify"), NGX_ESP_BEARER_VERIFY },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_post_t  ngx_esp_bearer_uri_p = { ngx_esp_bearer_uri };
+
+
 static ngx_conf_enum_t  ngx_esp_server_auth_modes[] = {
     { ngx_string("none"), NGX_ESP_SERVER_NONE },
     { ngx_string("basic"), NGX_ESP_SERVER_BASIC },
@@ -159,6 +171,48 @@ static ngx_command_t  ngx_esp_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_esp_loc_conf_t, delegate_basic),
       &ngx_esp_delegate_basic_modes },
+
+    { ngx_string("esp_bearer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, bearer),
+      &ngx_esp_bearer_modes },
+
+    { ngx_string("esp_bearer_jwks"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_esp_bearer_jwks,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("esp_bearer_issuer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_esp_bearer_strings,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, bearer_issuers),
+      NULL },
+
+    { ngx_string("esp_bearer_audience"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_esp_bearer_strings,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, bearer_audiences),
+      NULL },
+
+    { ngx_string("esp_bearer_authorization_uri"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, bearer_authorization_uri),
+      &ngx_esp_bearer_uri_p },
+
+    { ngx_string("esp_bearer_clock_skew"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, bearer_clock_skew),
+      NULL },
 
     { ngx_string("esp_login_messages"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -617,6 +671,7 @@ ngx_esp_create_loc_conf(ngx_conf_t *cf)
      *     conf->owa_auth = { 0, NULL };
      *     conf->default_url = { 0, NULL };
      *     conf->title = { 0, NULL };
+     *     conf->bearer_authorization_uri = { 0, NULL };
      *     conf->esp_file = NULL;
      *     conf->esp_line = 0;
      */
@@ -628,6 +683,11 @@ ngx_esp_create_loc_conf(ngx_conf_t *cf)
     conf->client_auth = NGX_CONF_UNSET_UINT;
     conf->server_auth = NGX_CONF_UNSET_UINT;
     conf->delegate_basic = NGX_CONF_UNSET_UINT;
+    conf->bearer = NGX_CONF_UNSET_UINT;
+    conf->bearer_keys = NGX_CONF_UNSET_PTR;
+    conf->bearer_issuers = NGX_CONF_UNSET_PTR;
+    conf->bearer_audiences = NGX_CONF_UNSET_PTR;
+    conf->bearer_clock_skew = NGX_CONF_UNSET;
     conf->login_messages = NGX_CONF_UNSET_UINT;
     conf->basic_cache = NGX_CONF_UNSET;
     conf->public_private = NGX_CONF_UNSET;
@@ -698,6 +758,10 @@ ngx_esp_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         }
 
         ngx_str_set(&pp->pattern, "/*");
+    }
+
+    if (ngx_esp_bearer_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
     }
 
     if (conf->domain == NULL) {

@@ -28,6 +28,11 @@
 #define NGX_ESP_DELEGATE_PASS     2
 #define NGX_ESP_DELEGATE_REFUSE   3
 
+/* esp_bearer */
+#define NGX_ESP_BEARER_OFF        1
+#define NGX_ESP_BEARER_PASS       2
+#define NGX_ESP_BEARER_VERIFY     3
+
 /* esp_cookie samesite= */
 #define NGX_ESP_SAMESITE_OFF      1
 #define NGX_ESP_SAMESITE_LAX      2
@@ -140,6 +145,14 @@ typedef struct {
     ngx_str_t                  realm;            /* esp_realm */
     ngx_uint_t                 login_messages;   /* esp_login_messages */
     time_t                     basic_cache;      /* esp_basic_cache */
+
+    /* OAuth Bearer (src/ngx_esp_bearer.c) */
+    ngx_uint_t                 bearer;           /* esp_bearer */
+    ngx_array_t               *bearer_keys;      /* ngx_esp_jwk_t */
+    ngx_array_t               *bearer_issuers;   /* ngx_str_t */
+    ngx_array_t               *bearer_audiences; /* ngx_str_t */
+    ngx_str_t                  bearer_authorization_uri;
+    time_t                     bearer_clock_skew;
 
     /* form login */
     ngx_str_t                  greeting;

@@ -9,6 +9,7 @@
 
 
 #include "ngx_esp.h"
+#include "ngx_esp_bearer.h"
 #include "ngx_esp_ldap.h"
 #include "ngx_esp_request.h"
 
@@ -34,6 +35,7 @@ typedef struct {
     ngx_atomic_t               logins[NGX_ESP_AUTH_RESULTS];
     ngx_atomic_t               unblocks;
     ngx_atomic_t               revokes;
+    ngx_atomic_t               bearer[NGX_ESP_BEARER_RESULTS];
 } ngx_esp_counters_t;
 
 

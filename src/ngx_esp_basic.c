@@ -10,6 +10,7 @@
 
 #include "ngx_esp_auth.h"
 #include "ngx_esp_basic.h"
+#include "ngx_esp_bearer.h"
 #include "ngx_esp_http.h"
 #include "ngx_esp_refusal.h"
 
@@ -25,6 +26,11 @@ ngx_esp_basic_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx)
 {
     ngx_int_t  rc;
+
+    rc = ngx_esp_bearer_access(r, elcf);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
 
     rc = ngx_esp_auth_reuse(r, elcf, ctx);
 
@@ -76,7 +82,13 @@ ngx_int_t
 ngx_esp_basic_delegate(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx)
 {
+    ngx_int_t   rc;
     ngx_str_t  *auth;
+
+    rc = ngx_esp_bearer_access(r, elcf);
+    if (rc != NGX_DECLINED) {
+        return (rc == NGX_OK) ? NGX_DECLINED : rc;
+    }
 
     if (r->headers_in.authorization == NULL
         || elcf->delegate_basic == NGX_ESP_DELEGATE_PASS)
@@ -179,7 +191,8 @@ ngx_esp_basic_challenge(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
 
     if (ngx_esp_http_set_header(r, &r->headers_out.headers, "WWW-Authenticate",
                                 &value, &r->headers_out.www_authenticate)
-        != NGX_OK)
+        != NGX_OK
+        || ngx_esp_bearer_challenge(r, elcf, 0) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

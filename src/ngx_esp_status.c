@@ -521,6 +521,15 @@ ngx_esp_status_json(ngx_http_request_t *r, ngx_str_t *out)
         p = ngx_slprintf(p, last, "},\"admin_actions\":{\"unblock\":%uA,"
                          "\"revoke\":%uA}", sh->unblocks, sh->revokes);
 
+        p = ngx_slprintf(p, last, ",\"bearer\":{");
+
+        for (i = 0; i < NGX_ESP_BEARER_RESULTS; i++) {
+            p = ngx_slprintf(p, last, "%s\"%s\":%uA", i ? "," : "",
+                             ngx_esp_bearer_result_names[i], sh->bearer[i]);
+        }
+
+        p = ngx_slprintf(p, last, "}");
+
     } else {
         p = ngx_slprintf(p, last, "},\"admin_actions\":{}");
     }
@@ -679,6 +688,16 @@ ngx_esp_status_prom_counters(u_char *p, u_char *last)
     for (i = 0; i < NGX_ESP_AUTH_RESULTS; i++) {
         p = ngx_slprintf(p, last, "esp_logins_total{result=\"%s\"} %uA\n",
                          ngx_esp_auth_result_name(i), sh->logins[i]);
+    }
+
+    p = ngx_slprintf(p, last,
+                     "# HELP esp_bearer_total OAuth Bearer requests by "
+                     "decision, all workers\n"
+                     "# TYPE esp_bearer_total counter\n");
+
+    for (i = 0; i < NGX_ESP_BEARER_RESULTS; i++) {
+        p = ngx_slprintf(p, last, "esp_bearer_total{result=\"%s\"} %uA\n",
+                         ngx_esp_bearer_result_names[i], sh->bearer[i]);
     }
 
     return ngx_slprintf(p, last,
