@@ -25,6 +25,13 @@
 #include <ngx_event.h>
 
 
+/* a cleanup and the data ngx_pool_cleanup_add() allocated for it */
+typedef struct {
+    ngx_pool_cleanup_t         c;            /* first: the cast back */
+    void                      *own;
+} ngx_shim_cleanup_t;
+
+
 static u_char *ngx_shim_num(u_char *buf, u_char *last, uint64_t ui64,
     u_char zero, ngx_uint_t hexadecimal, ngx_uint_t width);
 static void ngx_shim_log(ngx_uint_t level, ngx_err_t err, const char *fmt,
@@ -74,9 +81,12 @@ ngx_destroy_pool(ngx_pool_t *pool)
         }
     }
 
+    /* only what ngx_pool_cleanup_add() allocated: a handler's data of
+       its own (a cleanup added with size 0) is the handler's */
+
     for (c = pool->cleanup; c; c = cnext) {
         cnext = c->next;
-        free(c->data);
+        free(((ngx_shim_cleanup_t *) c)->own);
         free(c);
     }
 
@@ -141,28 +151,31 @@ ngx_pcalloc(ngx_pool_t *pool, size_t size)
 ngx_pool_cleanup_t *
 ngx_pool_cleanup_add(ngx_pool_t *p, size_t size)
 {
-    ngx_pool_cleanup_t  *c;
+    ngx_shim_cleanup_t  *sc;
 
-    c = malloc(sizeof(ngx_pool_cleanup_t));
-    if (c == NULL) {
+    sc = malloc(sizeof(ngx_shim_cleanup_t));
+    if (sc == NULL) {
         return NULL;
     }
 
-    c->data = NULL;
+    sc->own = NULL;
+    sc->c.data = NULL;
 
     if (size) {
-        c->data = malloc(size);
-        if (c->data == NULL) {
-            free(c);
+        sc->own = malloc(size);
+        if (sc->own == NULL) {
+            free(sc);
             return NULL;
         }
+
+        sc->c.data = sc->own;
     }
 
-    c->handler = NULL;
-    c->next = p->cleanup;
-    p->cleanup = c;
+    sc->c.handler = NULL;
+    sc->c.next = p->cleanup;
+    p->cleanup = &sc->c;
 
-    return c;
+    return &sc->c;
 }
 
 

@@ -23,7 +23,7 @@ FUZZ_BUILD         := $(BUILD)/fuzz
 FUZZ_NGINX         := $(FUZZ_BUILD)/nginx
 FUZZ_TARGETS       := session_open session_plain form_body form_headers \
                       return_url basic_logon path glob_hosts ldap_response \
-                      http_headers
+                      http_headers jwt
 FUZZ_BINS          := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/bin/fuzz_%)
 
 FUZZ_INCS  := -I $(FUZZ_NGINX)/objs $(addprefix -I $(FUZZ_NGINX)/src/, \
@@ -41,6 +41,7 @@ FUZZ_MAX_LEN               := 4096
 FUZZ_MAX_LEN_session_open  := 4200
 FUZZ_MAX_LEN_session_plain := 3000
 FUZZ_MAX_LEN_form_body     := 8300
+FUZZ_MAX_LEN_jwt           := 9000
 
 FUZZ_UBSAN := $(if $(ESP_FUZZ_STRICT),,suppressions=$(CURDIR)/fuzz/ubsan.supp:)
 FUZZ_ENV   := UBSAN_OPTIONS=$(FUZZ_UBSAN)halt_on_error=1:print_stacktrace=1 \
