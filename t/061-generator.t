@@ -328,6 +328,50 @@ ok(start_conf($conf), 'nginx starts with the generated config') or last;
     is($e && $e->{auth_user}, $alice->{upn}, '... passed on as Basic');
 }
 
+# ------------------------------------------------------------ --hybrid
+
+{
+    # Microsoft 365's ranges, the test's own address outside them
+    my ($rc, $conf, $err) = gen(facts(extra => ['--hybrid', '--m365-range', '40.92.0.0/15',
+                                                '--m365-range', '2603:1000::/24']));
+    is($rc, 0, '--hybrid') or diag($err);
+    like($conf, qr/^\s*esp_bearer pass;$/m, '--hybrid: Bearer tokens pass to Exchange');
+    like($conf, qr{^\s*esp_bearer_authorization_uri https://login\.windows\.net/common/oauth2/authorize;$}m,
+         '--hybrid: the authorization_uri of the challenge');
+    like($conf, qr{location ~\* \^/ews/mrsproxy\\\.svc\(/\|\$\) \{\n\s*allow 40\.92\.0\.0/15;\n\s*allow 2603:1000::/24;\n\s*deny all;},
+         '--hybrid: MRSProxy only for the ranges given');
+    ok(start_conf($conf), '--hybrid: nginx starts with it');
+    my $ua = ua();
+    for my $path ('/EWS/mrsproxy.svc', '/ews/MRSProxy.svc/x', '/EWS/Exchange.asmx/WSSecurity',
+                  '/autodiscover/autodiscover.svc/wssecurity') {
+        my $res = $ua->post(url($path), Content => '<x/>', 'Content-Type' => 'text/xml');
+        is($res->code, 403, "--hybrid: $path from outside Microsoft 365's ranges: 403");
+        is(scalar backend_entries_for($res, wait => 0.3), 0, '... Exchange saw nothing');
+    }
+    my $res = $ua->post(url('/EWS/Exchange.asmx'), Content => '<x/>', 'Content-Type' => 'text/xml');
+    is($res->code, 401, '--hybrid: EWS itself is not restricted (Exchange answers)');
+    $res = $ua->get(url('/Microsoft-Server-ActiveSync?Cmd=Sync'), 'X-Standin-OAuth' => 'on',
+                    Authorization => 'Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln');
+    is($res->code, 200, '--hybrid: ActiveSync with a Bearer token reaches Exchange');
+    my ($e) = backend_entries_for($res);
+    is($e && $e->{auth_scheme}, 'Bearer', '... as Bearer');
+    $res = $ua->get(url('/Microsoft-Server-ActiveSync?Cmd=Sync'));
+    is(join(' | ', $res->header('WWW-Authenticate')),
+       'Basic realm="Exchange", charset="UTF-8" | Bearer authorization_uri="https://login.windows.net/common/oauth2/authorize"',
+       '--hybrid: the 401 offers Basic and Bearer with the authorization_uri');
+
+    # the ranges from a file, the test's own address among them
+    open my $fh, '>', "$TMP/m365.txt" or die;
+    print $fh "# Exchange Online (test)\n40.92.0.0/15   # EOP\n127.0.0.0/8\n";
+    close $fh;
+    ($rc, $conf, $err) = gen(facts(extra => ['--hybrid', '--m365-ranges', "$TMP/m365.txt"]));
+    is($rc, 0, '--hybrid --m365-ranges FILE') or diag($err);
+    ok(start_conf($conf), '... nginx starts with it');
+    $res = $ua->post(url('/EWS/mrsproxy.svc'), Content => '<x/>', 'Content-Type' => 'text/xml');
+    ok(scalar backend_entries_for($res), '--hybrid: MRSProxy from inside the ranges reaches Exchange');
+    is($res->code, 401, '... which authenticates it itself');
+}
+
 # ------------------------------------------------------------ --include
 
 {
@@ -407,6 +451,15 @@ EOF
         [['--mail-host', 'mail.contoso.com'], qr/--exchange: is required/],
         [['--mail-host', 'mail.contoso.com'], qr/--arbitration-guid: is required for OWA/],
         [[@base, 'stray'], qr/unexpected argument "stray"/],
+        [[@base, '--hybrid'], qr/--hybrid: needs --m365-range or --m365-ranges/],
+        [[@base, '--hybrid', '--m365-range', '40.92.0.0/33'], qr/--m365-range: "40\.92\.0\.0\/33" is not an address range/],
+        [[@base, '--hybrid', '--m365-range', '400.92.0.0/15'], qr/--m365-range: "400\.92\.0\.0\/15" is not an address range/],
+        [[@base, '--hybrid', '--m365-range', 'all'], qr/--m365-range: "all" is not an address range/],
+        [[@base, '--hybrid', '--m365-ranges', "$TMP/none.txt"], qr/--m365-ranges: cannot read/],
+        [[@base, '--m365-range', '40.92.0.0/15'], qr/--m365-range: is only for --hybrid/],
+        [[@base, '--hybrid', '--m365-range', '40.92.0.0/15', '--without', 'ews'], qr/--hybrid: needs EWS and Autodiscover/],
+        [[@base, '--hybrid', '--m365-range', '40.92.0.0/15', '--authorization-uri', 'https://x/"y'],
+         qr/--authorization-uri: .* is not an https:\/\/ URL/],
     );
     for my $case (@bad) {
         my ($args, $re) = @$case;
