@@ -104,6 +104,7 @@ static ngx_conf_enum_t  ngx_esp_bearer_modes[] = {
 
 
 static ngx_conf_post_t  ngx_esp_bearer_uri_p = { ngx_esp_bearer_uri };
+static ngx_conf_post_t  ngx_esp_bearer_skew_p = { ngx_esp_bearer_skew };
 
 
 static ngx_conf_enum_t  ngx_esp_server_auth_modes[] = {
@@ -212,7 +213,7 @@ static ngx_command_t  ngx_esp_commands[] = {
       ngx_conf_set_sec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_esp_loc_conf_t, bearer_clock_skew),
-      NULL },
+      &ngx_esp_bearer_skew_p },
 
     { ngx_string("esp_login_messages"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,

@@ -327,12 +327,6 @@ ngx_esp_bearer_merge(ngx_conf_t *cf, ngx_esp_loc_conf_t *prev,
     ngx_conf_merge_sec_value(conf->bearer_clock_skew,
                              prev->bearer_clock_skew, 60);
 
-    if (conf->bearer_clock_skew > 600) {
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"esp_bearer_clock_skew\" must be at most 10m");
-        return NGX_CONF_ERROR;
-    }
-
     if (conf->bearer != NGX_ESP_BEARER_OFF && !ngx_esp_bearer_fp_ready) {
         if (RAND_bytes(ngx_esp_bearer_fp_key, sizeof(ngx_esp_bearer_fp_key))
             != 1)
@@ -508,10 +502,8 @@ ngx_esp_bearer_uri(ngx_conf_t *cf, void *post, void *data)
 
     size_t  i;
 
-    if ((uri->len < sizeof("https://x") - 1
-         || ngx_strncasecmp(uri->data, (u_char *) "https://", 8) != 0)
-        && (uri->len < sizeof("http://x") - 1
-            || ngx_strncasecmp(uri->data, (u_char *) "http://", 7) != 0))
+    if (uri->len < sizeof("https://x") - 1
+        || ngx_strncasecmp(uri->data, (u_char *) "https://", 8) != 0)
     {
         return "must be an https:// URL";
     }
@@ -523,6 +515,19 @@ ngx_esp_bearer_uri(ngx_conf_t *cf, void *post, void *data)
             return "must be a URL without blanks, quotes, backslashes or "
                    "non-ASCII bytes";
         }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_esp_bearer_skew(ngx_conf_t *cf, void *post, void *data)
+{
+    time_t  *skew = data;
+
+    if (*skew > 600) {
+        return "must be at most 10m";
     }
 
     return NGX_CONF_OK;

@@ -46,6 +46,7 @@ extern char  *ngx_esp_bearer_result_names[];
 char *ngx_esp_bearer_jwks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_esp_bearer_strings(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_esp_bearer_uri(ngx_conf_t *cf, void *post, void *data);
+char *ngx_esp_bearer_skew(ngx_conf_t *cf, void *post, void *data);
 
 /* the merge of the esp_bearer* directives, and their checks */
 char *ngx_esp_bearer_merge(ngx_conf_t *cf, ngx_esp_loc_conf_t *prev,

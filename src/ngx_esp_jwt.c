@@ -846,10 +846,13 @@ ngx_esp_jwks_key(ngx_pool_t *pool, ngx_esp_json_t *k, ngx_esp_jwk_t *jwk,
             e.len--;
         }
 
+        /* an even or tiny exponent is no key anybody meant */
+
         if (n.len == 0 || n.len > NGX_ESP_JWK_MAX_MODULUS
-            || e.len == 0 || e.len > 8)
+            || e.len == 0 || e.len > 8 || !(e.data[e.len - 1] & 1)
+            || (e.len == 1 && e.data[0] < 3))
         {
-            *reason = "an RSA key of a size not taken";
+            *reason = "an RSA key of a size or exponent not taken";
             return NGX_ERROR;
         }
 

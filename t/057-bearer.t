@@ -79,6 +79,7 @@ my $JWKS = { keys => [
 put("$DIR/jwks.json", encode_json($JWKS));
 put("$DIR/jwks-new.json", encode_json({ keys => [ rsa_jwk("$DIR/rsa-new.pem", 'rsa2') ] }));
 put("$DIR/jwks-bad.json", '{"keys": [ {"kty": "RSA", "kid": "x", "n": "AQAB", "e": "AQAB", "kid": "y"} ]}');
+put("$DIR/jwks-even.json", encode_json({ keys => [ { %{ rsa_jwk("$DIR/rsa.pem", 'k') }, e => b64u("\x01\x00\x00") } ] }));
 put("$DIR/jwks-short.json", encode_json({ keys => [ { %{ rsa_jwk("$DIR/rsa.pem", 'k') }, n => b64u("\xc3" x 128) } ] }));
 (my $PUBLIC_PEM = sh("openssl pkey -in $DIR/rsa.pem -pubout"));
 
@@ -139,6 +140,13 @@ my %CONF = (
     location /Microsoft-Server-ActiveSync {
         esp_client_auth basic;
         esp_bearer verify;
+        esp_preauth_excluded_dirs /Microsoft-Server-ActiveSync/healthcheck.htm;
+        proxy_pass https://exchange;
+    }
+    location /api/ {
+        esp_client_auth basic;
+        esp_bearer verify;
+        esp_allowed_dirs /api/v2.0/*;
         proxy_pass https://exchange;
     }
     location /EWS/ {
@@ -406,6 +414,14 @@ for my $case (@refused) {
     my $t = token();
     my ($code, $got) = req('/Microsoft-Server-ActiveSync', "Bearer $t", Host => 'evil.contoso.com');
     is("$code $got", '403 not reached', 'a valid token on a host not allowed: 403');
+    ($code, $got) = req('/api/v2.0/me', "Bearer $t");
+    is("$code $got", "200 Bearer $t", 'a valid token inside the allowed directories passes');
+    ($code, $got) = req('/api/v1.0/me', "Bearer $t");
+    is("$code $got", '403 not reached', 'a valid token outside the allowed directories: 403');
+    ($code, $got) = req('/api/v2.0/%2e%2e/v1.0/me', "Bearer $t");
+    like("$code $got", qr/^40[03] not reached$/, 'a valid token on a path that climbs out: refused');
+    ($code, $got) = req('/Microsoft-Server-ActiveSync/healthcheck.htm', "Bearer $t");
+    is("$code $got", '200 none', 'an excluded path: passed without the Authorization header, as with Basic');
 }
 
 # ------------------------------------------------------------- HTTP/2
@@ -456,6 +472,8 @@ for my $case (
     [ "esp_bearer_jwks $DIR/jwks-bad.json;\n", 'JSON member repeated' ],
     [ "esp_bearer_jwks $DIR/jwks-short.json;\n", 'shorter than 2048 bits' ],
     [ "esp_bearer_jwks $DIR/none.json;\n", 'none.json" failed' ],
+    [ "esp_bearer_jwks $DIR/jwks-even.json;\n", 'exponent not taken' ],
+    [ "esp_bearer_authorization_uri http://login.example/;\n", 'must be an https:// URL' ],
     [ "esp_bearer_authorization_uri javascript:alert(1);\n", 'must be an https:// URL' ],
     [ "esp_bearer_authorization_uri \"https://a.example/\\\"x\";\n", 'without blanks, quotes' ],
     [ "esp_bearer_issuer a;\nesp_bearer_issuer b;\n", 'is duplicate' ],
