@@ -67,6 +67,10 @@ static ngx_esp_patterns_t  ngx_esp_path_patterns = {
     sizeof(ngx_esp_path_pattern_t), ngx_esp_parse_path_pattern
 };
 
+static ngx_esp_patterns_t  ngx_esp_bearer_strings = {
+    sizeof(ngx_str_t), ngx_esp_bearer_parse_string
+};
+
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
@@ -189,17 +193,17 @@ static ngx_command_t  ngx_esp_commands[] = {
 
     { ngx_string("esp_bearer_issuer"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_esp_bearer_strings,
+      ngx_esp_patterns,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_esp_loc_conf_t, bearer_issuers),
-      NULL },
+      &ngx_esp_bearer_strings },
 
     { ngx_string("esp_bearer_audience"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_esp_bearer_strings,
+      ngx_esp_patterns,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_esp_loc_conf_t, bearer_audiences),
-      NULL },
+      &ngx_esp_bearer_strings },
 
     { ngx_string("esp_bearer_authorization_uri"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,

@@ -441,53 +441,29 @@ ngx_esp_bearer_jwks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* "esp_bearer_issuer" and "esp_bearer_audience": one or more strings */
+/* one string of "esp_bearer_issuer" or "esp_bearer_audience" */
 
 char *
-ngx_esp_bearer_strings(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_esp_bearer_parse_string(ngx_conf_t *cf, ngx_str_t *value, void *elt)
 {
-    char  *p = conf;
+    ngx_str_t  *s = elt;
 
-    size_t         j;
-    ngx_str_t     *value, *s;
-    ngx_uint_t     i;
-    ngx_array_t  **a;
+    size_t  i;
 
-    a = (ngx_array_t **) (p + cmd->offset);
-
-    if (*a != NGX_CONF_UNSET_PTR) {
-        return "is duplicate";
+    for (i = 0; i < value->len; i++) {
+        if (value->data[i] < 0x20 || value->data[i] == 0x7f) {
+            break;
+        }
     }
 
-    *a = ngx_array_create(cf->pool, cf->args->nelts - 1, sizeof(ngx_str_t));
-    if (*a == NULL) {
+    if (value->len == 0 || i < value->len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "an issuer or audience is empty or holds a "
+                           "control character");
         return NGX_CONF_ERROR;
     }
 
-    value = cf->args->elts;
-
-    for (i = 1; i < cf->args->nelts; i++) {
-
-        for (j = 0; j < value[i].len; j++) {
-            if (value[i].data[j] < 0x20 || value[i].data[j] == 0x7f) {
-                break;
-            }
-        }
-
-        if (value[i].len == 0 || j < value[i].len) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"%V\": empty or holds a control character",
-                               &cmd->name);
-            return NGX_CONF_ERROR;
-        }
-
-        s = ngx_array_push(*a);
-        if (s == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        *s = value[i];
-    }
+    *s = *value;
 
     return NGX_CONF_OK;
 }

@@ -44,7 +44,8 @@ extern char  *ngx_esp_bearer_result_names[];
 
 /* directives */
 char *ngx_esp_bearer_jwks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_esp_bearer_strings(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_esp_bearer_parse_string(ngx_conf_t *cf, ngx_str_t *value,
+    void *elt);
 char *ngx_esp_bearer_uri(ngx_conf_t *cf, void *post, void *data);
 char *ngx_esp_bearer_skew(ngx_conf_t *cf, void *post, void *data);
 

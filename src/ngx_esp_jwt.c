@@ -36,10 +36,8 @@ static ngx_int_t ngx_esp_json_string(ngx_esp_json_reader_t *rd,
     ngx_str_t *s);
 static ngx_int_t ngx_esp_json_number(ngx_esp_json_reader_t *rd,
     ngx_str_t *s);
-static ngx_int_t ngx_esp_json_members(ngx_esp_json_reader_t *rd,
-    ngx_esp_json_t *obj);
-static ngx_int_t ngx_esp_json_elements(ngx_esp_json_reader_t *rd,
-    ngx_esp_json_t *arr);
+static ngx_int_t ngx_esp_json_items(ngx_esp_json_reader_t *rd,
+    ngx_esp_json_t *v);
 static void ngx_esp_json_blanks(ngx_esp_json_reader_t *rd);
 static u_char *ngx_esp_json_utf8(u_char *p, uint32_t c);
 static ngx_int_t ngx_esp_json_hex4(u_char *p, uint32_t *c);
@@ -151,14 +149,9 @@ ngx_esp_json_value(ngx_esp_json_reader_t *rd)
             return NULL;
         }
 
-        if (*rd->p++ == '{') {
-            v->type = NGX_ESP_JSON_OBJECT;
-            rc = ngx_esp_json_members(rd, v);
-
-        } else {
-            v->type = NGX_ESP_JSON_ARRAY;
-            rc = ngx_esp_json_elements(rd, v);
-        }
+        v->type = (*rd->p++ == '{') ? NGX_ESP_JSON_OBJECT
+                                    : NGX_ESP_JSON_ARRAY;
+        rc = ngx_esp_json_items(rd, v);
 
         rd->depth--;
 
@@ -203,68 +196,81 @@ ngx_esp_json_value(ngx_esp_json_reader_t *rd)
 }
 
 
-static ngx_int_t
-ngx_esp_json_members(ngx_esp_json_reader_t *rd, ngx_esp_json_t *obj)
-{
-    ngx_str_t         name;
-    ngx_uint_t        n;
-    ngx_esp_json_t   *m, *seen, **tail;
+/* an object's members or an array's elements, up to the closing bracket */
 
-    tail = &obj->child;
+static ngx_int_t
+ngx_esp_json_items(ngx_esp_json_reader_t *rd, ngx_esp_json_t *v)
+{
+    u_char           close;
+    ngx_str_t        name;
+    ngx_uint_t       n;
+    ngx_esp_json_t  *item, *seen, **tail;
+
+    close = (v->type == NGX_ESP_JSON_OBJECT) ? '}' : ']';
+    tail = &v->child;
     n = 0;
 
     ngx_esp_json_blanks(rd);
 
-    if (rd->p < rd->last && *rd->p == '}') {
+    if (rd->p < rd->last && *rd->p == close) {
         rd->p++;
         return NGX_OK;
     }
 
     for ( ;; ) {
-
-        if (rd->p == rd->last || *rd->p != '"') {
-            rd->reason = "JSON member name expected";
-            return NGX_ERROR;
-        }
-
-        if (ngx_esp_json_string(rd, &name) != NGX_OK) {
-            return NGX_ERROR;
-        }
 
         if (++n > NGX_ESP_JSON_MAX_MEMBERS) {
-            rd->reason = "JSON object too large";
+            rd->reason = "JSON object or array too large";
             return NGX_ERROR;
         }
 
-        /* one name, one meaning: parsers that differ on repeats are read */
+        if (v->type == NGX_ESP_JSON_OBJECT) {
 
-        for (seen = obj->child; seen; seen = seen->next) {
-            if (seen->name.len == name.len
-                && ngx_memcmp(seen->name.data, name.data, name.len) == 0)
-            {
-                rd->reason = "JSON member repeated";
+            if (rd->p == rd->last || *rd->p != '"') {
+                rd->reason = "JSON member name expected";
                 return NGX_ERROR;
             }
+
+            if (ngx_esp_json_string(rd, &name) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            /*
+             * one name, one meaning: JSON parsers differ on repeated
+             * names (first or last wins), so the issuer's may not be ours
+             */
+
+            for (seen = v->child; seen; seen = seen->next) {
+                if (seen->name.len == name.len
+                    && ngx_memcmp(seen->name.data, name.data, name.len) == 0)
+                {
+                    rd->reason = "JSON member repeated";
+                    return NGX_ERROR;
+                }
+            }
+
+            ngx_esp_json_blanks(rd);
+
+            if (rd->p == rd->last || *rd->p != ':') {
+                rd->reason = "JSON \":\" expected";
+                return NGX_ERROR;
+            }
+
+            rd->p++;
+            ngx_esp_json_blanks(rd);
         }
 
-        ngx_esp_json_blanks(rd);
-
-        if (rd->p == rd->last || *rd->p != ':') {
-            rd->reason = "JSON \":\" expected";
+        item = ngx_esp_json_value(rd);
+        if (item == NULL) {
             return NGX_ERROR;
         }
 
-        rd->p++;
-        ngx_esp_json_blanks(rd);
-
-        m = ngx_esp_json_value(rd);
-        if (m == NULL) {
-            return NGX_ERROR;
+        if (v->type == NGX_ESP_JSON_OBJECT) {
+            item->name = name;
         }
 
-        m->name = name;
-        *tail = m;
-        tail = &m->next;
+        *tail = item;
+        tail = &item->next;
 
         ngx_esp_json_blanks(rd);
 
@@ -273,60 +279,13 @@ ngx_esp_json_members(ngx_esp_json_reader_t *rd, ngx_esp_json_t *obj)
             return NGX_ERROR;
         }
 
-        if (*rd->p == '}') {
+        if (*rd->p == close) {
             rd->p++;
             return NGX_OK;
         }
 
         if (*rd->p != ',') {
-            rd->reason = "JSON \",\" or \"}\" expected";
-            return NGX_ERROR;
-        }
-
-        rd->p++;
-        ngx_esp_json_blanks(rd);
-    }
-}
-
-
-static ngx_int_t
-ngx_esp_json_elements(ngx_esp_json_reader_t *rd, ngx_esp_json_t *arr)
-{
-    ngx_esp_json_t   *e, **tail;
-
-    tail = &arr->child;
-
-    ngx_esp_json_blanks(rd);
-
-    if (rd->p < rd->last && *rd->p == ']') {
-        rd->p++;
-        return NGX_OK;
-    }
-
-    for ( ;; ) {
-
-        e = ngx_esp_json_value(rd);
-        if (e == NULL) {
-            return NGX_ERROR;
-        }
-
-        *tail = e;
-        tail = &e->next;
-
-        ngx_esp_json_blanks(rd);
-
-        if (rd->p == rd->last) {
-            rd->reason = "JSON ends early";
-            return NGX_ERROR;
-        }
-
-        if (*rd->p == ']') {
-            rd->p++;
-            return NGX_OK;
-        }
-
-        if (*rd->p != ',') {
-            rd->reason = "JSON \",\" or \"]\" expected";
+            rd->reason = "JSON \",\" expected";
             return NGX_ERROR;
         }
 

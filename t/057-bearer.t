@@ -477,6 +477,7 @@ for my $case (
     [ "esp_bearer_authorization_uri javascript:alert(1);\n", 'must be an https:// URL' ],
     [ "esp_bearer_authorization_uri \"https://a.example/\\\"x\";\n", 'without blanks, quotes' ],
     [ "esp_bearer_issuer a;\nesp_bearer_issuer b;\n", 'is duplicate' ],
+    [ "esp_bearer_audience https://mail.contoso.com/ \"\";\n", 'empty or holds a control character' ],
     [ "esp_bearer_clock_skew 1h;\n", 'at most 10m' ],
 ) {
     my ($directive, $msg) = @$case;
