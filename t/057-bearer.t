@@ -152,6 +152,8 @@ my %CONF = (
     location /EWS/ {
         esp_client_auth delegate;
         esp_bearer verify;
+        proxy_intercept_errors on;
+        error_page 404 = /oab/redirected;
         proxy_pass https://exchange;
     }
     location /mapi/ {
@@ -379,6 +381,14 @@ for my $case (@refused) {
     like(challenges($res), qr/^Basic realm="Exchange"/, 'off: the Basic challenge as before');
     unlike(challenges($res), qr/Bearer/, 'off: no Bearer challenge');
     unlike(error_log_since_mark(), qr/bearer token/, 'off: nothing of the Bearer code ran');
+
+    # a token verified here counts nowhere else: Exchange's 404 takes the
+    # request to /oab/ (esp_bearer off) by error_page, which judges anew
+    ($code, $got, $res) = req('/EWS/missing', "Bearer $t", 'X-Standin-Status' => '404');
+    is($code, 401, 'internal redirect to an esp_bearer off location: challenged there');
+    like(challenges($res), qr/^Basic realm="Exchange"/, '... with its Basic challenge');
+    my @e = backend_entries_for($res);
+    is(scalar(@e), 1, '... Exchange saw the first request only');
 
     ($code, $got) = req('/rpc/rpcproxy.dll', "Bearer $t");
     is($got, "Bearer $t", 'off (delegate location): passed on as every other scheme, as before (Exchange authenticates)');
