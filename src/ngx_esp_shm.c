@@ -750,6 +750,57 @@ ngx_esp_session_revoke(ngx_shm_zone_t *zone, u_char *id, size_t len,
 }
 
 
+/*
+ * A one-time value: kept like a revoked session id until "expires" (so it
+ * is counted with them); the check and the insertion are one step under
+ * the mutex, so that of two parallel uses only one succeeds.
+ */
+
+ngx_int_t
+ngx_esp_use_once(ngx_shm_zone_t *zone, u_char *id, size_t len,
+    time_t expires)
+{
+    u_char               key[NGX_ESP_SHM_KEY_LEN];
+    time_t               now;
+    ngx_int_t            rc;
+    ngx_esp_shm_ctx_t   *ctx;
+    ngx_esp_shm_node_t  *en;
+
+    now = ngx_time();
+
+    if (expires <= now) {
+        return NGX_DECLINED;
+    }
+
+    ctx = zone->data;
+
+    ngx_esp_shm_session_key(id, len, key);
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    if (ngx_esp_shm_find(ctx, NGX_ESP_SHM_SESSION, key, now)) {
+        rc = NGX_DECLINED;
+
+    } else {
+        en = ngx_esp_shm_create(ctx, NGX_ESP_SHM_SESSION, key,
+                                NGX_ESP_SHM_Q_REVOKED, now);
+
+        if (en) {
+            en->expires = expires;
+            ctx->sh->changes++;
+            rc = NGX_OK;
+
+        } else {
+            rc = NGX_ERROR;
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return rc;
+}
+
+
 ngx_int_t
 ngx_esp_session_is_revoked(ngx_shm_zone_t *zone, u_char *id, size_t len)
 {
