@@ -329,6 +329,49 @@ ok(start_conf($conf), 'nginx starts with the generated config') or last;
     is($e && $e->{auth_user}, $alice->{upn}, '... passed on as Basic');
 }
 
+# ------------------------------------------------------- --download-host
+
+{
+    my ($rc, $conf, $err) = gen(facts(extra => ['--download-host', 'download.contoso.com']));
+    is($rc, 0, '--download-host') or diag($err);
+    like($conf, qr/^\s*esp_download_host download\.contoso\.com;$/m, '... the main server hands sessions off');
+    like($conf, qr/server_name download\.contoso\.com;(?:(?!\n    \}).)*esp_download_for mail\.contoso\.com;/s,
+         '... to a server of its own for the download host');
+    like($conf, qr/esp_allowed_hosts download\.contoso\.com;/, '... which allows that host only');
+    unlike($conf, qr/esp_allowed_hosts [^;]*mail\.contoso\.com[^;]*download\.contoso\.com/,
+           '... not among the main server\'s hosts');
+    (my $directives = $conf) =~ s/#[^\n]*//g;
+    unlike($directives, qr/\bDomain=|esp_cookie\s[^;]*domain/i, '... and no cookie for a parent domain');
+    my $ok = start_conf($conf);
+    ok($ok, '... and serves');
+    if ($ok) {
+        my $ua = ua();
+        my $alice = ad_users()->{alice};
+        my ($form) = follow($ua, $ua->get(url('/owa/')));
+        my $res = submit_form($ua, $form, username => $alice->{upn}, password => $alice->{password});
+        is($res->code, 302, 'alice logs in on the mail host');
+        my $u = url('/owa/auth/attachment-061.bin', host => 'download.contoso.com');
+        ($res, my @hops) = follow($ua, $ua->get($u));
+        is($res->code, 200, 'an attachment URL on the download host: 200, no second login');
+        like($res->decoded_content // '', qr/stand-in static resource/, '... from Exchange');
+        ok((grep { ($_->header('Location') // '') =~ m{/_esp/handoff\?t=} } @hops),
+           '... through the hand-off');
+        ok(!(grep { ($_->header('Location') // '') =~ m{/_esp/login} } @hops), '... never the login form');
+    }
+    ($rc, $conf, $err) = gen(facts(extra => ['--download-host', 'mail.contoso.com']));
+    is($rc, 2, '--download-host the mail host itself: refused');
+    like($err, qr/--download-host: "mail\.contoso\.com" is already a name of the main server/, '... saying why');
+    ($rc, $conf, $err) = gen(facts(extra => ['--download-host', 'https://dl.contoso.com']));
+    is($rc, 2, '--download-host a URL: refused');
+    like($err, qr/--download-host: .* is a URL/, '... naming the option');
+    ($rc, $conf, $err) = gen(facts(extra => ['--download-host', 'dl.contoso.com:8443']));
+    is($rc, 2, '--download-host with a port: refused');
+    ($rc, $conf, $err) = gen(facts(extra => ['--download-host', 'dl.contoso.com', '--without', 'owa',
+                                             '--without', 'ecp']));
+    is($rc, 2, '--download-host without OWA: refused');
+    like($err, qr/--download-host: needs OWA/, '... saying why');
+}
+
 # ------------------------------------------------------------ --include
 
 {
