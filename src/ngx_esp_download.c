@@ -83,8 +83,6 @@ static ngx_int_t ngx_esp_download_arg(ngx_http_request_t *r, char *name,
     ngx_str_t *value);
 static ngx_uint_t ngx_esp_download_is(ngx_http_request_t *r, char *path,
     size_t len);
-static u_char *ngx_esp_download_put(u_char *p, uint64_t v, ngx_uint_t n);
-static uint64_t ngx_esp_download_get(u_char *p, ngx_uint_t n);
 
 static void *ngx_esp_download_create_srv_conf(ngx_conf_t *cf);
 static ngx_int_t ngx_esp_download_init(ngx_conf_t *cf);
@@ -487,19 +485,19 @@ ngx_esp_download_seal(ngx_http_request_t *r, ngx_esp_download_token_t *t,
 
     p = plain.data;
     *p++ = NGX_ESP_DOWNLOAD_VERSION;
-    p = ngx_esp_download_put(p, (uint64_t) t->expires, 8);
+    p = ngx_esp_shm_put(p, (uint64_t) t->expires, 8);
     p = ngx_cpymem(p, t->nonce, NGX_ESP_DOWNLOAD_NONCE);
     p = ngx_cpymem(p, s->id, NGX_ESP_SESSION_ID_LEN);
-    p = ngx_esp_download_put(p, (uint64_t) s->issued, 8);
+    p = ngx_esp_shm_put(p, (uint64_t) s->issued, 8);
     *p++ = (u_char) s->flags;
     p = ngx_cpymem(p, s->groups, NGX_ESP_GROUPS_LEN);
     *p++ = (u_char) t->host.len;
     p = ngx_cpymem(p, t->host.data, t->host.len);
     *p++ = (u_char) s->domain.len;
     p = ngx_cpymem(p, s->domain.data, s->domain.len);
-    p = ngx_esp_download_put(p, s->user.len, 2);
+    p = ngx_esp_shm_put(p, s->user.len, 2);
     p = ngx_cpymem(p, s->user.data, s->user.len);
-    p = ngx_esp_download_put(p, t->url.len, 2);
+    p = ngx_esp_shm_put(p, t->url.len, 2);
     ngx_memcpy(p, t->url.data, t->url.len);
 
     emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
@@ -554,14 +552,14 @@ ngx_esp_download_open(ngx_http_request_t *r, ngx_str_t *sealed,
     ngx_memzero(t, sizeof(ngx_esp_download_token_t));
     s = &t->session;
 
-    t->expires = (time_t) ngx_esp_download_get(p + 1, 8);
+    t->expires = (time_t) ngx_esp_shm_get(p + 1, 8);
     t->nonce = p + 9;
     p += 9 + NGX_ESP_DOWNLOAD_NONCE;
 
     ngx_memcpy(s->id, p, NGX_ESP_SESSION_ID_LEN);
     p += NGX_ESP_SESSION_ID_LEN;
 
-    s->issued = (time_t) ngx_esp_download_get(p, 8);
+    s->issued = (time_t) ngx_esp_shm_get(p, 8);
     p += 8;
 
     s->flags = *p++;
@@ -587,7 +585,7 @@ ngx_esp_download_open(ngx_http_request_t *r, ngx_str_t *sealed,
     s->domain.len = n;
     p += n;
 
-    n = ngx_esp_download_get(p, 2);
+    n = ngx_esp_shm_get(p, 2);
     p += 2;
     if ((size_t) (last - p) < n + 2) {
         return "malformed";
@@ -597,7 +595,7 @@ ngx_esp_download_open(ngx_http_request_t *r, ngx_str_t *sealed,
     s->user.len = n;
     p += n;
 
-    n = ngx_esp_download_get(p, 2);
+    n = ngx_esp_shm_get(p, 2);
     p += 2;
     if ((size_t) (last - p) != n) {
         return "malformed";
@@ -645,36 +643,6 @@ ngx_esp_download_is(ngx_http_request_t *r, char *path, size_t len)
 {
     return r->uri.len == len
            && ngx_strncasecmp(r->uri.data, (u_char *) path, len) == 0;
-}
-
-
-static u_char *
-ngx_esp_download_put(u_char *p, uint64_t v, ngx_uint_t n)
-{
-    ngx_uint_t  i;
-
-    for (i = n; i > 0; i--) {
-        p[i - 1] = (u_char) v;
-        v >>= 8;
-    }
-
-    return p + n;
-}
-
-
-static uint64_t
-ngx_esp_download_get(u_char *p, ngx_uint_t n)
-{
-    uint64_t    v;
-    ngx_uint_t  i;
-
-    v = 0;
-
-    for (i = 0; i < n; i++) {
-        v = (v << 8) | p[i];
-    }
-
-    return v;
 }
 
 

@@ -199,6 +199,10 @@ time_t ngx_esp_user_revoked_since(ngx_shm_zone_t *zone, ngx_str_t *domain,
 
 void ngx_esp_shm_stats(ngx_shm_zone_t *zone, ngx_esp_shm_stats_t *st);
 
+/* n bytes of an integer in network order, as the state file has them */
+u_char *ngx_esp_shm_put(u_char *p, uint64_t v, ngx_uint_t n);
+uint64_t ngx_esp_shm_get(u_char *p, ngx_uint_t n);
+
 
 /*
  * The state file ("state=" of esp_shared_zone): init_worker starts the
