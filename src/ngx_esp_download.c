@@ -12,7 +12,8 @@
  * NGX_ESP_DOWNLOAD_LABEL as additional data (so that it never opens as a
  * session cookie, nor a cookie as a token), whose plaintext is
  *
- *     version (1) | expires (8) | nonce (16) | session id (16)
+ *     version (1) | expires (8) | nonce (16) | binding (16)
+ *     | session id (16)
  *     | issued (8) | flags (1) | groups (8) | host length (1) | host
  *     | domain length (1) | domain | user length (2) | user
  *     | url length (2) | url
@@ -21,6 +22,11 @@
  * change is either sealed (the host, the return path) or checked against
  * the configuration (the main host redirects only to its configured
  * download host; the download host only to a local path).
+ *
+ * The binding is a random value the download host gave the browser in a
+ * cookie before it sent it to the main host: a token works only in the
+ * browser that asked for it, so neither a token seen elsewhere (a log of
+ * URLs) nor an attacker's own token passed to a victim opens anything.
  */
 
 
@@ -28,11 +34,13 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "ngx_esp_auth.h"
 #include "ngx_esp_download.h"
 #include "ngx_esp_form.h"
+#include "ngx_esp_http.h"
 #include "ngx_esp_log.h"
 #include "ngx_esp_shm.h"
 
@@ -40,7 +48,9 @@
 #define NGX_ESP_DOWNLOAD_LABEL    "ngx_exchange_esp download hand-off v1"
 #define NGX_ESP_DOWNLOAD_VERSION  1
 #define NGX_ESP_DOWNLOAD_NONCE    16
+#define NGX_ESP_DOWNLOAD_BINDING  16
 #define NGX_ESP_DOWNLOAD_FIXED    (1 + 8 + NGX_ESP_DOWNLOAD_NONCE           \
+                                   + NGX_ESP_DOWNLOAD_BINDING                \
                                    + NGX_ESP_SESSION_ID_LEN + 8 + 1          \
                                    + NGX_ESP_GROUPS_LEN)
 #define NGX_ESP_DOWNLOAD_MAX_HOST 253
@@ -60,6 +70,7 @@ typedef struct {
 typedef struct {
     time_t                     expires;
     u_char                    *nonce;
+    u_char                     binding[NGX_ESP_DOWNLOAD_BINDING];
     ngx_esp_session_t          session;
     ngx_str_t                  host;
     ngx_str_t                  url;
@@ -81,6 +92,9 @@ static const char *ngx_esp_download_open(ngx_http_request_t *r,
     ngx_str_t *sealed, ngx_esp_download_token_t *t);
 static ngx_int_t ngx_esp_download_arg(ngx_http_request_t *r, char *name,
     ngx_str_t *value);
+static ngx_int_t ngx_esp_download_binding(ngx_str_t *hex, u_char *binding);
+static ngx_uint_t ngx_esp_download_bound(ngx_http_request_t *r,
+    ngx_esp_download_token_t *t);
 static ngx_uint_t ngx_esp_download_is(ngx_http_request_t *r, char *path,
     size_t len);
 
@@ -170,10 +184,12 @@ ngx_esp_download_endpoint(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
 
 ngx_int_t
-ngx_esp_download_redirect(ngx_http_request_t *r, ngx_str_t *back)
+ngx_esp_download_redirect(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx, ngx_str_t *back)
 {
-    u_char                       *p;
-    ngx_str_t                     path, url;
+    u_char                       *p, binding[NGX_ESP_DOWNLOAD_BINDING];
+    u_char                        hex[2 * NGX_ESP_DOWNLOAD_BINDING];
+    ngx_str_t                     path, url, name, value;
     ngx_esp_download_srv_conf_t  *dscf;
 
     dscf = ngx_http_get_module_srv_conf(r, ngx_esp_download_module);
@@ -182,8 +198,15 @@ ngx_esp_download_redirect(ngx_http_request_t *r, ngx_str_t *back)
         return NGX_DECLINED;
     }
 
+    if (RAND_bytes(binding, NGX_ESP_DOWNLOAD_BINDING) != 1) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_hex_dump(hex, binding, NGX_ESP_DOWNLOAD_BINDING);
+
     path.data = ngx_pnalloc(r->pool, sizeof(NGX_ESP_DOWNLOAD_PATH "?url=") - 1
-                                     + 3 * back->len);
+                                     + 3 * back->len + sizeof("&b=") - 1
+                                     + sizeof(hex));
     if (path.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -192,7 +215,22 @@ ngx_esp_download_redirect(ngx_http_request_t *r, ngx_str_t *back)
                    sizeof(NGX_ESP_DOWNLOAD_PATH "?url=") - 1);
     p = (u_char *) ngx_escape_uri(p, back->data, back->len,
                                   NGX_ESCAPE_URI_COMPONENT);
+    p = ngx_cpymem(p, "&b=", sizeof("&b=") - 1);
+    p = ngx_cpymem(p, hex, sizeof(hex));
     path.len = p - path.data;
+
+    /* the way back to this host carries it: only the hand-off path sees it */
+
+    ngx_str_set(&name, NGX_ESP_HANDOFF_COOKIE);
+    value.data = hex;
+    value.len = sizeof(hex);
+
+    if (ngx_esp_add_cookie(r, ctx, &name, &value, NGX_ESP_HANDOFF_PATH,
+                           2 * NGX_ESP_DOWNLOAD_TTL, NGX_ESP_SAMESITE_LAX)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     if (ngx_esp_self_url(r, &dscf->main, &path, &url) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -213,7 +251,7 @@ ngx_esp_download_issue(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 {
     u_char                    *p, nonce[NGX_ESP_DOWNLOAD_NONCE];
     ngx_int_t                  rc;
-    ngx_str_t                  url, sealed, path, dest;
+    ngx_str_t                  url, sealed, path, dest, b;
     ngx_uint_t                 stale;
     ngx_esp_download_token_t   t;
 
@@ -231,6 +269,15 @@ ngx_esp_download_issue(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "esp: download hand-off refused: the return URL is "
                       "not a local path");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    if (ngx_http_arg(r, (u_char *) "b", 1, &b) != NGX_OK
+        || ngx_esp_download_binding(&b, t.binding) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "esp: download hand-off refused: no browser binding "
+                      "(not sent by the download host)");
         return NGX_HTTP_BAD_REQUEST;
     }
 
@@ -308,7 +355,7 @@ ngx_esp_download_accept(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 {
     u_char                    *p;
     ngx_int_t                  rc;
-    ngx_str_t                  sealed;
+    ngx_str_t                  sealed, name, empty;
     const char                *why;
     ngx_esp_main_conf_t       *emcf;
     ngx_esp_download_token_t   t;
@@ -333,6 +380,10 @@ ngx_esp_download_accept(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     if (why == NULL) {
         why = ngx_esp_download_check(r, elcf, &t);
+    }
+
+    if (why == NULL && !ngx_esp_download_bound(r, &t)) {
+        why = "the token is not for this browser";
     }
 
     if (why) {
@@ -364,7 +415,14 @@ ngx_esp_download_accept(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ctx->session.last_seen = ngx_time();
     ctx->has_session = 1;
 
-    if (ngx_esp_issue_cookie(r, elcf, ctx) != NGX_OK) {
+    ngx_str_set(&name, NGX_ESP_HANDOFF_COOKIE);
+    ngx_str_null(&empty);
+
+    if (ngx_esp_issue_cookie(r, elcf, ctx) != NGX_OK
+        || ngx_esp_add_cookie(r, ctx, &name, &empty, NGX_ESP_HANDOFF_PATH, 0,
+                              NGX_ESP_SAMESITE_LAX)
+           != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -487,6 +545,7 @@ ngx_esp_download_seal(ngx_http_request_t *r, ngx_esp_download_token_t *t,
     *p++ = NGX_ESP_DOWNLOAD_VERSION;
     p = ngx_esp_shm_put(p, (uint64_t) t->expires, 8);
     p = ngx_cpymem(p, t->nonce, NGX_ESP_DOWNLOAD_NONCE);
+    p = ngx_cpymem(p, t->binding, NGX_ESP_DOWNLOAD_BINDING);
     p = ngx_cpymem(p, s->id, NGX_ESP_SESSION_ID_LEN);
     p = ngx_esp_shm_put(p, (uint64_t) s->issued, 8);
     *p++ = (u_char) s->flags;
@@ -555,6 +614,9 @@ ngx_esp_download_open(ngx_http_request_t *r, ngx_str_t *sealed,
     t->expires = (time_t) ngx_esp_shm_get(p + 1, 8);
     t->nonce = p + 9;
     p += 9 + NGX_ESP_DOWNLOAD_NONCE;
+
+    ngx_memcpy(t->binding, p, NGX_ESP_DOWNLOAD_BINDING);
+    p += NGX_ESP_DOWNLOAD_BINDING;
 
     ngx_memcpy(s->id, p, NGX_ESP_SESSION_ID_LEN);
     p += NGX_ESP_SESSION_ID_LEN;
@@ -635,6 +697,63 @@ ngx_esp_download_arg(ngx_http_request_t *r, char *name, ngx_str_t *value)
     value->len = dst - value->data;
 
     return NGX_OK;
+}
+
+
+/* 32 hex digits into 16 bytes */
+
+static ngx_int_t
+ngx_esp_download_binding(ngx_str_t *hex, u_char *binding)
+{
+    ngx_int_t   n;
+    ngx_uint_t  i;
+
+    if (hex->len != 2 * NGX_ESP_DOWNLOAD_BINDING) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < NGX_ESP_DOWNLOAD_BINDING; i++) {
+        n = ngx_hextoi(hex->data + 2 * i, 2);
+
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        binding[i] = (u_char) n;
+    }
+
+    return NGX_OK;
+}
+
+
+/* does the browser have the cookie the token was made for? */
+
+static ngx_uint_t
+ngx_esp_download_bound(ngx_http_request_t *r, ngx_esp_download_token_t *t)
+{
+    u_char             binding[NGX_ESP_DOWNLOAD_BINDING];
+    ngx_str_t          name, value;
+    ngx_esp_cookies_t  c;
+
+    ngx_memzero(&c, sizeof(ngx_esp_cookies_t));
+
+    while (ngx_esp_http_cookie_next(r, &c, &name, &value) == NGX_OK) {
+
+        if (name.len != sizeof(NGX_ESP_HANDOFF_COOKIE) - 1
+            || ngx_strncmp(name.data, NGX_ESP_HANDOFF_COOKIE, name.len) != 0
+            || ngx_esp_download_binding(&value, binding) != NGX_OK)
+        {
+            continue;
+        }
+
+        if (CRYPTO_memcmp(binding, t->binding, NGX_ESP_DOWNLOAD_BINDING)
+            == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

@@ -19,8 +19,11 @@
  * carries the session over:
  *
  *   download host, no session:  302 https://MAIN/_esp/download?url=PATH
+ *                               &b=BINDING, and the cookie
+ *                               esp_handoff=BINDING (Path=/_esp/handoff)
  *   main host, with a session:  302 https://DOWNLOAD/_esp/handoff?t=TOKEN
- *   download host, the token:   its own host-only cookie for the same
+ *   download host, the token:   if the browser has the token's BINDING,
+ *                               its own host-only cookie for the same
  *                               session (same id: a logoff ends both),
  *                               302 to PATH
  *
@@ -36,6 +39,7 @@
 #define NGX_ESP_DOWNLOAD_PATH    "/_esp/download"
 #define NGX_ESP_HANDOFF_PATH     "/_esp/handoff"
 #define NGX_ESP_DOWNLOAD_TTL     30
+#define NGX_ESP_HANDOFF_COOKIE   "esp_handoff"
 
 
 /*
@@ -50,7 +54,8 @@ ngx_int_t ngx_esp_download_endpoint(ngx_http_request_t *r,
  * A GET without a session on a download host: the 302 to the main host;
  * NGX_DECLINED on any other server.
  */
-ngx_int_t ngx_esp_download_redirect(ngx_http_request_t *r, ngx_str_t *back);
+ngx_int_t ngx_esp_download_redirect(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx, ngx_str_t *back);
 
 
 extern ngx_module_t  ngx_esp_download_module;

@@ -129,9 +129,6 @@ static ngx_str_t *ngx_esp_form_field(ngx_esp_login_form_t *f,
 static ngx_int_t ngx_esp_arg_url(ngx_http_request_t *r, ngx_str_t *url);
 static ngx_int_t ngx_esp_clear_cookie(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
-static ngx_int_t ngx_esp_add_cookie(ngx_http_request_t *r,
-    ngx_esp_ctx_t *ctx, ngx_str_t *name, ngx_str_t *value, char *path,
-    time_t max_age, ngx_uint_t samesite);
 static ngx_int_t ngx_esp_csrf_token(ngx_http_request_t *r, ngx_str_t *token,
     ngx_uint_t *fresh);
 static ngx_int_t ngx_esp_handoff(ngx_http_request_t *r,
@@ -650,7 +647,7 @@ ngx_esp_form_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     /* a download host has no login of its own */
 
-    rc = ngx_esp_download_redirect(r, &back);
+    rc = ngx_esp_download_redirect(r, elcf, ctx, &back);
 
     if (rc != NGX_DECLINED) {
         return rc;
@@ -1490,7 +1487,7 @@ ngx_esp_clear_cookie(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
  * header filter, since an upstream's answer may come in between.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_add_cookie(ngx_http_request_t *r, ngx_esp_ctx_t *ctx,
     ngx_str_t *name, ngx_str_t *value, char *path, time_t max_age,
     ngx_uint_t samesite)

@@ -142,10 +142,27 @@ sub login {
     return $res;
 }
 
-# the hand-off URL the main host gives for the attachment (not followed)
+# the browser binding the download host gives: a cookie only its
+# /_esp/handoff sees, and the same value to the main host
+our $LAST_B;
+
+sub bind_browser {
+    my ($ua, $hex, $host) = @_;
+    $hex //= join '', map { sprintf '%02x', int rand 256 } 1 .. 16;
+    $ua->cookie_jar->set_cookie(0, 'esp_handoff', $hex, '/_esp/handoff',
+                                $host // 'download.contoso.com', undef, 0, 1, 60, 0);
+    return $hex;
+}
+
+# a browser with that binding (and nothing else)
+sub bua { my ($hex, $host) = @_; my $b = ua(); bind_browser($b, $hex // $LAST_B, $host); return $b }
+
+# the hand-off URL the main host gives for the attachment (not followed),
+# for a browser the download host bound as it would
 sub handoff_url {
     my ($ua) = @_;
-    my $res = get($ua, url('/_esp/download?url=' . uri_escape($ATTACHMENT)));
+    $LAST_B = bind_browser($ua);
+    my $res = get($ua, url('/_esp/download?url=' . uri_escape($ATTACHMENT) . "&b=$LAST_B"));
     return undef unless $res->code == 302;
     my $to = location_of($res);
     return $to->path eq '/_esp/handoff' ? $to : undef;
@@ -188,6 +205,10 @@ is($to && $to->path, '/_esp/download', '... its hand-off path');
 is($to && { $to->query_form }->{url}, $ATTACHMENT, '... carrying the attachment path');
 is($to && $to->port, $TLS, '... on the port the browser used');
 ok(!backend_entries_for($res), '... and Exchange saw nothing');
+my $B = $to ? { $to->query_form }->{b} // '' : '';
+like($B, qr/^[0-9a-f]{32}$/, '... with a browser binding');
+like($res->header('Set-Cookie') // '', qr{^esp_handoff=$B; Path=/_esp/handoff; Max-Age=60; Secure; HttpOnly; SameSite=Lax$},
+     '... also given to the browser, for the hand-off path only');
 
 $res = get($ua, $to);
 is($res->code, 302, 'main host without a session: 302');
@@ -200,20 +221,33 @@ is($res->code, 302, 'alice logs in on the mail host');
 ok(session_cookie($ua, 'mail.contoso.com'), '... and has a session cookie there');
 ok(!session_cookie($ua, 'download.contoso.com'), '... but none on the download host');
 
-my $handoff = handoff_url($ua);
-ok($handoff, 'the attachment URL leads through the main host to a hand-off');
+$res = get($ua, dl_url());
+is($res->code, 302, 'logged in on the main host, the attachment URL still leads to the main host');
+$to = location_of($res);
+$B = { $to->query_form }->{b} // '';
+$res = get($ua, $to);
+my $handoff = location_of($res);
+ok($handoff && $handoff->path eq '/_esp/handoff', 'which answers with a hand-off');
 is($handoff && $handoff->host, 'download.contoso.com', '... on the download host');
 is($handoff && $handoff->port, $TLS, '... same port');
 my $TOKEN = $handoff ? token_of($handoff) : '';
 ok(length $TOKEN > 40, '... with a sealed token');
 unlike($TOKEN, qr/alice/i, '... in which the user name is not readable');
 
+$res = get(ua(), $handoff);
+is($res->code, 403, 'the hand-off in another browser (without the binding) is refused');
+ok(error_log_wait('download hand-off refused: the token is not for this browser'), '... as not for it');
+$res = get(bua('00' x 16), $handoff);
+is($res->code, 403, '... also with another binding');
+
 $res = get($ua, $handoff);
-is($res->code, 302, 'the hand-off is accepted');
+is($res->code, 302, 'the hand-off is accepted in the browser that asked for it');
 is(location_of($res) && location_of($res)->path_query, $ATTACHMENT, '... and leads to the attachment path');
 is(location_of($res) && location_of($res)->host, 'download.contoso.com', '... on the download host');
-like($res->header('Set-Cookie') // '', qr/^esp_session=[^;]+; Path=\/; Secure; HttpOnly/,
-     '... setting a session cookie on the download host');
+my @sc = $res->header('Set-Cookie');
+ok((grep { /^esp_session=[^;]+; Path=\/; Secure; HttpOnly/ } @sc),
+   '... setting a session cookie on the download host');
+ok((grep { m{^esp_handoff=; Path=/_esp/handoff; Max-Age=0} } @sc), '... and dropping the binding');
 ok(session_cookie($ua, 'download.contoso.com'), '... the browser keeps it for the download host');
 ok(error_log_wait(qr/esp: download hand-off accepted user="\Q$ALICE\E"/), '... logged');
 
@@ -240,8 +274,8 @@ is($res->code, 200, 'another attachment: 200 at once, with the download host\'s 
 
 # ------------------------------------------------------- refused tokens
 
-$res = get(ua(), $handoff);
-is($res->code, 403, 'a replayed token is refused');
+$res = get(bua($B), $handoff);
+is($res->code, 403, 'a replayed token is refused, even with the binding');
 ok(error_log_wait('download hand-off refused: the token was used already'), '... as used already');
 
 $res = get($ua, $handoff);
@@ -249,10 +283,10 @@ is($res->code, 403, 'even by the browser that used it');
 
 # for another host: refused there, and not spent by that
 my $h2 = handoff_url($ua);
-$res = get(ua(), with_token(token_of($h2), 'owa.contoso.com'));
+$res = get(bua($LAST_B, 'owa.contoso.com'), with_token(token_of($h2), 'owa.contoso.com'));
 is($res->code, 403, 'a token for download.contoso.com is refused on owa.contoso.com');
 ok(error_log_wait('download hand-off refused: the token is for another host'), '... as for another host');
-$res = get(ua(), $h2);
+$res = get(bua(), $h2);
 is($res->code, 302, '... and is still good where it belongs (a refusal spends nothing)');
 
 # tampered: every kind of change
@@ -265,17 +299,17 @@ for my $case (['one character changed', sub { my $t = shift; substr($t, 20, 1) =
               ['empty', sub { '' }],
               ['huge', sub { 'A' x 5000 }]) {
     my ($name, $f) = @$case;
-    my $r = get(ua(), with_token($f->($t3)));
+    my $r = get(bua(), with_token($f->($t3)));
     is($r->code, 403, "a tampered token ($name) is refused");
 }
 ok(error_log_wait('download hand-off refused: does not authenticate'), '... as not authentic');
-$res = get(ua(), url('/_esp/handoff', host => 'download.contoso.com'));
+$res = get(bua(), url('/_esp/handoff', host => 'download.contoso.com'));
 is($res->code, 403, 'no token at all: refused');
-$res = get(ua(), $h3);
+$res = get(bua(), $h3);
 is($res->code, 302, 'the untampered token still works');
 
 # a session cookie is not a token, nor a token a cookie
-$res = get(ua(), with_token(session_cookie($ua, 'mail.contoso.com')));
+$res = get(bua(), with_token(session_cookie($ua, 'mail.contoso.com')));
 is($res->code, 403, 'a session cookie passed off as a token is refused');
 {
     my $h4 = handoff_url($ua);
@@ -294,6 +328,8 @@ my $T = eval { decode_json($plain) } || {};
 is($T->{host}, 'download.contoso.com', '... sealed for the download host');
 is($T->{url}, $ATTACHMENT, '... and the attachment path');
 ok($T->{expires} - time <= 31 && $T->{expires} - time >= 25, '... for 30 seconds');
+is($T->{binding}, $LAST_B, '... and bound to the browser\'s binding');
+my $TB = $T->{binding} // '';
 
 sub forged {
     my (%o) = @_;
@@ -303,46 +339,54 @@ sub forged {
     return $tok;
 }
 
-$res = get(ua(), with_token(forged()));
+$res = get(bua($TB), with_token(forged()));
 is($res->code, 302, 'a token sealed with the key, as the gate makes them: accepted (the forger works)');
-$res = get(ua(), with_token(forged(expires => time - 1)));
+$res = get(bua($TB), with_token(forged(expires => time - 1)));
 is($res->code, 403, 'an expired token is refused');
 ok(error_log_wait('download hand-off refused: the token expired'), '... as expired');
-$res = get(ua(), with_token(forged(expires => time + 3600)));
+$res = get(bua($TB), with_token(forged(expires => time + 3600)));
 is($res->code, 403, 'a token that lives an hour is refused');
-$res = get(ua(), with_token(forged(host => 'owa.contoso.com')), );
+$res = get(bua($TB), with_token(forged(host => 'owa.contoso.com')), );
 is($res->code, 403, 'a token for another host is refused');
-$res = get(ua(), with_token(forged(host => 'owa.contoso.com'), 'owa.contoso.com'));
+$res = get(bua($TB, 'owa.contoso.com'), with_token(forged(host => 'owa.contoso.com'), 'owa.contoso.com'));
 is($res->code, 302, '... and accepted by that host');
 for my $bad ('https://evil.example/x', '//evil.example/x', '/\\evil.example', 'evil', '/_esp/login',
              "/owa/\r\nSet-Cookie: x=1") {
     (my $shown = $bad) =~ s/\r\n/\\r\\n/g;
-    $res = get(ua(), with_token(forged(url => $bad)));
+    $res = get(bua($TB), with_token(forged(url => $bad)));
     is($res->code, 403, "a token with the return URL \"$shown\" is refused");
     is($res->header('Location'), undef, '... and redirects nowhere');
 }
-$res = get(ua(), with_token(forged(domain => unpack('H*', 'other'))));
+$res = get(bua($TB), with_token(forged(domain => unpack('H*', 'other'))));
 is($res->code, 403, 'a token for another esp domain is refused');
-$res = get(ua(), with_token(forged(version => 2)));
+$res = get(bua($TB), with_token(forged(version => 2)));
 is($res->code, 403, 'a token of an unknown version is refused');
+$res = get(bua($TB), with_token(forged(binding => 'ab' x 16)));
+is($res->code, 403, 'a token bound to another browser is refused');
 
 # ------------------------------------------------------- open redirects on the main host
 
 for my $bad ('https://evil.example/', '//evil.example/', '/\\evil.example/', '%2F%2Fevil.example',
              'javascript:alert(1)', '', '/_esp/logout') {
-    $res = get($ua, url('/_esp/download?url=' . uri_escape($bad)));
+    $res = get($ua, url('/_esp/download?url=' . uri_escape($bad) . '&b=' . ('0' x 32)));
     is($res->code, 400, "main host: return URL \"$bad\" refused");
     is($res->header('Location'), undef, '... no redirect at all');
 }
 $res = get($ua, url('/_esp/download'));
 is($res->code, 400, 'main host: no return URL refused');
+for my $b (undef, '', 'xyz', '0' x 31, '0' x 33, 'g' x 32) {
+    my $q = defined $b ? "&b=$b" : '';
+    $res = get($ua, url("/_esp/download?url=%2Fowa%2Fx$q"));
+    is($res->code, 400, 'main host: browser binding ' . ($b // 'missing') . ': refused');
+}
+ok(error_log_wait('download hand-off refused: no browser binding'), '... as unbound');
 $res = $ua->request(POST(url('/_esp/download?url=%2Fowa%2F')));
 is($res->code, 405, 'main host: only GET');
 
 # the target host is the configured one, whatever the request says
-$res = get($ua, url('/_esp/download?url=%2Fowa%2Fx&host=evil.example&t=1'));
+$res = get($ua, url('/_esp/download?url=%2Fowa%2Fx&host=evil.example&t=1&b=' . ('0' x 32)));
 is(location_of($res)->host, 'download.contoso.com', 'the hand-off goes to the configured host only');
-$res = $ua->request(GET(url('/_esp/download?url=%2Fowa%2Fx'), Host => "mail.contoso.com:$TLS"));
+$res = $ua->request(GET(url('/_esp/download?url=%2Fowa%2Fx&b=' . ('0' x 32)), Host => "mail.contoso.com:$TLS"));
 is(location_of($res)->host, 'download.contoso.com', '... whatever the Host header');
 
 # a server without esp_download_host has no hand-off to give
@@ -371,7 +415,7 @@ like($res->header('Location') // '', qr{/_esp/login}, '... which asks for a logi
     login($ua2);
     my $h = handoff_url($ua2);
     get($ua2, url('/owa/logoff.owa'));
-    $res = get(ua(), $h);
+    $res = get(bua(), $h);
     is($res->code, 403, 'a hand-off of a session ended since is refused');
     ok(error_log_wait('download hand-off refused: the session was ended by logoff'), '... as ended');
 }
