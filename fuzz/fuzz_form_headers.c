@@ -474,7 +474,7 @@ fuzz_check_self_url(ngx_http_request_t *r)
 
     ngx_str_set(&path, "/owa/");
 
-    FUZZ_ASSERT(ngx_esp_self_url(r, &path, &url) == NGX_OK);
+    FUZZ_ASSERT(ngx_esp_self_url(r, NULL, &path, &url) == NGX_OK);
 
     scheme = r->connection->ssl ? "https://" : "http://";
     slen = ngx_strlen(scheme);

@@ -108,7 +108,8 @@ fuzz_open_plaintext(ngx_pool_t *pool, const uint8_t *data, size_t size)
     ngx_memcpy(sealed, fuzz_keys[0].id, NGX_ESP_KEY_ID_LEN);
     ngx_memcpy(sealed + NGX_ESP_KEY_ID_LEN, nonce, NGX_ESP_NONCE_LEN);
 
-    rc = ngx_esp_session_crypt(1, &fuzz_keys[0], nonce, plain, size,
+    rc = ngx_esp_session_crypt(1, &fuzz_keys[0], NGX_ESP_AAD, nonce, plain,
+                               size,
                                sealed + NGX_ESP_KEY_ID_LEN + NGX_ESP_NONCE_LEN,
                                sealed + NGX_ESP_KEY_ID_LEN + NGX_ESP_NONCE_LEN
                                + size);
@@ -281,7 +282,7 @@ fuzz_write_plain(const char *dir, const char *name, ngx_esp_session_t *s,
     plain = ngx_pnalloc(pool, len);
     p = sealed.data + NGX_ESP_KEY_ID_LEN;
 
-    FUZZ_ASSERT(ngx_esp_session_crypt(0, &fuzz_keys[0], p,
+    FUZZ_ASSERT(ngx_esp_session_crypt(0, &fuzz_keys[0], NGX_ESP_AAD, p,
                                       p + NGX_ESP_NONCE_LEN, len, plain,
                                       p + NGX_ESP_NONCE_LEN + len)
                 == NGX_OK);

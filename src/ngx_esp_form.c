@@ -12,6 +12,7 @@
 #include <openssl/rand.h>
 
 #include "ngx_esp_auth.h"
+#include "ngx_esp_download.h"
 #include "ngx_esp_form.h"
 #include "ngx_esp_http.h"
 #include "ngx_esp_log.h"
@@ -96,7 +97,6 @@ static ngx_int_t ngx_esp_render(ngx_http_request_t *r, u_char *tpl,
 static ngx_int_t ngx_esp_form_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *body);
 static ngx_int_t ngx_esp_send_440(ngx_http_request_t *r);
-static ngx_int_t ngx_esp_redirect(ngx_http_request_t *r, ngx_str_t *url);
 static ngx_int_t ngx_esp_redirect_to_login(ngx_http_request_t *r,
     ngx_esp_ctx_t *ctx, ngx_str_t *back, ngx_uint_t expired);
 static ngx_int_t ngx_esp_login_url(ngx_http_request_t *r, ngx_str_t *back,
@@ -126,25 +126,15 @@ static ngx_int_t ngx_esp_parse_form(ngx_http_request_t *r,
     ngx_esp_login_form_t *f, const char **reason);
 static ngx_str_t *ngx_esp_form_field(ngx_esp_login_form_t *f,
     ngx_str_t *name);
-static ngx_uint_t ngx_esp_valid_return_url(ngx_str_t *url);
 static ngx_int_t ngx_esp_arg_url(ngx_http_request_t *r, ngx_str_t *url);
-static ngx_int_t ngx_esp_find_session(ngx_http_request_t *r,
-    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx, ngx_uint_t *stale);
-static ngx_int_t ngx_esp_issue_cookie(ngx_http_request_t *r,
-    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 static ngx_int_t ngx_esp_clear_cookie(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
-static ngx_int_t ngx_esp_add_cookie(ngx_http_request_t *r,
-    ngx_esp_ctx_t *ctx, ngx_str_t *name, ngx_str_t *value, char *path,
-    time_t max_age, ngx_uint_t samesite);
 static ngx_int_t ngx_esp_csrf_token(ngx_http_request_t *r, ngx_str_t *token,
     ngx_uint_t *fresh);
 static ngx_int_t ngx_esp_handoff(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 static u_char *ngx_esp_form_escape(u_char *dst, ngx_str_t *src);
 static size_t ngx_esp_form_escaped_len(ngx_str_t *src);
-static ngx_int_t ngx_esp_self_url(ngx_http_request_t *r, ngx_str_t *path,
-    ngx_str_t *out);
 static ngx_uint_t ngx_esp_is_german(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf);
 static char *ngx_esp_text(ngx_esp_ctx_t *ctx, ngx_esp_text_e t);
@@ -277,7 +267,8 @@ ngx_esp_form_endpoint(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         || ngx_strncasecmp(r->uri.data, ngx_esp_login_path.data, r->uri.len)
            != 0)
     {
-        return NGX_DECLINED;
+        /* the download host's hand-off, if configured */
+        return ngx_esp_download_endpoint(r, elcf, ctx);
     }
 
     if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
@@ -654,6 +645,14 @@ ngx_esp_form_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         back = elcf->default_url;
     }
 
+    /* a download host has no login of its own */
+
+    rc = ngx_esp_download_redirect(r, elcf, ctx, &back);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     return ngx_esp_redirect_to_login(r, ctx, &back, stale == 2);
 }
 
@@ -827,7 +826,7 @@ ngx_esp_handoff(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_str_t     dest, flags;
     ngx_chain_t  *cl;
 
-    if (ngx_esp_self_url(r, &ctx->return_url, &dest) != NGX_OK) {
+    if (ngx_esp_self_url(r, NULL, &ctx->return_url, &dest) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -1256,7 +1255,7 @@ ngx_esp_session_end(ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_redirect(ngx_http_request_t *r, ngx_str_t *url)
 {
     ngx_table_elt_t  *h;
@@ -1287,7 +1286,7 @@ ngx_esp_redirect(ngx_http_request_t *r, ngx_str_t *url)
  * bad one, 2 = an expired one.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx, ngx_uint_t *stale)
 {
@@ -1450,7 +1449,7 @@ ngx_esp_find_session(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_issue_cookie(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx)
 {
@@ -1488,7 +1487,7 @@ ngx_esp_clear_cookie(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
  * header filter, since an upstream's answer may come in between.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_add_cookie(ngx_http_request_t *r, ngx_esp_ctx_t *ctx,
     ngx_str_t *name, ngx_str_t *value, char *path, time_t max_age,
     ngx_uint_t samesite)
@@ -2011,7 +2010,7 @@ ngx_esp_form_field(ngx_esp_login_form_t *f, ngx_str_t *name)
 
 /* only a path on this site: "/x", never "//host", "/\host" or "http:" */
 
-static ngx_uint_t
+ngx_uint_t
 ngx_esp_valid_return_url(ngx_str_t *url)
 {
     size_t  i;
@@ -2084,14 +2083,17 @@ fallback:
 /*
  * https://host[:port]/path, as the browser reached us: the host that
  * passed esp_allowed_hosts, with the port of the Host header if that
- * names the same host (an absolute request line may disagree with it)
+ * names the same host (an absolute request line may disagree with it);
+ * or "other" host on that scheme and port
  */
 
-static ngx_int_t
-ngx_esp_self_url(ngx_http_request_t *r, ngx_str_t *path, ngx_str_t *out)
+ngx_int_t
+ngx_esp_self_url(ngx_http_request_t *r, ngx_str_t *other, ngx_str_t *path,
+    ngx_str_t *out)
 {
     u_char     *p;
-    ngx_str_t   host, scheme, *v;
+    size_t      len;
+    ngx_str_t   host, scheme, port, *v;
 
     ngx_str_set(&scheme, "http://");
 
@@ -2102,6 +2104,7 @@ ngx_esp_self_url(ngx_http_request_t *r, ngx_str_t *path, ngx_str_t *out)
 #endif
 
     host = r->headers_in.server;
+    ngx_str_null(&port);
 
     if (r->headers_in.host) {
         v = &r->headers_in.host->value;
@@ -2114,17 +2117,29 @@ ngx_esp_self_url(ngx_http_request_t *r, ngx_str_t *path, ngx_str_t *out)
             && ngx_atoi(v->data + host.len + 1, v->len - host.len - 1)
                != NGX_ERROR)
         {
-            host = *v;
+            port.data = v->data + host.len;
+            port.len = v->len - host.len;
         }
     }
 
-    out->data = ngx_pnalloc(r->pool, scheme.len + host.len + path->len);
+    if (other) {
+        host = *other;
+    }
+
+    len = scheme.len + host.len + port.len + path->len;
+
+    out->data = ngx_pnalloc(r->pool, len);
     if (out->data == NULL) {
         return NGX_ERROR;
     }
 
     p = ngx_cpymem(out->data, scheme.data, scheme.len);
     p = ngx_cpymem(p, host.data, host.len);
+
+    if (port.len) {
+        p = ngx_cpymem(p, port.data, port.len);
+    }
+
     p = ngx_cpymem(p, path->data, path->len);
     out->len = p - out->data;
 

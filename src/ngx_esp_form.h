@@ -34,6 +34,29 @@ ngx_int_t ngx_esp_form_strip_cookies(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf);
 
 
+/*
+ * For the download host's hand-off (src/ngx_esp_download.c).
+ * find_session: NGX_OK with ctx->session set, NGX_DECLINED (*stale: 0 no
+ * cookie of ours, 1 a bad one, 2 an expired one), NGX_ERROR.
+ * issue_cookie: ctx->session, sealed, for the header filter.
+ * add_cookie: a Set-Cookie for the header filter (max_age -1: none).
+ * redirect: 302 to url.  valid_return_url: a local path only.
+ * self_url: scheme://host[:port]path as the browser reached us, with
+ * "other" as host if not NULL.
+ */
+ngx_int_t ngx_esp_find_session(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx, ngx_uint_t *stale);
+ngx_int_t ngx_esp_issue_cookie(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
+ngx_int_t ngx_esp_add_cookie(ngx_http_request_t *r, ngx_esp_ctx_t *ctx,
+    ngx_str_t *name, ngx_str_t *value, char *path, time_t max_age,
+    ngx_uint_t samesite);
+ngx_int_t ngx_esp_redirect(ngx_http_request_t *r, ngx_str_t *url);
+ngx_uint_t ngx_esp_valid_return_url(ngx_str_t *url);
+ngx_int_t ngx_esp_self_url(ngx_http_request_t *r, ngx_str_t *other,
+    ngx_str_t *path, ngx_str_t *out);
+
+
 /* the form's directives: conf is ngx_esp_loc_conf_t */
 char *ngx_esp_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_esp_login_page(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

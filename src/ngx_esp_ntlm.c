@@ -41,6 +41,7 @@
 #include <ngx_http.h>
 
 #include "ngx_esp_ntlm.h"
+#include "ngx_esp_epa.h"
 
 
 #define NGX_ESP_NTLM_TIMEOUT  60000
@@ -295,6 +296,10 @@ ngx_esp_ntlm_free_peer(ngx_peer_connection_t *pc, void *data,
 
     pin = pd->pin;
     pd->pin = NULL;
+
+    if (pd->pinning) {
+        ngx_esp_epa_check(pd->request, c, pc->name, pd->conf, pd->conf->name);
+    }
 
     if (pin) {
         pin->busy = 0;
@@ -916,7 +921,7 @@ ngx_esp_ntlm_create_srv_conf(ngx_conf_t *cf)
 static ngx_int_t
 ngx_esp_ntlm_init(ngx_conf_t *cf)
 {
-    ngx_uint_t                      i;
+    ngx_uint_t                      i, epa;
     ngx_esp_ntlm_srv_conf_t        *nscf;
     ngx_http_upstream_srv_conf_t  **uscfp;
     ngx_http_upstream_main_conf_t  *umcf;
@@ -927,6 +932,7 @@ ngx_esp_ntlm_init(ngx_conf_t *cf)
     }
 
     uscfp = umcf->upstreams.elts;
+    epa = 0;
 
     for (i = 0; i < umcf->upstreams.nelts; i++) {
 
@@ -944,6 +950,16 @@ ngx_esp_ntlm_init(ngx_conf_t *cf)
 
         nscf->original_init_peer = uscfp[i]->peer.init;
         uscfp[i]->peer.init = ngx_esp_ntlm_init_peer;
+
+        if (nscf->enable == 1) {
+            epa = 1;
+        }
+    }
+
+    /* Extended Protection is checked where NTLM is expected to work */
+
+    if (epa && ngx_esp_epa_zone(cf) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     return NGX_OK;

@@ -70,8 +70,15 @@
 #define NGX_ESP_KEY_ID_LABEL   "ngx_exchange_esp key id"
 
 
+static ngx_int_t ngx_esp_session_seal_plain(ngx_pool_t *pool,
+    ngx_esp_key_t *k, const char *aad, u_char *plain, size_t len,
+    ngx_str_t *out);
+static ngx_int_t ngx_esp_session_open_sealed(ngx_pool_t *pool,
+    ngx_array_t *keys, const char *aad, ngx_str_t *value, size_t min,
+    u_char **plain, size_t *len, const char **reason);
 static ngx_int_t ngx_esp_session_crypt(ngx_uint_t enc, ngx_esp_key_t *k,
-    u_char *nonce, u_char *in, size_t len, u_char *out, u_char *tag);
+    const char *aad, u_char *nonce, u_char *in, size_t len, u_char *out,
+    u_char *tag);
 static ngx_int_t ngx_esp_session_password_crypt(ngx_uint_t enc,
     ngx_esp_key_t *k, ngx_esp_session_t *s, ngx_str_t *aad, u_char *nonce,
     u_char *in, size_t len, u_char *out, u_char *tag);
@@ -98,9 +105,8 @@ ngx_int_t
 ngx_esp_session_seal(ngx_pool_t *pool, ngx_array_t *keys,
     ngx_esp_session_t *s, ngx_str_t *out)
 {
-    u_char         *plain, *p, *sealed;
+    u_char         *plain, *p;
     size_t          len;
-    ngx_str_t       src;
     ngx_int_t       rc;
     ngx_esp_key_t  *k;
 
@@ -141,27 +147,64 @@ ngx_esp_session_seal(ngx_pool_t *pool, ngx_array_t *keys,
         p = ngx_cpymem(p, s->sealed_password.data, s->sealed_password.len);
     }
 
-    sealed = ngx_pnalloc(pool, NGX_ESP_KEY_ID_LEN + NGX_ESP_NONCE_LEN + len
-                               + NGX_ESP_TAG_LEN);
-    if (sealed == NULL) {
-        ngx_explicit_memzero(plain, len);
-        return NGX_ERROR;
-    }
-
-    p = ngx_cpymem(sealed, k[0].id, NGX_ESP_KEY_ID_LEN);
-
-    if (RAND_bytes(p, NGX_ESP_NONCE_LEN) != 1) {
-        ngx_explicit_memzero(plain, len);
-        return NGX_ERROR;
-    }
-
-    rc = ngx_esp_session_crypt(1, &k[0], p, plain, len,
-                               p + NGX_ESP_NONCE_LEN,
-                               p + NGX_ESP_NONCE_LEN + len);
+    rc = ngx_esp_session_seal_plain(pool, &k[0], NGX_ESP_AAD, plain, len,
+                                    out);
 
     ngx_explicit_memzero(plain, len);
 
-    if (rc != NGX_OK) {
+    return rc;
+}
+
+
+ngx_int_t
+ngx_esp_session_seal_value(ngx_pool_t *pool, ngx_array_t *keys,
+    const char *label, ngx_str_t *plain, ngx_str_t *out)
+{
+    if (keys == NULL || keys->nelts == 0 || plain->len > NGX_ESP_MAX_COOKIE) {
+        return NGX_ERROR;
+    }
+
+    return ngx_esp_session_seal_plain(pool, keys->elts, label, plain->data,
+                                      plain->len, out);
+}
+
+
+ngx_int_t
+ngx_esp_session_open_value(ngx_pool_t *pool, ngx_array_t *keys,
+    const char *label, ngx_str_t *sealed, ngx_str_t *plain,
+    const char **reason)
+{
+    return ngx_esp_session_open_sealed(pool, keys, label, sealed, 1,
+                                       &plain->data, &plain->len, reason);
+}
+
+
+/* key id | nonce | AES-256-GCM ciphertext | tag, in base64url */
+
+static ngx_int_t
+ngx_esp_session_seal_plain(ngx_pool_t *pool, ngx_esp_key_t *k,
+    const char *aad, u_char *plain, size_t len, ngx_str_t *out)
+{
+    u_char     *sealed, *p;
+    ngx_str_t   src;
+
+    sealed = ngx_pnalloc(pool, NGX_ESP_KEY_ID_LEN + NGX_ESP_NONCE_LEN + len
+                               + NGX_ESP_TAG_LEN);
+    if (sealed == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(sealed, k->id, NGX_ESP_KEY_ID_LEN);
+
+    if (RAND_bytes(p, NGX_ESP_NONCE_LEN) != 1) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_esp_session_crypt(1, k, aad, p, plain, len,
+                              p + NGX_ESP_NONCE_LEN,
+                              p + NGX_ESP_NONCE_LEN + len)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -179,12 +222,17 @@ ngx_esp_session_seal(ngx_pool_t *pool, ngx_array_t *keys,
 }
 
 
-ngx_int_t
-ngx_esp_session_open(ngx_pool_t *pool, ngx_array_t *keys, ngx_str_t *cookie,
-    ngx_esp_session_t *s, const char **reason)
+/*
+ * The plaintext of a sealed value of at least "min" bytes, in memory wiped
+ * with the pool: NGX_OK, NGX_DECLINED ("reason" says why) or NGX_ERROR.
+ */
+
+static ngx_int_t
+ngx_esp_session_open_sealed(ngx_pool_t *pool, ngx_array_t *keys,
+    const char *aad, ngx_str_t *value, size_t min, u_char **plain,
+    size_t *len, const char **reason)
 {
-    u_char         *p, *last, *plain;
-    size_t          len, n;
+    u_char         *p;
     ngx_str_t       sealed;
     ngx_esp_key_t  *k;
 
@@ -193,23 +241,23 @@ ngx_esp_session_open(ngx_pool_t *pool, ngx_array_t *keys, ngx_str_t *cookie,
         return NGX_DECLINED;
     }
 
-    if (cookie->len == 0 || cookie->len > NGX_ESP_MAX_COOKIE) {
+    if (value->len == 0 || value->len > NGX_ESP_MAX_COOKIE) {
         *reason = "bad length";
         return NGX_DECLINED;
     }
 
-    sealed.data = ngx_pnalloc(pool, ngx_base64_decoded_length(cookie->len));
+    sealed.data = ngx_pnalloc(pool, ngx_base64_decoded_length(value->len));
     if (sealed.data == NULL) {
         return NGX_ERROR;
     }
 
-    if (ngx_decode_base64url(&sealed, cookie) != NGX_OK) {
+    if (ngx_decode_base64url(&sealed, value) != NGX_OK) {
         *reason = "not base64url";
         return NGX_DECLINED;
     }
 
-    if (sealed.len < NGX_ESP_KEY_ID_LEN + NGX_ESP_NONCE_LEN
-                     + NGX_ESP_FIXED_LEN + 5 + NGX_ESP_TAG_LEN)
+    if (sealed.len < NGX_ESP_KEY_ID_LEN + NGX_ESP_NONCE_LEN + min
+                     + NGX_ESP_TAG_LEN)
     {
         *reason = "truncated";
         return NGX_DECLINED;
@@ -222,22 +270,41 @@ ngx_esp_session_open(ngx_pool_t *pool, ngx_array_t *keys, ngx_str_t *cookie,
         return NGX_DECLINED;
     }
 
-    len = sealed.len - NGX_ESP_KEY_ID_LEN - NGX_ESP_NONCE_LEN
-          - NGX_ESP_TAG_LEN;
+    *len = sealed.len - NGX_ESP_KEY_ID_LEN - NGX_ESP_NONCE_LEN
+           - NGX_ESP_TAG_LEN;
 
-    plain = ngx_esp_session_wiped_alloc(pool, len);
-    if (plain == NULL) {
+    *plain = ngx_esp_session_wiped_alloc(pool, *len);
+    if (*plain == NULL) {
         return NGX_ERROR;
     }
 
     p = sealed.data + NGX_ESP_KEY_ID_LEN;
 
-    if (ngx_esp_session_crypt(0, k, p, p + NGX_ESP_NONCE_LEN, len,
-                              plain, p + NGX_ESP_NONCE_LEN + len)
+    if (ngx_esp_session_crypt(0, k, aad, p, p + NGX_ESP_NONCE_LEN, *len,
+                              *plain, p + NGX_ESP_NONCE_LEN + *len)
         != NGX_OK)
     {
         *reason = "does not authenticate";
         return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_esp_session_open(ngx_pool_t *pool, ngx_array_t *keys, ngx_str_t *cookie,
+    ngx_esp_session_t *s, const char **reason)
+{
+    u_char     *p, *last, *plain;
+    size_t      len, n;
+    ngx_int_t   rc;
+
+    rc = ngx_esp_session_open_sealed(pool, keys, NGX_ESP_AAD, cookie,
+                                     NGX_ESP_FIXED_LEN + 5, &plain, &len,
+                                     reason);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     p = plain;
@@ -417,8 +484,8 @@ ngx_esp_session_open_password(ngx_pool_t *pool, ngx_array_t *keys,
  */
 
 static ngx_int_t
-ngx_esp_session_crypt(ngx_uint_t enc, ngx_esp_key_t *k, u_char *nonce,
-    u_char *in, size_t len, u_char *out, u_char *tag)
+ngx_esp_session_crypt(ngx_uint_t enc, ngx_esp_key_t *k, const char *aad,
+    u_char *nonce, u_char *in, size_t len, u_char *out, u_char *tag)
 {
     EVP_CIPHER_CTX  *ctx;
 
@@ -433,8 +500,8 @@ ngx_esp_session_crypt(ngx_uint_t enc, ngx_esp_key_t *k, u_char *nonce,
         k->ctx[enc] = ctx;
     }
 
-    return ngx_esp_session_gcm(enc, ctx, nonce, (u_char *) NGX_ESP_AAD,
-                               sizeof(NGX_ESP_AAD) - 1, in, len, out, tag);
+    return ngx_esp_session_gcm(enc, ctx, nonce, (u_char *) aad,
+                               ngx_strlen(aad), in, len, out, tag);
 }
 
 

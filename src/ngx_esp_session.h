@@ -66,6 +66,19 @@ ngx_int_t ngx_esp_session_open(ngx_pool_t *pool, ngx_array_t *keys,
     ngx_str_t *cookie, ngx_esp_session_t *s, const char **reason);
 
 /*
+ * Other values sealed under the session keys, for another purpose: the
+ * label is bound in as additional data, so that no sealed value opens as
+ * another kind (a session cookie above all).  Open: NGX_OK, the plaintext
+ * in memory wiped with the pool; NGX_DECLINED ("reason" says why);
+ * NGX_ERROR.
+ */
+ngx_int_t ngx_esp_session_seal_value(ngx_pool_t *pool, ngx_array_t *keys,
+    const char *label, ngx_str_t *plain, ngx_str_t *out);
+ngx_int_t ngx_esp_session_open_value(ngx_pool_t *pool, ngx_array_t *keys,
+    const char *label, ngx_str_t *sealed, ngx_str_t *plain,
+    const char **reason);
+
+/*
  * The password of a session with server auth basic: sealed into
  * s->sealed_password (s->id, domain and user set first), and opened from
  * it into "password" (memory from "pool", wiped when the pool goes).

@@ -181,6 +181,8 @@ static ngx_int_t ngx_esp_shm_user_key(ngx_esp_shm_ctx_t *ctx,
 
 static void ngx_esp_shm_rbtree_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_int_t ngx_esp_shm_session_mark(ngx_shm_zone_t *zone, u_char *id,
+    size_t len, time_t expires, ngx_uint_t once);
 static ngx_esp_shm_node_t *ngx_esp_shm_find(ngx_esp_shm_ctx_t *ctx,
     ngx_uint_t kind, u_char *key, time_t now);
 static ngx_esp_shm_node_t *ngx_esp_shm_create(ngx_esp_shm_ctx_t *ctx,
@@ -713,6 +715,30 @@ ngx_int_t
 ngx_esp_session_revoke(ngx_shm_zone_t *zone, u_char *id, size_t len,
     time_t expires)
 {
+    return ngx_esp_shm_session_mark(zone, id, len, expires, 0);
+}
+
+
+/*
+ * A one-time value: kept like a revoked session id until "expires" (so it
+ * is counted with them); the check and the insertion are one step under
+ * the mutex, so that of two parallel uses only one succeeds.
+ */
+
+ngx_int_t
+ngx_esp_use_once(ngx_shm_zone_t *zone, u_char *id, size_t len,
+    time_t expires)
+{
+    return ngx_esp_shm_session_mark(zone, id, len, expires, 1);
+}
+
+
+/* an id among the revoked ones; "once": NGX_DECLINED if it was there */
+
+static ngx_int_t
+ngx_esp_shm_session_mark(ngx_shm_zone_t *zone, u_char *id, size_t len,
+    time_t expires, ngx_uint_t once)
+{
     u_char               key[NGX_ESP_SHM_KEY_LEN];
     time_t               now;
     ngx_int_t            rc;
@@ -722,7 +748,7 @@ ngx_esp_session_revoke(ngx_shm_zone_t *zone, u_char *id, size_t len,
     now = ngx_time();
 
     if (expires <= now) {
-        return NGX_OK;
+        return once ? NGX_DECLINED : NGX_OK;
     }
 
     ctx = zone->data;
@@ -733,8 +759,20 @@ ngx_esp_session_revoke(ngx_shm_zone_t *zone, u_char *id, size_t len,
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    en = ngx_esp_shm_upsert(ctx, NGX_ESP_SHM_SESSION, key,
-                            NGX_ESP_SHM_Q_REVOKED, now);
+    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_SESSION, key, now);
+
+    if (en && once) {
+        rc = NGX_DECLINED;
+        goto done;
+    }
+
+    if (en) {
+        ngx_esp_shm_touch(ctx, en, NGX_ESP_SHM_Q_REVOKED);
+
+    } else {
+        en = ngx_esp_shm_create(ctx, NGX_ESP_SHM_SESSION, key,
+                                NGX_ESP_SHM_Q_REVOKED, now);
+    }
 
     if (en) {
         en->expires = ngx_max(en->expires, expires);
@@ -743,6 +781,8 @@ ngx_esp_session_revoke(ngx_shm_zone_t *zone, u_char *id, size_t len,
     } else {
         rc = NGX_ERROR;
     }
+
+done:
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
@@ -1836,7 +1876,7 @@ done:
 }
 
 
-static u_char *
+u_char *
 ngx_esp_shm_put(u_char *p, uint64_t v, ngx_uint_t n)
 {
     ngx_uint_t  i;
@@ -1850,7 +1890,7 @@ ngx_esp_shm_put(u_char *p, uint64_t v, ngx_uint_t n)
 }
 
 
-static uint64_t
+uint64_t
 ngx_esp_shm_get(u_char *p, ngx_uint_t n)
 {
     uint64_t    v;

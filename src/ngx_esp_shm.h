@@ -183,6 +183,14 @@ ngx_int_t ngx_esp_session_revoke(ngx_shm_zone_t *zone, u_char *id, size_t len,
     time_t expires);
 ngx_int_t ngx_esp_session_is_revoked(ngx_shm_zone_t *zone, u_char *id,
     size_t len);
+
+/*
+ * A value that may be used once until "expires" (a hand-off token's
+ * nonce): NGX_OK the first time, NGX_DECLINED after (or once expired),
+ * NGX_ERROR when the zone has no room.
+ */
+ngx_int_t ngx_esp_use_once(ngx_shm_zone_t *zone, u_char *id, size_t len,
+    time_t expires);
 ngx_int_t ngx_esp_user_revoke(ngx_shm_zone_t *zone, ngx_str_t *domain,
     ngx_str_t *user, time_t since, time_t expires);
 time_t ngx_esp_user_revoked_since(ngx_shm_zone_t *zone, ngx_str_t *domain,
@@ -190,6 +198,10 @@ time_t ngx_esp_user_revoked_since(ngx_shm_zone_t *zone, ngx_str_t *domain,
 
 
 void ngx_esp_shm_stats(ngx_shm_zone_t *zone, ngx_esp_shm_stats_t *st);
+
+/* n bytes of an integer in network order, as the state file has them */
+u_char *ngx_esp_shm_put(u_char *p, uint64_t v, ngx_uint_t n);
+uint64_t ngx_esp_shm_get(u_char *p, ngx_uint_t n);
 
 
 /*

@@ -17,6 +17,7 @@
 #include "ngx_esp_request.h"
 #include "ngx_esp_shm.h"
 #include "ngx_esp_status.h"
+#include "ngx_esp_epa.h"
 
 
 #define NGX_ESP_STATUS_MAX_BODY   4096
@@ -80,6 +81,12 @@ static u_char *ngx_esp_status_prom_dcs(u_char *p, u_char *last,
 static u_char *ngx_esp_status_dc_sample(u_char *p, u_char *last,
     ngx_esp_status_dc_metric_t *m, ngx_esp_domain_t *d,
     ngx_esp_ldap_dc_stats_t *st);
+static u_char *ngx_esp_status_json_epa(u_char *p, u_char *last,
+    ngx_esp_epa_peer_t *epa, ngx_uint_t n);
+static u_char *ngx_esp_status_prom_epa(u_char *p, u_char *last,
+    ngx_esp_epa_peer_t *epa, ngx_uint_t n);
+static const char *ngx_esp_status_epa_all(ngx_esp_epa_peer_t *epa,
+    ngx_uint_t n);
 static u_char *ngx_esp_status_prom_zone(u_char *p, u_char *last,
     ngx_shm_zone_t *zone);
 static size_t ngx_esp_status_domains_len(ngx_esp_main_conf_t *emcf,
@@ -480,17 +487,21 @@ ngx_esp_status_json(ngx_http_request_t *r, ngx_str_t *out)
     u_char                   *p, *last;
     size_t                    len;
     ngx_str_t                 name;
-    ngx_uint_t                i, j, n, lookups;
+    ngx_uint_t                i, j, n, lookups, nepa;
     ngx_esp_domain_t        **dp;
     ngx_esp_counters_t       *sh;
+    ngx_esp_epa_peer_t       *epa;
     ngx_esp_main_conf_t      *emcf;
     ngx_esp_shm_stats_t       st;
     ngx_esp_ldap_dc_stats_t  *dcs;
 
     emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
     sh = ngx_esp_counters();
+    epa = ngx_esp_epa_results(r, &nepa);
 
-    len = 4096 + ngx_esp_status_domains_len(emcf, 512, 6);
+    len = 4096 + ngx_esp_status_domains_len(emcf, 512, 6)
+          + nepa * (256 + 6 * (NGX_ESP_EPA_UPSTREAM_LEN + NGX_SOCKADDR_STRLEN)
+                    + 2 * NGX_ESP_EPA_FINGERPRINT_LEN);
 
     if (emcf->shm_zone) {
         len += emcf->shm_zone->shm.name.len * 6;
@@ -533,6 +544,8 @@ ngx_esp_status_json(ngx_http_request_t *r, ngx_str_t *out)
     } else {
         p = ngx_slprintf(p, last, "},\"admin_actions\":{}");
     }
+
+    p = ngx_esp_status_json_epa(p, last, epa, nepa);
 
     p = ngx_slprintf(p, last, ",\"domains\":[");
 
@@ -621,13 +634,18 @@ ngx_esp_status_prometheus(ngx_http_request_t *r, ngx_str_t *out)
 {
     u_char               *p, *last;
     size_t                len;
+    ngx_uint_t            nepa;
+    ngx_esp_epa_peer_t   *epa;
     ngx_esp_main_conf_t  *emcf;
 
     emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
+    epa = ngx_esp_epa_results(r, &nepa);
 
     /* each DC sample carries its domain and url, escaped (at most 3x) */
 
-    len = 8192 + ngx_esp_status_domains_len(emcf, 9 * 192, 9 * 3);
+    len = 8192 + ngx_esp_status_domains_len(emcf, 9 * 192, 9 * 3)
+          + nepa * (128 + 3 * (NGX_ESP_EPA_UPSTREAM_LEN + NGX_SOCKADDR_STRLEN)
+                    + 2 * NGX_ESP_EPA_FINGERPRINT_LEN);
 
     if (emcf->shm_zone) {
         len += 14 * emcf->shm_zone->shm.name.len * 3;
@@ -649,6 +667,7 @@ ngx_esp_status_prometheus(ngx_http_request_t *r, ngx_str_t *out)
 
     p = ngx_esp_status_prom_counters(p, last);
     p = ngx_esp_status_prom_dcs(p, last, emcf);
+    p = ngx_esp_status_prom_epa(p, last, epa, nepa);
 
     if (emcf->shm_zone) {
         p = ngx_esp_status_prom_zone(p, last, emcf->shm_zone);
@@ -793,6 +812,113 @@ ngx_esp_status_dc_sample(u_char *p, u_char *last,
     default: /* NGX_ESP_STATUS_DC_IDLE */
         return ngx_slprintf(p, last, "} %ui\n", st->idle);
     }
+}
+
+
+/*
+ * Extended Protection: does every Exchange server of an "esp_ntlm"
+ * upstream present the certificate the gate's clients see?  null until
+ * the first TLS handshake to one of them.
+ */
+
+static u_char *
+ngx_esp_status_json_epa(u_char *p, u_char *last, ngx_esp_epa_peer_t *epa,
+    ngx_uint_t n)
+{
+    u_char      fp[NGX_ESP_EPA_FINGERPRINT_LEN];
+    ngx_str_t   s;
+    ngx_uint_t  i;
+
+    p = ngx_slprintf(p, last, ",\"epa_compatible\":%s,\"epa\":[",
+                     ngx_esp_status_epa_all(epa, n));
+
+    for (i = 0; i < n; i++) {
+        s.data = epa[i].upstream;
+        s.len = epa[i].upstream_len;
+
+        p = ngx_slprintf(p, last, "%s{\"upstream\":", i ? "," : "");
+        p = ngx_esp_status_json_str(p, last, &s);
+
+        s.data = epa[i].peer;
+        s.len = epa[i].peer_len;
+
+        p = ngx_slprintf(p, last, ",\"peer\":");
+        p = ngx_esp_status_json_str(p, last, &s);
+
+        ngx_esp_epa_fingerprint(fp, epa[i].exchange);
+
+        p = ngx_slprintf(p, last, ",\"epa_compatible\":%s,\"checked\":%T,"
+                         "\"exchange_sha256\":\"%*s\",",
+                         epa[i].compatible ? "true" : "false",
+                         epa[i].checked, sizeof(fp), fp);
+
+        ngx_esp_epa_fingerprint(fp, epa[i].listener);
+
+        p = ngx_slprintf(p, last, "\"listener_sha256\":\"%*s\"}",
+                         sizeof(fp), fp);
+    }
+
+    return ngx_slprintf(p, last, "]");
+}
+
+
+static u_char *
+ngx_esp_status_prom_epa(u_char *p, u_char *last, ngx_esp_epa_peer_t *epa,
+    ngx_uint_t n)
+{
+    ngx_str_t   s;
+    ngx_uint_t  i;
+
+    if (n == 0) {
+        return p;
+    }
+
+    p = ngx_slprintf(p, last,
+                     "# HELP esp_epa_compatible 1 when every checked "
+                     "Exchange server of an esp_ntlm upstream presents the "
+                     "certificate the clients see (Extended Protection)\n"
+                     "# TYPE esp_epa_compatible gauge\n"
+                     "esp_epa_compatible %d\n"
+                     "# HELP esp_epa_peer_compatible 1 when this Exchange "
+                     "server presents the certificate the clients see\n"
+                     "# TYPE esp_epa_peer_compatible gauge\n",
+                     ngx_strcmp(ngx_esp_status_epa_all(epa, n), "true") == 0);
+
+    for (i = 0; i < n; i++) {
+        s.data = epa[i].upstream;
+        s.len = epa[i].upstream_len;
+
+        p = ngx_slprintf(p, last, "esp_epa_peer_compatible{upstream=\"");
+        p = ngx_esp_status_label(p, last, &s);
+
+        s.data = epa[i].peer;
+        s.len = epa[i].peer_len;
+
+        p = ngx_slprintf(p, last, "\",peer=\"");
+        p = ngx_esp_status_label(p, last, &s);
+        p = ngx_slprintf(p, last, "\"} %d\n", epa[i].compatible ? 1 : 0);
+    }
+
+    return p;
+}
+
+
+static const char *
+ngx_esp_status_epa_all(ngx_esp_epa_peer_t *epa, ngx_uint_t n)
+{
+    ngx_uint_t  i;
+
+    if (n == 0) {
+        return "null";
+    }
+
+    for (i = 0; i < n; i++) {
+        if (!epa[i].compatible) {
+            return "false";
+        }
+    }
+
+    return "true";
 }
 
 

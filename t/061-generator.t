@@ -12,6 +12,7 @@ use lib 't/lib';
 use EspTest;
 use EspTest::Flow;
 
+use Digest::SHA ();
 use File::Temp qw(tempdir);
 use IO::Socket::SSL;
 use MIME::Base64 qw(encode_base64 decode_base64);
@@ -372,6 +373,49 @@ ok(start_conf($conf), 'nginx starts with the generated config') or last;
     is($res->code, 401, '... which authenticates it itself');
 }
 
+# ------------------------------------------------------- --download-host
+
+{
+    my ($rc, $conf, $err) = gen(facts(extra => ['--download-host', 'download.contoso.com']));
+    is($rc, 0, '--download-host') or diag($err);
+    like($conf, qr/^\s*esp_download_host download\.contoso\.com;$/m, '... the main server hands sessions off');
+    like($conf, qr/server_name download\.contoso\.com;(?:(?!\n    \}).)*esp_download_for mail\.contoso\.com;/s,
+         '... to a server of its own for the download host');
+    like($conf, qr/esp_allowed_hosts download\.contoso\.com;/, '... which allows that host only');
+    unlike($conf, qr/esp_allowed_hosts [^;]*mail\.contoso\.com[^;]*download\.contoso\.com/,
+           '... not among the main server\'s hosts');
+    (my $directives = $conf) =~ s/#[^\n]*//g;
+    unlike($directives, qr/\bDomain=|esp_cookie\s[^;]*domain/i, '... and no cookie for a parent domain');
+    my $ok = start_conf($conf);
+    ok($ok, '... and serves');
+    if ($ok) {
+        my $ua = ua();
+        my $alice = ad_users()->{alice};
+        my ($form) = follow($ua, $ua->get(url('/owa/')));
+        my $res = submit_form($ua, $form, username => $alice->{upn}, password => $alice->{password});
+        is($res->code, 302, 'alice logs in on the mail host');
+        my $u = url('/owa/auth/attachment-061.bin', host => 'download.contoso.com');
+        ($res, my @hops) = follow($ua, $ua->get($u));
+        is($res->code, 200, 'an attachment URL on the download host: 200, no second login');
+        like($res->decoded_content // '', qr/stand-in static resource/, '... from Exchange');
+        ok((grep { ($_->header('Location') // '') =~ m{/_esp/handoff\?t=} } @hops),
+           '... through the hand-off');
+        ok(!(grep { ($_->header('Location') // '') =~ m{/_esp/login} } @hops), '... never the login form');
+    }
+    ($rc, $conf, $err) = gen(facts(extra => ['--download-host', 'mail.contoso.com']));
+    is($rc, 2, '--download-host the mail host itself: refused');
+    like($err, qr/--download-host: "mail\.contoso\.com" is already a name of the main server/, '... saying why');
+    ($rc, $conf, $err) = gen(facts(extra => ['--download-host', 'https://dl.contoso.com']));
+    is($rc, 2, '--download-host a URL: refused');
+    like($err, qr/--download-host: .* is a URL/, '... naming the option');
+    ($rc, $conf, $err) = gen(facts(extra => ['--download-host', 'dl.contoso.com:8443']));
+    is($rc, 2, '--download-host with a port: refused');
+    ($rc, $conf, $err) = gen(facts(extra => ['--download-host', 'dl.contoso.com', '--without', 'owa',
+                                             '--without', 'ecp']));
+    is($rc, 2, '--download-host without OWA: refused');
+    like($err, qr/--download-host: needs OWA/, '... saying why');
+}
+
 # ------------------------------------------------------------ --include
 
 {
@@ -503,11 +547,49 @@ EOF
     like($out, qr/^\s*max_failed_auths 0;$/m, 'max-failed-auths=0 in a facts file: written as given');
     unlike($out, qr/recommendation/, '... with no word of a recommendation');
 
+    # Extended Protection: --exchange-cert against --cert
+    my @files = ('--cert', "$RUN/pki/front.pem", '--key', "$RUN/pki/front.key",
+                 '--session-key', "$RUN/keys/session.key",
+                 '--exchange-ca', $CA, '--dc-ca', $CA);
+    my @real = ('--input', $facts, @files);
+    ($rc, $out, $err) = gen(@real, '--exchange-cert', "$RUN/pki/exchange.pem");
+    is($rc, 0, '--exchange-cert another certificate: still writes the config') or diag($err);
+    like($out, qr/^\s*esp contoso;/m, '... the config is written');
+    my ($fp_front, $fp_ex) = map {
+        my $pem = slurp_file("$RUN/pki/$_.pem");
+        my ($b64) = $pem =~ /-----BEGIN CERTIFICATE-----(.+?)-----END/s;
+        join ':', map { sprintf '%02X', $_ } unpack 'C*', Digest::SHA::sha256(decode_base64($b64 // ''));
+    } qw(front exchange);
+    like($err, qr/warning: --exchange-cert .*exchange\.pem \(SHA-256 \Q$fp_ex\E\)/,
+         '... warns, naming the Exchange certificate and its fingerprint');
+    like($err, qr/is not the certificate of --cert .*front\.pem \(SHA-256 \Q$fp_front\E\)/,
+         '... and the listener\'s');
+    like($err, qr/Extended Protection/, '... says why it matters');
+    like($err, qr/^\@\(Get-OwaVirtualDirectory;.*Get-MapiVirtualDirectory;.*\) \| fl Server,Name,ExtendedProtectionTokenChecking$/m,
+         '... prints the PowerShell line of every virtual directory\'s EPA setting');
+    like($err, qr/^Get-OutlookAnywhere \| fl Server,Name,ExtendedProtectionTokenChecking$/m,
+         '... and of Outlook Anywhere');
+    like($err, qr{windowsAuthentication/extendedProtection -Name tokenChecking}, '... and the IIS one');
+    ($rc, $out, $err) = gen(@real, '--exchange-cert', "$RUN/pki/front-chain.pem");
+    is($rc, 0, '--exchange-cert the same certificate (a chain file): ok') or diag($err);
+    unlike($err, qr/Extended Protection|warning: --exchange-cert/, '... and no warning');
+    open $fh, '>', "$TMP/exchange-cert.facts" or die;
+    print $fh slurp_file($facts), "exchange-cert=$RUN/pki/exchange.pem\n";
+    close $fh;
+    ($rc, $out, $err) = gen('--input', "$TMP/exchange-cert.facts", @files);
+    like($err, qr/warning: --exchange-cert/, 'exchange-cert= in a facts file: the same warning');
+    ($rc, $out, $err) = gen(@real, '--exchange-cert', "$RUN/pki/front.key");
+    is($rc, 2, '--exchange-cert that holds no certificate: refused');
+    like($err, qr/--exchange-cert: .* holds no PEM CERTIFICATE/, '... naming the option');
+    ($rc, $out, $err) = gen(@real, '--exchange-cert', "$TMP/nonexistent.pem");
+    is($rc, 2, '--exchange-cert that does not exist: refused');
+
     ($rc, $out) = gen('--print-powershell');
     is($rc, 0, '--print-powershell');
     like($out, qr/Get-Mailbox -Arbitration \| \? \{\$_\.PersistedCapabilities -like "OrganizationCapabilityClientExtensions"\}/,
          '... finds the arbitration mailbox as the how-to does');
     like($out, qr/Get-ADDomainController -Filter \*/, '... and the domain controllers');
+    like($out, qr/ExtendedProtectionTokenChecking/, '... and the Extended Protection settings');
     ($rc, $out) = gen('--help');
     is($rc, 0, '--help');
     like($out, qr/--arbitration-guid GUID/, '... lists the options');

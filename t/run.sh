@@ -140,7 +140,7 @@ for a in 2 3 4; do
     ip addr add "127.0.0.$a/8" dev lo
 done
 cat >"$ESP_RUN/hosts" <<'EOF'
-127.0.0.1 localhost mail.contoso.com autodiscover.contoso.com owa.contoso.com ex1.contoso.local ex2.contoso.local exchange.contoso.local
+127.0.0.1 localhost mail.contoso.com autodiscover.contoso.com owa.contoso.com download.contoso.com ex1.contoso.local ex2.contoso.local exchange.contoso.local
 127.0.0.2 dc1.contoso.local
 127.0.0.3 dc2.contoso.local
 127.0.0.4 dc3.contoso.local
