@@ -16,15 +16,13 @@
 #include "ngx_esp_http.h"
 #include "ngx_esp_log.h"
 #include "ngx_esp_match.h"
+#include "ngx_esp_password.h"
 #include "ngx_esp_refusal.h"
 #include "ngx_esp_shm.h"
 #include "ngx_esp_pages.h"
 
 
-#define NGX_ESP_CSRF_COOKIE     "esp_csrf"
 #define NGX_ESP_CSRF_LEN        32            /* hex digits */
-#define NGX_ESP_MAX_LOGIN_BODY  8192
-#define NGX_ESP_MAX_VARS        24
 
 
 /* the texts of the pages, English and German */
@@ -71,13 +69,6 @@ typedef struct {
 
 
 typedef struct {
-    ngx_str_t                  name;
-    ngx_str_t                  value;
-    ngx_uint_t                 raw;          /* already HTML */
-} ngx_esp_var_t;
-
-
-typedef struct {
     ngx_str_t                  username;
     ngx_str_t                  password;
     ngx_str_t                  url;
@@ -91,12 +82,7 @@ static ngx_int_t ngx_esp_form_page(ngx_http_request_t *r,
     ngx_esp_text_e msg, ngx_str_t *url, ngx_str_t *user);
 static ngx_int_t ngx_esp_logout_page(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
-static ngx_int_t ngx_esp_render(ngx_http_request_t *r, u_char *tpl,
-    size_t len, ngx_esp_var_t *vars, ngx_uint_t n, ngx_str_t *out);
-static ngx_int_t ngx_esp_form_send(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_str_t *body);
 static ngx_int_t ngx_esp_send_440(ngx_http_request_t *r);
-static ngx_int_t ngx_esp_redirect(ngx_http_request_t *r, ngx_str_t *url);
 static ngx_int_t ngx_esp_redirect_to_login(ngx_http_request_t *r,
     ngx_esp_ctx_t *ctx, ngx_str_t *back, ngx_uint_t expired);
 static ngx_int_t ngx_esp_login_url(ngx_http_request_t *r, ngx_str_t *back,
@@ -104,14 +90,11 @@ static ngx_int_t ngx_esp_login_url(ngx_http_request_t *r, ngx_str_t *back,
 static time_t ngx_esp_session_end(ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx);
 static ngx_table_elt_t *ngx_esp_location_header(ngx_http_request_t *r);
-static void ngx_esp_login_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_esp_login_post(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 static ngx_uint_t ngx_esp_login_token(ngx_http_request_t *r,
     ngx_esp_login_form_t *f);
 static ngx_int_t ngx_esp_form_logoff(ngx_http_request_t *r,
-    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
-static ngx_int_t ngx_esp_form_login_done(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 static ngx_int_t ngx_esp_form_server_basic(ngx_http_request_t *r,
     ngx_esp_ctx_t *ctx);
@@ -120,33 +103,22 @@ static ngx_int_t ngx_esp_form_answer(ngx_http_request_t *r,
 static ngx_int_t ngx_esp_show_form(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx, ngx_esp_text_e msg,
     ngx_str_t *url, ngx_str_t *user);
-static ngx_int_t ngx_esp_continue_at(ngx_http_request_t *r,
-    ngx_esp_loc_conf_t *elcf, ngx_str_t *url, ngx_uint_t with_args);
 static ngx_int_t ngx_esp_parse_form(ngx_http_request_t *r,
     ngx_esp_login_form_t *f, const char **reason);
 static ngx_str_t *ngx_esp_form_field(ngx_esp_login_form_t *f,
     ngx_str_t *name);
-static ngx_uint_t ngx_esp_valid_return_url(ngx_str_t *url);
-static ngx_int_t ngx_esp_arg_url(ngx_http_request_t *r, ngx_str_t *url);
 static ngx_int_t ngx_esp_find_session(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx, ngx_uint_t *stale);
 static ngx_int_t ngx_esp_issue_cookie(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 static ngx_int_t ngx_esp_clear_cookie(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
-static ngx_int_t ngx_esp_add_cookie(ngx_http_request_t *r,
-    ngx_esp_ctx_t *ctx, ngx_str_t *name, ngx_str_t *value, char *path,
-    time_t max_age, ngx_uint_t samesite);
-static ngx_int_t ngx_esp_csrf_token(ngx_http_request_t *r, ngx_str_t *token,
-    ngx_uint_t *fresh);
 static ngx_int_t ngx_esp_handoff(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 static u_char *ngx_esp_form_escape(u_char *dst, ngx_str_t *src);
 static size_t ngx_esp_form_escaped_len(ngx_str_t *src);
 static ngx_int_t ngx_esp_self_url(ngx_http_request_t *r, ngx_str_t *path,
     ngx_str_t *out);
-static ngx_uint_t ngx_esp_is_german(ngx_http_request_t *r,
-    ngx_esp_loc_conf_t *elcf);
 static char *ngx_esp_text(ngx_esp_ctx_t *ctx, ngx_esp_text_e t);
 
 static char *ngx_esp_local_url(ngx_conf_t *cf, void *post, void *data);
@@ -273,6 +245,11 @@ ngx_esp_form_endpoint(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         return ngx_esp_logout_page(r, elcf, ctx);
     }
 
+    rc = ngx_esp_password_endpoint(r, elcf, ctx);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     if (r->uri.len != ngx_esp_login_path.len
         || ngx_strncasecmp(r->uri.data, ngx_esp_login_path.data, r->uri.len)
            != 0)
@@ -315,7 +292,7 @@ ngx_esp_form_endpoint(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     }
 
     rc = ngx_esp_http_read_body(r, &ctx->body, NGX_ESP_MAX_LOGIN_BODY,
-                                "login", ngx_esp_login_body_handler);
+                                "login", ngx_esp_form_body_handler);
 
     if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE
         && r->headers_in.content_length_n > NGX_ESP_MAX_LOGIN_BODY)
@@ -334,8 +311,8 @@ ngx_esp_form_endpoint(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 }
 
 
-static void
-ngx_esp_login_body_handler(ngx_http_request_t *r)
+void
+ngx_esp_form_body_handler(ngx_http_request_t *r)
 {
     ngx_esp_ctx_t  *ctx;
 
@@ -431,6 +408,14 @@ ngx_esp_login_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 static ngx_uint_t
 ngx_esp_login_token(ngx_http_request_t *r, ngx_esp_login_form_t *f)
 {
+    return ngx_esp_form_token_ok(r, &f->csrf, "login");
+}
+
+
+ngx_uint_t
+ngx_esp_form_token_ok(ngx_http_request_t *r, ngx_str_t *csrf,
+    const char *what)
+{
     ngx_str_t           name, value;
     ngx_table_elt_t    *h;
     ngx_esp_cookies_t   c;
@@ -442,8 +427,8 @@ ngx_esp_login_token(ngx_http_request_t *r, ngx_esp_login_form_t *f)
         if (name.len != ngx_esp_csrf_name.len
             || ngx_strncmp(name.data, ngx_esp_csrf_name.data, name.len) != 0
             || value.len != NGX_ESP_CSRF_LEN
-            || f->csrf.len != NGX_ESP_CSRF_LEN
-            || CRYPTO_memcmp(value.data, f->csrf.data, NGX_ESP_CSRF_LEN) != 0)
+            || csrf->len != NGX_ESP_CSRF_LEN
+            || CRYPTO_memcmp(value.data, csrf->data, NGX_ESP_CSRF_LEN) != 0)
         {
             continue;
         }
@@ -457,16 +442,17 @@ ngx_esp_login_token(ngx_http_request_t *r, ngx_esp_login_form_t *f)
         }
 
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "esp: login refused: posted from another site "
-                      "(\"%V: %V\")", ngx_esp_log_escape(r->pool, &h->key),
+                      "esp: %s refused: posted from another site "
+                      "(\"%V: %V\")", what,
+                      ngx_esp_log_escape(r->pool, &h->key),
                       ngx_esp_log_escape(r->pool, &h->value));
 
         return 0;
     }
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "esp: login refused: missing or foreign form token "
-                  "(cross-site post or stale form)");
+                  "esp: %s refused: missing or foreign form token "
+                  "(cross-site post or stale form)", what);
 
     return 0;
 }
@@ -514,7 +500,7 @@ ngx_esp_show_form(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
  * the path is not one to go to.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_continue_at(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_str_t *url, ngx_uint_t with_args)
 {
@@ -602,6 +588,10 @@ ngx_esp_form_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
         if (!elcf->public_private) {
             ctx->private = 0;
+        }
+
+        if (ctx->change) {
+            return ngx_esp_password_start(r, elcf, ctx);
         }
 
         return ngx_esp_auth_start(r, elcf, ctx, ngx_esp_form_login_done, 0);
@@ -694,7 +684,7 @@ ngx_esp_form_logoff(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
 /* the directory answered a form login; we are in the return URL's place */
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_form_login_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx)
 {
@@ -755,6 +745,10 @@ ngx_esp_form_login_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         if (elcf->password_form.len) {
             url = elcf->password_form;
             return ngx_esp_redirect(r, &url);
+        }
+
+        if (elcf->password_change) {
+            return ngx_esp_password_offer(r, elcf, ctx);
         }
 
         msg = NGX_ESP_MSG_PASSWORD_CHANGE;
@@ -1256,7 +1250,7 @@ ngx_esp_session_end(ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_redirect(ngx_http_request_t *r, ngx_str_t *url)
 {
     ngx_table_elt_t  *h;
@@ -1488,7 +1482,7 @@ ngx_esp_clear_cookie(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
  * header filter, since an upstream's answer may come in between.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_add_cookie(ngx_http_request_t *r, ngx_esp_ctx_t *ctx,
     ngx_str_t *name, ngx_str_t *value, char *path, time_t max_age,
     ngx_uint_t samesite)
@@ -1566,7 +1560,7 @@ ngx_esp_add_cookie(ngx_http_request_t *r, ngx_esp_ctx_t *ctx,
 
 /* the token of the double-submit cookie: the one the browser has, or new */
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_csrf_token(ngx_http_request_t *r, ngx_str_t *token,
     ngx_uint_t *fresh)
 {
@@ -1626,6 +1620,7 @@ ngx_esp_form_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     u_char         *tpl, *p;
     size_t          len;
     ngx_str_t       token, body, pp, hint, empty = ngx_null_string;
+    ngx_str_t       pw_url, pw_text, pw_class;
     ngx_uint_t      n, fresh;
     ngx_esp_var_t   vars[NGX_ESP_MAX_VARS];
 
@@ -1735,6 +1730,17 @@ ngx_esp_form_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_var_text("t_submit", NGX_ESP_T_SUBMIT);
     ngx_esp_var_text("t_footer", NGX_ESP_T_FOOTER);
 
+    if (ngx_esp_password_link(r, elcf, ctx->de, url, &pw_url, &pw_text,
+                              &pw_class)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_esp_var("password_url", pw_url, 0);
+    ngx_esp_var("password_class", pw_class, 0);
+    ngx_esp_var("t_change_password", pw_text, 0);
+
     if (elcf->login_page.len) {
         tpl = elcf->login_page.data;
         len = elcf->login_page.len;
@@ -1756,7 +1762,7 @@ static ngx_int_t
 ngx_esp_logout_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx)
 {
-    ngx_str_t       body, lang, login;
+    ngx_str_t       body, lang, login, pw_url, pw_text, pw_class;
     ngx_uint_t      n;
     ngx_esp_var_t   vars[NGX_ESP_MAX_VARS];
 
@@ -1779,6 +1785,17 @@ ngx_esp_logout_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_var_text("t_again", NGX_ESP_T_AGAIN);
     ngx_esp_var("login_url", login, 0);
 
+    if (ngx_esp_password_link(r, elcf, ctx->de, &login, &pw_url, &pw_text,
+                              &pw_class)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_esp_var("password_url", pw_url, 0);
+    ngx_esp_var("password_class", pw_class, 0);
+    ngx_esp_var("t_change_password", pw_text, 0);
+
 #undef ngx_esp_var
 #undef ngx_esp_var_text
 
@@ -1793,9 +1810,22 @@ ngx_esp_logout_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 }
 
 
+u_char *
+ngx_esp_form_template(ngx_uint_t which, size_t *len)
+{
+    if (which == NGX_ESP_TEMPLATE_PASSWORD) {
+        *len = NGX_ESP_PAGE_PASSWORD_LEN;
+        return ngx_esp_page_password;
+    }
+
+    *len = NGX_ESP_PAGE_EXPIRY_LEN;
+    return ngx_esp_page_expiry;
+}
+
+
 /* "{{name}}" becomes the HTML-escaped value; unknown names stay empty */
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_render(ngx_http_request_t *r, u_char *tpl, size_t len,
     ngx_esp_var_t *vars, ngx_uint_t n, ngx_str_t *out)
 {
@@ -1885,7 +1915,7 @@ ngx_esp_render(ngx_http_request_t *r, u_char *tpl, size_t len,
 
 /* a page in the access phase: the request ends here */
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_form_send(ngx_http_request_t *r, ngx_uint_t status, ngx_str_t *body)
 {
     ngx_str_t  type;
@@ -2011,7 +2041,7 @@ ngx_esp_form_field(ngx_esp_login_form_t *f, ngx_str_t *name)
 
 /* only a path on this site: "/x", never "//host", "/\host" or "http:" */
 
-static ngx_uint_t
+ngx_uint_t
 ngx_esp_valid_return_url(ngx_str_t *url)
 {
     size_t  i;
@@ -2043,7 +2073,7 @@ ngx_esp_valid_return_url(ngx_str_t *url)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_arg_url(ngx_http_request_t *r, ngx_str_t *url)
 {
     u_char              *dst, *src;
@@ -2177,7 +2207,7 @@ ngx_esp_form_escape(u_char *dst, ngx_str_t *src)
 
 /* German when the first of "en" and "de" the browser names is "de" */
 
-static ngx_uint_t
+ngx_uint_t
 ngx_esp_is_german(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
 {
     u_char      *p, *last;
@@ -2331,7 +2361,8 @@ ngx_esp_login_page(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         "lang", "title", "greeting", "action", "url", "csrf", "username",
         "message", "message_class", "public_private", "t_heading",
         "t_username", "t_username_hint", "t_password", "t_submit",
-        "t_footer", NULL
+        "t_footer", "password_url", "password_class", "t_change_password",
+        NULL
     };
 
     if (elcf->login_page.data) {

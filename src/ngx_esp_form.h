@@ -34,6 +34,53 @@ ngx_int_t ngx_esp_form_strip_cookies(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf);
 
 
+/*
+ * For the other pages of the form (src/ngx_esp_password.c): the same
+ * token, cookies, templates, redirects and login.
+ */
+
+#define NGX_ESP_CSRF_COOKIE     "esp_csrf"
+#define NGX_ESP_MAX_LOGIN_BODY  8192
+#define NGX_ESP_MAX_VARS        24
+
+typedef struct {
+    ngx_str_t                  name;
+    ngx_str_t                  value;
+    ngx_uint_t                 raw;          /* already HTML */
+} ngx_esp_var_t;
+
+/* "{{name}}" of "tpl" become the values, HTML-escaped unless raw */
+ngx_int_t ngx_esp_render(ngx_http_request_t *r, u_char *tpl, size_t len,
+    ngx_esp_var_t *vars, ngx_uint_t n, ngx_str_t *out);
+ngx_int_t ngx_esp_form_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body);
+ngx_int_t ngx_esp_redirect(ngx_http_request_t *r, ngx_str_t *url);
+ngx_int_t ngx_esp_continue_at(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_str_t *url, ngx_uint_t with_args);
+ngx_uint_t ngx_esp_valid_return_url(ngx_str_t *url);
+ngx_int_t ngx_esp_arg_url(ngx_http_request_t *r, ngx_str_t *url);
+ngx_int_t ngx_esp_add_cookie(ngx_http_request_t *r, ngx_esp_ctx_t *ctx,
+    ngx_str_t *name, ngx_str_t *value, char *path, time_t max_age,
+    ngx_uint_t samesite);
+ngx_int_t ngx_esp_csrf_token(ngx_http_request_t *r, ngx_str_t *token,
+    ngx_uint_t *fresh);
+ngx_uint_t ngx_esp_form_token_ok(ngx_http_request_t *r, ngx_str_t *csrf,
+    const char *what);
+ngx_uint_t ngx_esp_is_german(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf);
+void ngx_esp_form_body_handler(ngx_http_request_t *r);
+
+/* the embedded templates of the other pages (src/ngx_esp_pages.h) */
+#define NGX_ESP_TEMPLATE_PASSWORD  0
+#define NGX_ESP_TEMPLATE_EXPIRY    1
+
+u_char *ngx_esp_form_template(ngx_uint_t which, size_t *len);
+
+/* a login decided in the return URL's place: the session, or the form */
+ngx_int_t ngx_esp_form_login_done(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
+
+
 /* the form's directives: conf is ngx_esp_loc_conf_t */
 char *ngx_esp_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_esp_login_page(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

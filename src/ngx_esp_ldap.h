@@ -205,6 +205,8 @@ ngx_int_t ngx_esp_ldap_escape_filter_value(ngx_pool_t *pool,
 ngx_uint_t ngx_esp_ldap_error_code(u_char *p, size_t len);
 
 #define NGX_ESP_LDAP_ERROR_INVALID_PASSWORD     0x56
+#define NGX_ESP_LDAP_CONSTRAINT_VIOLATION       19    /* RFC 4511 */
+#define NGX_ESP_LDAP_INSUFFICIENT_ACCESS        50
 #define NGX_ESP_LDAP_ERROR_PASSWORD_RESTRICTION 0x52d
 
 /* this worker's counters, one per ldap_server; NULL before init_worker */
