@@ -594,6 +594,10 @@ ngx_esp_form_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
             return ngx_esp_password_start(r, elcf, ctx);
         }
 
+        if (ngx_esp_password_expiry_ask(r, elcf, ctx) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         return ngx_esp_auth_start(r, elcf, ctx, ngx_esp_form_login_done, 0);
     }
 
@@ -688,6 +692,7 @@ ngx_int_t
 ngx_esp_form_login_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx)
 {
+    ngx_int_t             rc;
     ngx_str_t             url;
     ngx_esp_text_e        msg;
     ngx_esp_main_conf_t  *emcf;
@@ -735,6 +740,11 @@ ngx_esp_form_login_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
         if (elcf->server_auth == NGX_ESP_SERVER_FORM) {
             return ngx_esp_handoff(r, elcf, ctx);
+        }
+
+        rc = ngx_esp_password_expiry_page(r, elcf, ctx);
+        if (rc != NGX_DECLINED) {
+            return rc;
         }
 
         return ngx_esp_redirect(r, &ctx->return_url);

@@ -15,6 +15,12 @@
  * account's connection, and AD then checks the old password in the
  * modify itself ("00000056: ... old password ... doesn't match", counted
  * in badPwdCount as a wrong bind is).  Samba behaves the same.
+ *
+ * The expiry warning: a form login of a domain with
+ * "password_expiry_warning" reads msDS-UserPasswordExpiryTimeComputed
+ * (AD's own answer to "when", with fine-grained policies) after the
+ * bind; within the window the new session's first page is an
+ * interstitial: change it now, or later (on to the return URL).
  */
 
 
@@ -54,6 +60,12 @@ typedef enum {
     NGX_ESP_PW_MSG_LOCKED,
     NGX_ESP_PW_MSG_REFUSED,
     NGX_ESP_PW_MSG_UNAVAILABLE,
+
+    NGX_ESP_PW_EXPIRY_HEADING,
+    NGX_ESP_PW_EXPIRY_DAYS,
+    NGX_ESP_PW_EXPIRY_DAY,
+    NGX_ESP_PW_EXPIRY_CHANGE,
+    NGX_ESP_PW_EXPIRY_LATER,
 
     NGX_ESP_PW_TEXTS
 } ngx_esp_pw_text_e;
@@ -145,11 +157,20 @@ static struct {
       "Der Dienst ist vor\xc3\xbc" "bergehend nicht verf\xc3\xbc" "gbar. "
       "Bitte versuchen Sie es in einigen Minuten erneut." },
 
+    { "Your password expires soon", "Ihr Kennwort l\xc3\xa4uft bald ab" },
+    { "Your password expires in %T days.",
+      "Ihr Kennwort l\xc3\xa4uft in %T Tagen ab." },
+    { "Your password expires within a day.",
+      "Ihr Kennwort l\xc3\xa4uft innerhalb eines Tages ab." },
+    { "Change it now", "Jetzt \xc3\xa4ndern" },
+    { "Later", "Sp\xc3\xa4ter" },
 };
 
 
 static ngx_str_t  ngx_esp_password_path = ngx_string(NGX_ESP_PASSWORD_PATH);
 static ngx_str_t  ngx_esp_unicode_pwd = ngx_string("unicodePwd");
+static ngx_str_t  ngx_esp_expiry_attr =
+    ngx_string("msDS-UserPasswordExpiryTimeComputed");
 
 
 ngx_int_t
@@ -773,3 +794,162 @@ ngx_esp_pw_text(ngx_uint_t de, ngx_esp_pw_text_e t)
     return de ? ngx_esp_pw_texts[t].de : ngx_esp_pw_texts[t].en;
 }
 
+
+/*
+ * A form login asks for the password's expiry when its domain warns of
+ * it.  Not with "esp_server_auth form": its hand-off to Exchange must
+ * follow the login at once, with the password.
+ */
+
+ngx_int_t
+ngx_esp_password_expiry_ask(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx)
+{
+    ngx_str_t  *a;
+
+    ctx->lr.attrs = NULL;
+
+    if (elcf->domain->expiry_warning == 0
+        || elcf->server_auth == NGX_ESP_SERVER_FORM)
+    {
+        return NGX_OK;
+    }
+
+    ctx->lr.attrs = ngx_array_create(r->pool, 1, sizeof(ngx_str_t));
+    if (ctx->lr.attrs == NULL) {
+        return NGX_ERROR;
+    }
+
+    a = ngx_array_push(ctx->lr.attrs);
+    if (a == NULL) {
+        return NGX_ERROR;
+    }
+
+    *a = ngx_esp_expiry_attr;
+
+    return NGX_OK;
+}
+
+
+/*
+ * After a successful form login, the session issued: the interstitial
+ * if the password expires within the window, else NGX_DECLINED.  The
+ * value counts 100 ns since 1601; 0 means "must change now" and the
+ * largest one "never".
+ */
+
+ngx_int_t
+ngx_esp_password_expiry_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx)
+{
+    u_char               *p, *last, buf[128];
+    time_t                expires, left, days;
+    uint64_t              v;
+    ngx_str_t            *value, body, empty = ngx_null_string, text;
+    ngx_uint_t            n, de;
+    ngx_esp_var_t         vars[NGX_ESP_MAX_VARS];
+    ngx_esp_ldap_attr_t  *attr;
+
+    if (ctx->lr.attrs == NULL || ctx->lr.values == NULL
+        || ctx->lr.values->nelts == 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    attr = ctx->lr.values->elts;
+
+    if (attr[0].values == NULL || attr[0].values->nelts == 0) {
+        return NGX_DECLINED;
+    }
+
+    value = attr[0].values->elts;
+
+    if (value->len == 0 || value->len > 19) {
+        return NGX_DECLINED;
+    }
+
+    v = 0;
+    last = value->data + value->len;
+
+    for (p = value->data; p < last; p++) {
+        if (*p < '0' || *p > '9') {
+            return NGX_DECLINED;
+        }
+
+        v = v * 10 + (*p - '0');
+    }
+
+    if (v == 0 || v >= 0x7fffffffffffffffULL) {
+        return NGX_DECLINED;
+    }
+
+    expires = (time_t) (v / 10000000) - (time_t) 11644473600LL;
+    left = expires - ngx_time();
+
+    if (left <= 0 || left > elcf->domain->expiry_warning) {
+        return NGX_DECLINED;
+    }
+
+    days = (left + 43200) / 86400;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "esp: password of user=\"%V\" expires in %T s: warned",
+                  ngx_esp_log_escape(r->pool, &ctx->user), left);
+
+    de = ngx_esp_is_german(r, elcf);
+
+    if (left >= 86400) {
+        text.len = ngx_snprintf(buf, sizeof(buf),
+                                ngx_esp_pw_text(de, NGX_ESP_PW_EXPIRY_DAYS),
+                                days)
+                   - buf;
+
+    } else {
+        text.len = ngx_snprintf(buf, sizeof(buf), "%s",
+                                ngx_esp_pw_text(de, NGX_ESP_PW_EXPIRY_DAY))
+                   - buf;
+    }
+
+    text.data = buf;
+
+    n = 0;
+
+#define ngx_esp_pw_var(nm, val)                                               \
+    ngx_str_set(&vars[n].name, nm);                                           \
+    vars[n].value = val;                                                      \
+    vars[n].raw = 0;                                                          \
+    n++
+
+#define ngx_esp_pw_var_text(nm, t)                                            \
+    ngx_str_set(&vars[n].name, nm);                                           \
+    vars[n].value.data = (u_char *) ngx_esp_pw_text(de, t);                   \
+    vars[n].value.len = ngx_strlen(vars[n].value.data);                       \
+    vars[n].raw = 0;                                                          \
+    n++
+
+    ngx_esp_pw_var("lang", empty);
+    ngx_str_set(&vars[n - 1].value, "en");
+    if (de) {
+        ngx_str_set(&vars[n - 1].value, "de");
+    }
+
+    ngx_esp_pw_var("title", elcf->title);
+    ngx_esp_pw_var("action", ngx_esp_password_path);
+    ngx_esp_pw_var("url", ctx->return_url);
+    ngx_esp_pw_var("later_url", ctx->return_url);
+    ngx_esp_pw_var("message", text);
+    ngx_esp_pw_var_text("t_heading", NGX_ESP_PW_EXPIRY_HEADING);
+    ngx_esp_pw_var_text("t_change", NGX_ESP_PW_EXPIRY_CHANGE);
+    ngx_esp_pw_var_text("t_later", NGX_ESP_PW_EXPIRY_LATER);
+
+#undef ngx_esp_pw_var
+#undef ngx_esp_pw_var_text
+
+    p = ngx_esp_form_template(NGX_ESP_TEMPLATE_EXPIRY, &body.len);
+
+    if (ngx_esp_render(r, p, body.len, vars, n, &body) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_esp_form_send(r, NGX_HTTP_OK, &body);
+}

@@ -23,6 +23,9 @@
  * the user in with the new one.  NGX_DECLINED for any other path.
  * offer: the page instead of the login form for a user whose password
  * expired (532) or must change (773).
+ * expiry_ask: the attribute a form login reads for the warning.
+ * expiry_page: after the session is issued, the warning within the
+ * domain's password_expiry_warning; NGX_DECLINED otherwise.
  * link: the page's URL for a link that returns to "back", its text, and
  * the class that hides the link when the page is off.
  */
@@ -31,6 +34,10 @@ ngx_int_t ngx_esp_password_endpoint(ngx_http_request_t *r,
 ngx_int_t ngx_esp_password_start(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 ngx_int_t ngx_esp_password_offer(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
+ngx_int_t ngx_esp_password_expiry_ask(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
+ngx_int_t ngx_esp_password_expiry_page(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 ngx_int_t ngx_esp_password_link(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_uint_t de, ngx_str_t *back, ngx_str_t *url,
