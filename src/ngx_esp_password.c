@@ -55,6 +55,10 @@ typedef enum {
     NGX_ESP_PW_MSG_SAME,
     NGX_ESP_PW_MSG_BAD_OLD,
     NGX_ESP_PW_MSG_POLICY,
+    NGX_ESP_PW_MSG_TOO_SHORT,
+    NGX_ESP_PW_MSG_COMPLEXITY,
+    NGX_ESP_PW_MSG_HISTORY,
+    NGX_ESP_PW_MSG_TOO_YOUNG,
     NGX_ESP_PW_MSG_FORM_EXPIRED,
     NGX_ESP_PW_MSG_BLOCKED,
     NGX_ESP_PW_MSG_LOCKED,
@@ -92,6 +96,7 @@ static ngx_int_t ngx_esp_password_page(ngx_http_request_t *r,
     ngx_str_t *url, ngx_str_t *user);
 static ngx_int_t ngx_esp_password_value(ngx_http_request_t *r,
     ngx_str_t *password, ngx_str_t *out);
+static ngx_esp_pw_text_e ngx_esp_password_rule(ngx_str_t *diag);
 static char *ngx_esp_pw_text(ngx_uint_t de, ngx_esp_pw_text_e t);
 
 
@@ -137,6 +142,20 @@ static struct {
       "und Kleinbuchstaben, Ziffern und Sonderzeichen und nicht Ihren "
       "Namen), wurde schon einmal verwendet, oder Ihr Kennwort wurde vor zu "
       "kurzer Zeit ge\xc3\xa4ndert." },
+    { "The new password is too short.", "Das neue Kennwort ist zu kurz." },
+    { "The new password is too simple: use at least three of upper case "
+      "letters, lower case letters, digits and symbols, and not your name.",
+      "Das neue Kennwort ist zu einfach: Verwenden Sie mindestens drei von "
+      "Gro\xc3\x9f" "buchstaben, Kleinbuchstaben, Ziffern und "
+      "Sonderzeichen, und nicht Ihren Namen." },
+    { "The new password was used before. Please choose one you have not "
+      "used yet.",
+      "Das neue Kennwort wurde schon einmal verwendet. Bitte w\xc3\xa4hlen "
+      "Sie eines, das Sie noch nicht verwendet haben." },
+    { "Your password was changed too recently to change it again now. "
+      "Please try again later.",
+      "Ihr Kennwort wurde vor zu kurzer Zeit ge\xc3\xa4ndert, um es jetzt "
+      "erneut zu \xc3\xa4ndern. Bitte versuchen Sie es sp\xc3\xa4ter." },
     { "The form has expired or was sent from another site. Please try "
       "again.",
       "Das Formular ist abgelaufen oder wurde von einer anderen Website "
@@ -577,7 +596,7 @@ ngx_esp_password_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
         msg = (lr->ldap_code == NGX_ESP_LDAP_CONSTRAINT_VIOLATION
                || lr->ad_code == NGX_ESP_LDAP_ERROR_PASSWORD_RESTRICTION)
-              ? NGX_ESP_PW_MSG_POLICY : NGX_ESP_PW_MSG_REFUSED;
+              ? ngx_esp_password_rule(&lr->diag) : NGX_ESP_PW_MSG_REFUSED;
         break;
 
     case NGX_ESP_AUTH_PASSWORD_EXPIRED:
@@ -627,6 +646,51 @@ ngx_esp_password_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     return ngx_esp_password_page(r, elcf, ctx, msg, &ctx->return_url,
                                  &ctx->user);
+}
+
+
+/*
+ * Which rule a refused new password broke.  AD says 0x52D for each of
+ * them, and its text is no more precise; Samba's text names the rule
+ * ("password is too young to change", "too short", "complexity",
+ * "already used (in history)"), and is used when it does.  Otherwise
+ * one message lists them all.
+ */
+
+static ngx_esp_pw_text_e
+ngx_esp_password_rule(ngx_str_t *diag)
+{
+    u_char      *p, *last;
+    ngx_uint_t   i;
+
+    static struct {
+        char               *text;
+        ngx_esp_pw_text_e   msg;
+    } rules[] = {
+        { "too young", NGX_ESP_PW_MSG_TOO_YOUNG },
+        { "too short", NGX_ESP_PW_MSG_TOO_SHORT },
+        { "complexity", NGX_ESP_PW_MSG_COMPLEXITY },
+        { "history", NGX_ESP_PW_MSG_HISTORY },
+        { NULL, NGX_ESP_PW_NONE }
+    };
+
+    if (diag->len == 0) {
+        return NGX_ESP_PW_MSG_POLICY;
+    }
+
+    p = diag->data;
+    last = p + diag->len;
+
+    for (i = 0; rules[i].text; i++) {
+        if (ngx_strlcasestrn(p, last, (u_char *) rules[i].text,
+                             ngx_strlen(rules[i].text) - 1)
+            != NULL)
+        {
+            return rules[i].msg;
+        }
+    }
+
+    return NGX_ESP_PW_MSG_POLICY;
 }
 
 
