@@ -105,8 +105,6 @@ static ngx_int_t ngx_esp_show_form(ngx_http_request_t *r,
     ngx_str_t *url, ngx_str_t *user);
 static ngx_int_t ngx_esp_parse_form(ngx_http_request_t *r,
     ngx_esp_login_form_t *f, const char **reason);
-static ngx_str_t *ngx_esp_form_field(ngx_esp_login_form_t *f,
-    ngx_str_t *name);
 static ngx_int_t ngx_esp_find_session(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx, ngx_uint_t *stale);
 static ngx_int_t ngx_esp_issue_cookie(ngx_http_request_t *r,
@@ -1965,9 +1963,42 @@ static ngx_int_t
 ngx_esp_parse_form(ngx_http_request_t *r, ngx_esp_login_form_t *f,
     const char **reason)
 {
+    ngx_int_t  rc;
+
+    static ngx_esp_form_field_t  fields[] = {
+        { ngx_string("username"), offsetof(ngx_esp_login_form_t, username) },
+        { ngx_string("password"), offsetof(ngx_esp_login_form_t, password) },
+        { ngx_string("url"), offsetof(ngx_esp_login_form_t, url) },
+        { ngx_string("csrf"), offsetof(ngx_esp_login_form_t, csrf) },
+        { ngx_string("trusted"), offsetof(ngx_esp_login_form_t, trusted) },
+        { ngx_null_string, 0 }
+    };
+
+    rc = ngx_esp_form_fields(r, f, fields, reason);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (f->username.len > NGX_ESP_MAX_USER
+        || f->password.len > NGX_ESP_MAX_PASSWORD
+        || f->url.len > NGX_ESP_MAX_URL)
+    {
+        *reason = "a field is too long";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_esp_form_fields(ngx_http_request_t *r, void *f,
+    ngx_esp_form_field_t *fields, const char **reason)
+{
     u_char      *p, *last;
     ngx_int_t    rc;
     ngx_str_t    body, name, value, *field;
+    ngx_uint_t   i;
 
     rc = ngx_esp_http_body(r, NGX_ESP_MAX_LOGIN_BODY, 1, &body, reason);
     if (rc != NGX_OK) {
@@ -1979,7 +2010,16 @@ ngx_esp_parse_form(ngx_http_request_t *r, ngx_esp_login_form_t *f,
 
     while (ngx_esp_http_form_pair(&p, last, &name, &value)) {
 
-        field = ngx_esp_form_field(f, &name);
+        field = NULL;
+
+        for (i = 0; fields[i].name.len; i++) {
+            if (name.len == fields[i].name.len
+                && ngx_strncmp(name.data, fields[i].name.data, name.len) == 0)
+            {
+                field = (ngx_str_t *) ((u_char *) f + fields[i].offset);
+                break;
+            }
+        }
 
         if (field == NULL) {
             continue;
@@ -2006,46 +2046,7 @@ ngx_esp_parse_form(ngx_http_request_t *r, ngx_esp_login_form_t *f,
         }
     }
 
-    if (f->username.len > NGX_ESP_MAX_USER
-        || f->password.len > NGX_ESP_MAX_PASSWORD
-        || f->url.len > NGX_ESP_MAX_URL)
-    {
-        *reason = "a field is too long";
-        return NGX_HTTP_BAD_REQUEST;
-    }
-
     return NGX_OK;
-}
-
-
-/* where a field of the login form goes, NULL for one we do not know */
-
-static ngx_str_t *
-ngx_esp_form_field(ngx_esp_login_form_t *f, ngx_str_t *name)
-{
-    static struct {
-        ngx_str_t   name;
-        size_t      offset;
-    } fields[] = {
-        { ngx_string("username"), offsetof(ngx_esp_login_form_t, username) },
-        { ngx_string("password"), offsetof(ngx_esp_login_form_t, password) },
-        { ngx_string("url"), offsetof(ngx_esp_login_form_t, url) },
-        { ngx_string("csrf"), offsetof(ngx_esp_login_form_t, csrf) },
-        { ngx_string("trusted"), offsetof(ngx_esp_login_form_t, trusted) },
-        { ngx_null_string, 0 }
-    };
-
-    ngx_uint_t  i;
-
-    for (i = 0; fields[i].name.len; i++) {
-        if (name->len == fields[i].name.len
-            && ngx_strncmp(name->data, fields[i].name.data, name->len) == 0)
-        {
-            return (ngx_str_t *) ((u_char *) f + fields[i].offset);
-        }
-    }
-
-    return NULL;
 }
 
 

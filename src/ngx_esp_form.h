@@ -70,6 +70,20 @@ ngx_uint_t ngx_esp_is_german(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf);
 void ngx_esp_form_body_handler(ngx_http_request_t *r);
 
+/*
+ * The form body's fields into the ngx_str_t members of "f" that "fields"
+ * names (a table ending in a null name): each at most once, decoded,
+ * strict UTF-8, wiped with the pool; unknown ones ignored.  NGX_OK, or
+ * the status to refuse the form with ("reason" says why).
+ */
+typedef struct {
+    ngx_str_t                  name;
+    size_t                     offset;
+} ngx_esp_form_field_t;
+
+ngx_int_t ngx_esp_form_fields(ngx_http_request_t *r, void *f,
+    ngx_esp_form_field_t *fields, const char **reason);
+
 /* the embedded templates of the other pages (src/ngx_esp_pages.h) */
 #define NGX_ESP_TEMPLATE_PASSWORD  0
 #define NGX_ESP_TEMPLATE_EXPIRY    1

@@ -85,6 +85,20 @@ typedef struct {
 } ngx_esp_pw_form_t;
 
 
+/* a page's {{name}}: a value, or a text in the page's language */
+#define ngx_esp_pw_var(nm, val)                                               \
+    ngx_str_set(&vars[n].name, nm);                                           \
+    vars[n].value = val;                                                      \
+    vars[n].raw = 0;                                                          \
+    n++
+
+#define ngx_esp_pw_var_text(nm, t)                                            \
+    ngx_str_set(&vars[n].name, nm);                                           \
+    vars[n].value.data = (u_char *) ngx_esp_pw_text(de, t);                   \
+    vars[n].value.len = ngx_strlen(vars[n].value.data);                       \
+    vars[n].raw = 0;                                                          \
+    n++
+
 static ngx_int_t ngx_esp_password_post(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 static ngx_int_t ngx_esp_password_parse(ngx_http_request_t *r,
@@ -330,15 +344,9 @@ static ngx_int_t
 ngx_esp_password_parse(ngx_http_request_t *r, ngx_esp_pw_form_t *f,
     const char **reason)
 {
-    u_char      *p, *last;
-    ngx_int_t    rc;
-    ngx_str_t    body, name, value, *field;
-    ngx_uint_t   i;
+    ngx_int_t  rc;
 
-    static struct {
-        ngx_str_t   name;
-        size_t      offset;
-    } fields[] = {
+    static ngx_esp_form_field_t  fields[] = {
         { ngx_string("username"), offsetof(ngx_esp_pw_form_t, username) },
         { ngx_string("oldpassword"), offsetof(ngx_esp_pw_form_t, old) },
         { ngx_string("newpassword"), offsetof(ngx_esp_pw_form_t, new1) },
@@ -348,50 +356,9 @@ ngx_esp_password_parse(ngx_http_request_t *r, ngx_esp_pw_form_t *f,
         { ngx_null_string, 0 }
     };
 
-    rc = ngx_esp_http_body(r, NGX_ESP_MAX_LOGIN_BODY, 1, &body, reason);
+    rc = ngx_esp_form_fields(r, f, fields, reason);
     if (rc != NGX_OK) {
         return rc;
-    }
-
-    p = body.data;
-    last = p + body.len;
-
-    while (ngx_esp_http_form_pair(&p, last, &name, &value)) {
-
-        field = NULL;
-
-        for (i = 0; fields[i].name.len; i++) {
-            if (name.len == fields[i].name.len
-                && ngx_strncmp(name.data, fields[i].name.data, name.len) == 0)
-            {
-                field = (ngx_str_t *) ((u_char *) f + fields[i].offset);
-                break;
-            }
-        }
-
-        if (field == NULL) {
-            continue;
-        }
-
-        if (field->data) {
-            *reason = "a field appears twice";
-            return NGX_HTTP_BAD_REQUEST;
-        }
-
-        if (value.data == NULL) {
-            value.data = name.data + name.len;
-        }
-
-        rc = ngx_esp_http_form_decode(r->pool, &value, field, 1, reason);
-
-        if (rc == NGX_ERROR) {
-            *reason = "out of memory";
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (rc != NGX_OK) {
-            return NGX_HTTP_BAD_REQUEST;
-        }
     }
 
     if (f->username.len > NGX_ESP_MAX_USER
@@ -752,19 +719,6 @@ ngx_esp_password_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     n = 0;
 
-#define ngx_esp_pw_var(nm, val)                                               \
-    ngx_str_set(&vars[n].name, nm);                                           \
-    vars[n].value = val;                                                      \
-    vars[n].raw = 0;                                                          \
-    n++
-
-#define ngx_esp_pw_var_text(nm, t)                                            \
-    ngx_str_set(&vars[n].name, nm);                                           \
-    vars[n].value.data = (u_char *) ngx_esp_pw_text(de, t);                   \
-    vars[n].value.len = ngx_strlen(vars[n].value.data);                       \
-    vars[n].raw = 0;                                                          \
-    n++
-
     ngx_esp_pw_var("lang", empty);
     ngx_str_set(&vars[n - 1].value, "en");
     if (de) {
@@ -799,9 +753,6 @@ ngx_esp_password_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_pw_var_text("t_submit", NGX_ESP_PW_SUBMIT);
     ngx_esp_pw_var_text("t_back", NGX_ESP_PW_BACK);
     ngx_esp_pw_var_text("t_footer", NGX_ESP_PW_FOOTER);
-
-#undef ngx_esp_pw_var
-#undef ngx_esp_pw_var_text
 
     tpl = ngx_esp_form_template(NGX_ESP_TEMPLATE_PASSWORD, &len);
 
@@ -978,19 +929,6 @@ ngx_esp_password_expiry_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     n = 0;
 
-#define ngx_esp_pw_var(nm, val)                                               \
-    ngx_str_set(&vars[n].name, nm);                                           \
-    vars[n].value = val;                                                      \
-    vars[n].raw = 0;                                                          \
-    n++
-
-#define ngx_esp_pw_var_text(nm, t)                                            \
-    ngx_str_set(&vars[n].name, nm);                                           \
-    vars[n].value.data = (u_char *) ngx_esp_pw_text(de, t);                   \
-    vars[n].value.len = ngx_strlen(vars[n].value.data);                       \
-    vars[n].raw = 0;                                                          \
-    n++
-
     ngx_esp_pw_var("lang", empty);
     ngx_str_set(&vars[n - 1].value, "en");
     if (de) {
@@ -1005,9 +943,6 @@ ngx_esp_password_expiry_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_pw_var_text("t_heading", NGX_ESP_PW_EXPIRY_HEADING);
     ngx_esp_pw_var_text("t_change", NGX_ESP_PW_EXPIRY_CHANGE);
     ngx_esp_pw_var_text("t_later", NGX_ESP_PW_EXPIRY_LATER);
-
-#undef ngx_esp_pw_var
-#undef ngx_esp_pw_var_text
 
     p = ngx_esp_form_template(NGX_ESP_TEMPLATE_EXPIRY, &body.len);
 
