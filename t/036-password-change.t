@@ -198,6 +198,9 @@ sub change {
     my ($login) = follow($ua, $ua->request(GET(url('/owa/inbox'))));
     like($login->decoded_content // '', qr{<a href="/_esp/password\?url=%2Fowa%2Finbox"\s+id="change-password">Change password</a>},
          'the login page links to the page, with its return URL');
+    my $out = ua()->request(GET(url('/_esp/logout')));
+    like($out->decoded_content // '', qr{<a href="/_esp/password\?url=%2Fowa%2F"\s+id="change-password">Change password</a>},
+         'so does the signed-out page');
     my ($off) = follow(ua(), ua()->request(GET(url('/off/x'))));
     like($off->decoded_content // '', qr{class="footer hidden"><a href="#"}, 'esp_password_change off: the link is hidden');
 }
