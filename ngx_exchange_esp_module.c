@@ -296,6 +296,13 @@ static ngx_command_t  ngx_esp_commands[] = {
       offsetof(ngx_esp_loc_conf_t, password_form),
       &ngx_esp_password_form_p },
 
+    { ngx_string("esp_password_change"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, password_change),
+      NULL },
+
     { ngx_string("esp_logoff"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_esp_patterns,
@@ -696,6 +703,7 @@ ngx_esp_create_loc_conf(ngx_conf_t *cf)
     conf->login_messages = NGX_CONF_UNSET_UINT;
     conf->basic_cache = NGX_CONF_UNSET;
     conf->public_private = NGX_CONF_UNSET;
+    conf->password_change = NGX_CONF_UNSET;
     conf->logoff = NGX_CONF_UNSET_PTR;
     conf->permitted_groups = NGX_CONF_UNSET_PTR;
     conf->samesite = NGX_CONF_UNSET_UINT;
@@ -735,6 +743,7 @@ ngx_esp_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->basic_cache, prev->basic_cache, 300);
     ngx_conf_merge_str_value(conf->greeting, prev->greeting, "");
     ngx_conf_merge_value(conf->public_private, prev->public_private, 1);
+    ngx_conf_merge_value(conf->password_change, prev->password_change, 1);
     ngx_conf_merge_str_value(conf->password_form, prev->password_form, "");
     ngx_conf_merge_ptr_value(conf->logoff, prev->logoff, NULL);
     ngx_conf_merge_ptr_value(conf->permitted_groups, prev->permitted_groups,

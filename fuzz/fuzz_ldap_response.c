@@ -22,7 +22,10 @@
  * - every string of a decoded message lies inside its frame;
  * - the AD code is the hex number after the first "data ";
  * - the bind request is one frame, decodes to the DN, the password and
- *   the message ID given, for every length and ID size.
+ *   the message ID given, for every length and ID size;
+ * - an entry's values (ngx_esp_ldap_entry_values()) are copies, as many
+ *   as asked for, each NUL-terminated; a modify request is one frame;
+ *   the Windows error code is the 8 hex digits before a ":".
  *
  * liblber reads the byte after the last element it decodes (in
  * ber_skip_element(), for the next tag): one past the end of a frame that
@@ -165,6 +168,74 @@ fuzz_ad_code(struct berval *diag)
 }
 
 
+/* the values of an entry, for names that occur and names that do not */
+
+static void
+fuzz_values(ngx_esp_ldap_msg_t *m)
+{
+    u_char               *d;
+    ngx_str_t            *name, *v;
+    ngx_uint_t            i, j, code;
+    ngx_pool_t           *pool;
+    ngx_array_t          *attrs, *values;
+    ngx_esp_ldap_attr_t  *a;
+
+    d = (u_char *) m->diag.bv_val;
+    code = ngx_esp_ldap_error_code(d, m->diag.bv_len);
+
+    if (code) {
+        FUZZ_ASSERT(m->diag.bv_len >= 9 && d[8] == ':');
+    }
+
+    if (m->type == LDAP_RES_MODIFY) {
+        (void) ngx_esp_ldap_modify_result(m);
+    }
+
+    if (m->type != LDAP_RES_SEARCH_ENTRY) {
+        return;
+    }
+
+    pool = fuzz_pool();
+
+    attrs = ngx_array_create(pool, 3, sizeof(ngx_str_t));
+    values = ngx_array_create(pool, 3, sizeof(ngx_esp_ldap_attr_t));
+    FUZZ_ASSERT(attrs != NULL && values != NULL);
+
+    for (i = 0; i < 3; i++) {
+        FUZZ_ASSERT(ngx_array_push(attrs) != NULL);
+    }
+
+    name = attrs->elts;
+
+    ngx_str_set(&name[0], "userPrincipalName");
+    ngx_str_set(&name[1], "msDS-UserPasswordExpiryTimeComputed");
+    ngx_str_set(&name[2], "a");
+
+    if (ngx_esp_ldap_entry_values(m, attrs, values, pool) == NGX_OK) {
+        FUZZ_ASSERT(values->nelts == 3);
+
+        a = values->elts;
+
+        for (i = 0; i < 3; i++) {
+            FUZZ_ASSERT(a[i].name.data == name[i].data);
+
+            if (a[i].values == NULL) {
+                continue;
+            }
+
+            v = a[i].values->elts;
+
+            for (j = 0; j < a[i].values->nelts; j++) {
+                FUZZ_ASSERT(v[j].data[v[j].len] == '\0');
+                FUZZ_ASSERT(v[j].len <= m->raw_len);
+            }
+        }
+    }
+
+    ngx_destroy_pool(pool);
+}
+
+
 static void
 fuzz_stream(const uint8_t *data, size_t size)
 {
@@ -234,7 +305,7 @@ fuzz_stream(const uint8_t *data, size_t size)
 
         FUZZ_ASSERT(m.msgid >= 0);
         FUZZ_ASSERT(m.type == LDAP_RES_BIND || m.type == LDAP_RES_SEARCH_RESULT
-                    || m.type == LDAP_RES_EXTENDED
+                    || m.type == LDAP_RES_EXTENDED || m.type == LDAP_RES_MODIFY
                     || m.type == LDAP_RES_SEARCH_ENTRY
                     || m.type == LDAP_RES_SEARCH_REFERENCE);
 
@@ -244,11 +315,91 @@ fuzz_stream(const uint8_t *data, size_t size)
         fuzz_inside(&m.upn, msg, fsize);
 
         fuzz_ad_code(&m.diag);
+        fuzz_values(&m);
 
         fuzz_frame_free(msg, fsize, mapped);
     }
 
     free(in);
+}
+
+
+/* the bytes as the values of a modify: one frame, read back by liblber */
+
+static void
+fuzz_modify(const uint8_t *data, size_t size)
+{
+    size_t                  fsize;
+    ber_len_t               len;
+    ber_int_t               id;
+    ngx_str_t               dn, *v;
+    ngx_pool_t             *pool;
+    BerElement             *ber;
+    ngx_array_t            *changes;
+    struct berval           bv, got;
+    ngx_esp_ldap_out_t      out;
+    ngx_esp_ldap_change_t  *ch;
+
+    pool = fuzz_pool();
+
+    changes = ngx_array_create(pool, 2, sizeof(ngx_esp_ldap_change_t));
+    FUZZ_ASSERT(changes != NULL);
+
+    FUZZ_ASSERT(ngx_array_push(changes) != NULL);
+    FUZZ_ASSERT(ngx_array_push(changes) != NULL);
+
+    ch = changes->elts;
+
+    ch[0].op = NGX_ESP_LDAP_MOD_DELETE;
+    ngx_str_set(&ch[0].attr, "unicodePwd");
+    ch[0].values = ngx_array_create(pool, 1, sizeof(ngx_str_t));
+    ch[1].op = NGX_ESP_LDAP_MOD_ADD;
+    ngx_str_set(&ch[1].attr, "unicodePwd");
+    ch[1].values = NULL;
+
+    v = ngx_array_push(ch[0].values);
+    FUZZ_ASSERT(v != NULL);
+    v->data = (u_char *) data;
+    v->len = size;
+
+    ngx_str_set(&dn, "CN=x,DC=contoso,DC=local");
+
+    ngx_memzero(&out, sizeof(ngx_esp_ldap_out_t));
+    out.log = fuzz_log();
+    out.msgid = (ber_int_t) (size * 7919);
+
+    FUZZ_ASSERT(ngx_esp_ldap_encode_modify(&out, &dn, changes) == NGX_OK);
+    FUZZ_ASSERT(out.secret);
+    FUZZ_ASSERT(ngx_esp_ldap_frame(out.data, out.len, &fsize) == NGX_OK);
+    FUZZ_ASSERT(fsize == out.len);
+
+    /* liblber reads it back: the DN and the value, intact */
+
+    bv.bv_val = (char *) out.data;
+    bv.bv_len = out.len;
+
+    ber = ber_alloc_t(LBER_USE_DER);
+    FUZZ_ASSERT(ber != NULL);
+    ber_init2(ber, &bv, LBER_USE_DER);
+
+    FUZZ_ASSERT(ber_skip_tag(ber, &len) == LBER_SEQUENCE);
+    FUZZ_ASSERT(ber_get_int(ber, &id) != LBER_ERROR && id == out.msgid);
+    FUZZ_ASSERT(ber_skip_tag(ber, &len) == LDAP_REQ_MODIFY);
+    FUZZ_ASSERT(ber_get_stringbv(ber, &got, LBER_BV_NOTERM) != LBER_ERROR);
+    FUZZ_ASSERT(got.bv_len == dn.len);
+    FUZZ_ASSERT(ber_skip_tag(ber, &len) == LBER_SEQUENCE);
+    FUZZ_ASSERT(ber_skip_tag(ber, &len) == LBER_SEQUENCE);
+    FUZZ_ASSERT(ber_get_enum(ber, &id) != LBER_ERROR && id == 1);
+    FUZZ_ASSERT(ber_skip_tag(ber, &len) == LBER_SEQUENCE);
+    FUZZ_ASSERT(ber_get_stringbv(ber, &got, LBER_BV_NOTERM) != LBER_ERROR);
+    FUZZ_ASSERT(ber_skip_tag(ber, &len) == LBER_SET);
+    FUZZ_ASSERT(ber_get_stringbv(ber, &got, LBER_BV_NOTERM) != LBER_ERROR);
+    FUZZ_ASSERT(got.bv_len == size
+                && (size == 0 || memcmp(got.bv_val, data, size) == 0));
+
+    ber_free(ber, 0);
+    ngx_esp_ldap_free_out(&out);
+    ngx_destroy_pool(pool);
 }
 
 
@@ -353,6 +504,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fuzz_stream(data, size);
     fuzz_bind(data, size);
+    fuzz_modify(data, size);
 
     return 0;
 }

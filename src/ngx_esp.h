@@ -95,6 +95,7 @@ struct ngx_esp_domain_s {
     time_t                     private_max;
     time_t                     retry_down;       /* ldap_down_retry */
     ngx_int_t                  pool_size;        /* ldap_connections */
+    time_t                     expiry_warning;   /* 0: off */
 
     ngx_ssl_t                 *ssl;              /* set in init_module */
 
@@ -157,6 +158,7 @@ typedef struct {
     /* form login */
     ngx_str_t                  greeting;
     ngx_flag_t                 public_private;
+    ngx_flag_t                 password_change;  /* /_esp/password */
     ngx_str_t                  password_form;
     ngx_array_t               *logoff;           /* ngx_esp_path_pattern_t */
     ngx_array_t               *permitted_groups; /* ngx_str_t DNs */

@@ -325,6 +325,10 @@ ngx_esp_ctx_cleanup(void *data)
         ngx_explicit_memzero(ctx->basic_password.data,
                              ctx->basic_password.len);
     }
+
+    if (ctx->new_password.len) {
+        ngx_explicit_memzero(ctx->new_password.data, ctx->new_password.len);
+    }
 }
 
 
@@ -428,7 +432,8 @@ ngx_esp_auth_start(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     ctx->started = ngx_current_msec;
 
-    rc = ngx_esp_ldap_authenticate(lr);
+    rc = (flags & NGX_ESP_AUTH_CHANGE) ? ngx_esp_ldap_modify(lr)
+                                       : ngx_esp_ldap_authenticate(lr);
 
     if (rc == NGX_AGAIN) {
         ctx->state = NGX_ESP_STATE_WAITING;
@@ -473,7 +478,21 @@ ngx_esp_auth_ldap_done(ngx_esp_ldap_req_t *lr)
 
     ctx = ngx_esp_get_ctx(r, 0);
 
-    if (lr->result == NGX_ESP_AUTH_BAD_CREDENTIALS) {
+    /*
+     * A password change as the service account: AD checks the old
+     * password in the modify itself, and its "wrong" is a failed login
+     */
+
+    if (ctx->change && lr->result == NGX_ESP_AUTH_OK
+        && lr->ldap_code == NGX_ESP_LDAP_CONSTRAINT_VIOLATION
+        && lr->ad_code == NGX_ESP_LDAP_ERROR_INVALID_PASSWORD)
+    {
+        lr->result = NGX_ESP_AUTH_BAD_CREDENTIALS;
+    }
+
+    /* a bind's time, as a refusal without the directory imitates it */
+
+    if (lr->result == NGX_ESP_AUTH_BAD_CREDENTIALS && !ctx->change) {
         ngx_esp_refusal_sample(lr->domain, ngx_current_msec - ctx->started);
     }
 

@@ -25,6 +25,9 @@
 
 /* ngx_esp_auth_start() */
 #define NGX_ESP_AUTH_CACHE        0x01
+#define NGX_ESP_AUTH_CHANGE       0x02      /* ngx_esp_ldap_modify(), with
+                                               lr->changes set: the old
+                                               password is the login's */
 
 
 /* the counters of all workers, in the zone "esp_status" adds */

@@ -24,6 +24,8 @@ static char *ngx_esp_ldap_server(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_esp_ldap_bind_password_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_esp_password_expiry_warning(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_esp_session_timeout(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
@@ -190,6 +192,13 @@ static ngx_command_t  ngx_esp_domain_commands[] = {
       offsetof(ngx_esp_domain_t, familiar_remember),
       NULL },
 
+    { ngx_string("password_expiry_warning"),
+      NGX_CONF_TAKE1,
+      ngx_esp_password_expiry_warning,
+      0,
+      0,
+      NULL },
+
     { ngx_string("session_timeout"),
       NGX_CONF_TAKE23,
       ngx_esp_session_timeout,
@@ -269,6 +278,7 @@ ngx_esp_domain_get(ngx_conf_t *cf, ngx_str_t *name, ngx_uint_t create)
     d->private_max = NGX_CONF_UNSET;
     d->retry_down = NGX_CONF_UNSET;
     d->pool_size = NGX_CONF_UNSET;
+    d->expiry_warning = NGX_CONF_UNSET;
 
     dp = ngx_array_push(&emcf->domains);
     if (dp == NULL) {
@@ -446,6 +456,16 @@ ngx_esp_domain_finish(ngx_conf_t *cf, ngx_esp_domain_t *d)
     ngx_conf_init_msec_value(d->timeout, 5000);
     ngx_conf_init_value(d->pool_size, 2);
     ngx_conf_init_value(d->retry_down, 30);
+    ngx_conf_init_value(d->expiry_warning, 0);
+
+    if (d->expiry_warning && d->base_dn.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "esp_sso_domain \"%V\": "
+                           "\"password_expiry_warning\" needs "
+                           "\"ldap_base_dn\" to find the user", &d->name);
+        return NGX_CONF_ERROR;
+    }
+
     ngx_conf_init_uint_value(d->logon_format, NGX_ESP_LOGON_PRINCIPAL);
     ngx_conf_init_value(d->max_failed_auths, 0);
     ngx_conf_init_value(d->reset_fail_timeout, 60);
@@ -815,6 +835,42 @@ done:
 
 
 /* session_timeout public|private idle=TIME [max=TIME] */
+
+/* password_expiry_warning 14d | off: a time, or 0 / off for none */
+
+static char *
+ngx_esp_password_expiry_warning(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_esp_domain_t  *d = conf;
+
+    ngx_str_t  *value;
+
+    if (d->expiry_warning != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        d->expiry_warning = 0;
+        return NGX_CONF_OK;
+    }
+
+    d->expiry_warning = ngx_parse_time(&value[1], 1);
+
+    if (d->expiry_warning == (time_t) NGX_ERROR
+        || d->expiry_warning > 365 * 86400)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid password_expiry_warning \"%V\": a "
+                           "time up to 365d, or off", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
 
 static char *
 ngx_esp_session_timeout(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)

@@ -17,15 +17,13 @@
 #include "ngx_esp_http.h"
 #include "ngx_esp_log.h"
 #include "ngx_esp_match.h"
+#include "ngx_esp_password.h"
 #include "ngx_esp_refusal.h"
 #include "ngx_esp_shm.h"
 #include "ngx_esp_pages.h"
 
 
-#define NGX_ESP_CSRF_COOKIE     "esp_csrf"
 #define NGX_ESP_CSRF_LEN        32            /* hex digits */
-#define NGX_ESP_MAX_LOGIN_BODY  8192
-#define NGX_ESP_MAX_VARS        24
 
 
 /* the texts of the pages, English and German */
@@ -72,13 +70,6 @@ typedef struct {
 
 
 typedef struct {
-    ngx_str_t                  name;
-    ngx_str_t                  value;
-    ngx_uint_t                 raw;          /* already HTML */
-} ngx_esp_var_t;
-
-
-typedef struct {
     ngx_str_t                  username;
     ngx_str_t                  password;
     ngx_str_t                  url;
@@ -92,10 +83,6 @@ static ngx_int_t ngx_esp_form_page(ngx_http_request_t *r,
     ngx_esp_text_e msg, ngx_str_t *url, ngx_str_t *user);
 static ngx_int_t ngx_esp_logout_page(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
-static ngx_int_t ngx_esp_render(ngx_http_request_t *r, u_char *tpl,
-    size_t len, ngx_esp_var_t *vars, ngx_uint_t n, ngx_str_t *out);
-static ngx_int_t ngx_esp_form_send(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_str_t *body);
 static ngx_int_t ngx_esp_send_440(ngx_http_request_t *r);
 static ngx_int_t ngx_esp_redirect_to_login(ngx_http_request_t *r,
     ngx_esp_ctx_t *ctx, ngx_str_t *back, ngx_uint_t expired);
@@ -104,14 +91,11 @@ static ngx_int_t ngx_esp_login_url(ngx_http_request_t *r, ngx_str_t *back,
 static time_t ngx_esp_session_end(ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx);
 static ngx_table_elt_t *ngx_esp_location_header(ngx_http_request_t *r);
-static void ngx_esp_login_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_esp_login_post(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 static ngx_uint_t ngx_esp_login_token(ngx_http_request_t *r,
     ngx_esp_login_form_t *f);
 static ngx_int_t ngx_esp_form_logoff(ngx_http_request_t *r,
-    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
-static ngx_int_t ngx_esp_form_login_done(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 static ngx_int_t ngx_esp_form_server_basic(ngx_http_request_t *r,
     ngx_esp_ctx_t *ctx);
@@ -120,23 +104,14 @@ static ngx_int_t ngx_esp_form_answer(ngx_http_request_t *r,
 static ngx_int_t ngx_esp_show_form(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx, ngx_esp_text_e msg,
     ngx_str_t *url, ngx_str_t *user);
-static ngx_int_t ngx_esp_continue_at(ngx_http_request_t *r,
-    ngx_esp_loc_conf_t *elcf, ngx_str_t *url, ngx_uint_t with_args);
 static ngx_int_t ngx_esp_parse_form(ngx_http_request_t *r,
     ngx_esp_login_form_t *f, const char **reason);
-static ngx_str_t *ngx_esp_form_field(ngx_esp_login_form_t *f,
-    ngx_str_t *name);
-static ngx_int_t ngx_esp_arg_url(ngx_http_request_t *r, ngx_str_t *url);
 static ngx_int_t ngx_esp_clear_cookie(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
-static ngx_int_t ngx_esp_csrf_token(ngx_http_request_t *r, ngx_str_t *token,
-    ngx_uint_t *fresh);
 static ngx_int_t ngx_esp_handoff(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 static u_char *ngx_esp_form_escape(u_char *dst, ngx_str_t *src);
 static size_t ngx_esp_form_escaped_len(ngx_str_t *src);
-static ngx_uint_t ngx_esp_is_german(ngx_http_request_t *r,
-    ngx_esp_loc_conf_t *elcf);
 static char *ngx_esp_text(ngx_esp_ctx_t *ctx, ngx_esp_text_e t);
 
 static char *ngx_esp_local_url(ngx_conf_t *cf, void *post, void *data);
@@ -263,6 +238,11 @@ ngx_esp_form_endpoint(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         return ngx_esp_logout_page(r, elcf, ctx);
     }
 
+    rc = ngx_esp_password_endpoint(r, elcf, ctx);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     if (r->uri.len != ngx_esp_login_path.len
         || ngx_strncasecmp(r->uri.data, ngx_esp_login_path.data, r->uri.len)
            != 0)
@@ -306,7 +286,7 @@ ngx_esp_form_endpoint(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     }
 
     rc = ngx_esp_http_read_body(r, &ctx->body, NGX_ESP_MAX_LOGIN_BODY,
-                                "login", ngx_esp_login_body_handler);
+                                "login", ngx_esp_form_body_handler);
 
     if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE
         && r->headers_in.content_length_n > NGX_ESP_MAX_LOGIN_BODY)
@@ -325,8 +305,8 @@ ngx_esp_form_endpoint(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 }
 
 
-static void
-ngx_esp_login_body_handler(ngx_http_request_t *r)
+void
+ngx_esp_form_body_handler(ngx_http_request_t *r)
 {
     ngx_esp_ctx_t  *ctx;
 
@@ -422,6 +402,14 @@ ngx_esp_login_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 static ngx_uint_t
 ngx_esp_login_token(ngx_http_request_t *r, ngx_esp_login_form_t *f)
 {
+    return ngx_esp_form_token_ok(r, &f->csrf, "login");
+}
+
+
+ngx_uint_t
+ngx_esp_form_token_ok(ngx_http_request_t *r, ngx_str_t *csrf,
+    const char *what)
+{
     ngx_str_t           name, value;
     ngx_table_elt_t    *h;
     ngx_esp_cookies_t   c;
@@ -433,8 +421,8 @@ ngx_esp_login_token(ngx_http_request_t *r, ngx_esp_login_form_t *f)
         if (name.len != ngx_esp_csrf_name.len
             || ngx_strncmp(name.data, ngx_esp_csrf_name.data, name.len) != 0
             || value.len != NGX_ESP_CSRF_LEN
-            || f->csrf.len != NGX_ESP_CSRF_LEN
-            || CRYPTO_memcmp(value.data, f->csrf.data, NGX_ESP_CSRF_LEN) != 0)
+            || csrf->len != NGX_ESP_CSRF_LEN
+            || CRYPTO_memcmp(value.data, csrf->data, NGX_ESP_CSRF_LEN) != 0)
         {
             continue;
         }
@@ -448,16 +436,17 @@ ngx_esp_login_token(ngx_http_request_t *r, ngx_esp_login_form_t *f)
         }
 
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "esp: login refused: posted from another site "
-                      "(\"%V: %V\")", ngx_esp_log_escape(r->pool, &h->key),
+                      "esp: %s refused: posted from another site "
+                      "(\"%V: %V\")", what,
+                      ngx_esp_log_escape(r->pool, &h->key),
                       ngx_esp_log_escape(r->pool, &h->value));
 
         return 0;
     }
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "esp: login refused: missing or foreign form token "
-                  "(cross-site post or stale form)");
+                  "esp: %s refused: missing or foreign form token "
+                  "(cross-site post or stale form)", what);
 
     return 0;
 }
@@ -505,7 +494,7 @@ ngx_esp_show_form(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
  * the path is not one to go to.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_continue_at(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_str_t *url, ngx_uint_t with_args)
 {
@@ -593,6 +582,14 @@ ngx_esp_form_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
         if (!elcf->public_private) {
             ctx->private = 0;
+        }
+
+        if (ctx->change) {
+            return ngx_esp_password_start(r, elcf, ctx);
+        }
+
+        if (ngx_esp_password_expiry_ask(r, elcf, ctx) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         return ngx_esp_auth_start(r, elcf, ctx, ngx_esp_form_login_done, 0);
@@ -693,10 +690,11 @@ ngx_esp_form_logoff(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
 /* the directory answered a form login; we are in the return URL's place */
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_form_login_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx)
 {
+    ngx_int_t             rc;
     ngx_str_t             url;
     ngx_esp_text_e        msg;
     ngx_esp_main_conf_t  *emcf;
@@ -746,6 +744,11 @@ ngx_esp_form_login_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
             return ngx_esp_handoff(r, elcf, ctx);
         }
 
+        rc = ngx_esp_password_expiry_page(r, elcf, ctx);
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+
         return ngx_esp_redirect(r, &ctx->return_url);
 
     case NGX_ESP_AUTH_PASSWORD_EXPIRED:
@@ -754,6 +757,10 @@ ngx_esp_form_login_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         if (elcf->password_form.len) {
             url = elcf->password_form;
             return ngx_esp_redirect(r, &url);
+        }
+
+        if (elcf->password_change) {
+            return ngx_esp_password_offer(r, elcf, ctx);
         }
 
         msg = NGX_ESP_MSG_PASSWORD_CHANGE;
@@ -1565,7 +1572,7 @@ ngx_esp_add_cookie(ngx_http_request_t *r, ngx_esp_ctx_t *ctx,
 
 /* the token of the double-submit cookie: the one the browser has, or new */
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_csrf_token(ngx_http_request_t *r, ngx_str_t *token,
     ngx_uint_t *fresh)
 {
@@ -1625,6 +1632,7 @@ ngx_esp_form_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     u_char         *tpl, *p;
     size_t          len;
     ngx_str_t       token, body, pp, hint, empty = ngx_null_string;
+    ngx_str_t       pw_url, pw_text, pw_class;
     ngx_uint_t      n, fresh;
     ngx_esp_var_t   vars[NGX_ESP_MAX_VARS];
 
@@ -1734,6 +1742,17 @@ ngx_esp_form_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_var_text("t_submit", NGX_ESP_T_SUBMIT);
     ngx_esp_var_text("t_footer", NGX_ESP_T_FOOTER);
 
+    if (ngx_esp_password_link(r, elcf, ctx->de, url, &pw_url, &pw_text,
+                              &pw_class)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_esp_var("password_url", pw_url, 0);
+    ngx_esp_var("password_class", pw_class, 0);
+    ngx_esp_var("t_change_password", pw_text, 0);
+
     if (elcf->login_page.len) {
         tpl = elcf->login_page.data;
         len = elcf->login_page.len;
@@ -1755,7 +1774,7 @@ static ngx_int_t
 ngx_esp_logout_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx)
 {
-    ngx_str_t       body, lang, login;
+    ngx_str_t       body, lang, login, pw_url, pw_text, pw_class;
     ngx_uint_t      n;
     ngx_esp_var_t   vars[NGX_ESP_MAX_VARS];
 
@@ -1778,6 +1797,17 @@ ngx_esp_logout_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_var_text("t_again", NGX_ESP_T_AGAIN);
     ngx_esp_var("login_url", login, 0);
 
+    if (ngx_esp_password_link(r, elcf, ctx->de, &login, &pw_url, &pw_text,
+                              &pw_class)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_esp_var("password_url", pw_url, 0);
+    ngx_esp_var("password_class", pw_class, 0);
+    ngx_esp_var("t_change_password", pw_text, 0);
+
 #undef ngx_esp_var
 #undef ngx_esp_var_text
 
@@ -1792,9 +1822,22 @@ ngx_esp_logout_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 }
 
 
+u_char *
+ngx_esp_form_template(ngx_uint_t which, size_t *len)
+{
+    if (which == NGX_ESP_TEMPLATE_PASSWORD) {
+        *len = NGX_ESP_PAGE_PASSWORD_LEN;
+        return ngx_esp_page_password;
+    }
+
+    *len = NGX_ESP_PAGE_EXPIRY_LEN;
+    return ngx_esp_page_expiry;
+}
+
+
 /* "{{name}}" becomes the HTML-escaped value; unknown names stay empty */
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_render(ngx_http_request_t *r, u_char *tpl, size_t len,
     ngx_esp_var_t *vars, ngx_uint_t n, ngx_str_t *out)
 {
@@ -1884,7 +1927,7 @@ ngx_esp_render(ngx_http_request_t *r, u_char *tpl, size_t len,
 
 /* a page in the access phase: the request ends here */
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_form_send(ngx_http_request_t *r, ngx_uint_t status, ngx_str_t *body)
 {
     ngx_str_t  type;
@@ -1924,9 +1967,42 @@ static ngx_int_t
 ngx_esp_parse_form(ngx_http_request_t *r, ngx_esp_login_form_t *f,
     const char **reason)
 {
+    ngx_int_t  rc;
+
+    static ngx_esp_form_field_t  fields[] = {
+        { ngx_string("username"), offsetof(ngx_esp_login_form_t, username) },
+        { ngx_string("password"), offsetof(ngx_esp_login_form_t, password) },
+        { ngx_string("url"), offsetof(ngx_esp_login_form_t, url) },
+        { ngx_string("csrf"), offsetof(ngx_esp_login_form_t, csrf) },
+        { ngx_string("trusted"), offsetof(ngx_esp_login_form_t, trusted) },
+        { ngx_null_string, 0 }
+    };
+
+    rc = ngx_esp_form_fields(r, f, fields, reason);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (f->username.len > NGX_ESP_MAX_USER
+        || f->password.len > NGX_ESP_MAX_PASSWORD
+        || f->url.len > NGX_ESP_MAX_URL)
+    {
+        *reason = "a field is too long";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_esp_form_fields(ngx_http_request_t *r, void *f,
+    ngx_esp_form_field_t *fields, const char **reason)
+{
     u_char      *p, *last;
     ngx_int_t    rc;
     ngx_str_t    body, name, value, *field;
+    ngx_uint_t   i;
 
     rc = ngx_esp_http_body(r, NGX_ESP_MAX_LOGIN_BODY, 1, &body, reason);
     if (rc != NGX_OK) {
@@ -1938,7 +2014,16 @@ ngx_esp_parse_form(ngx_http_request_t *r, ngx_esp_login_form_t *f,
 
     while (ngx_esp_http_form_pair(&p, last, &name, &value)) {
 
-        field = ngx_esp_form_field(f, &name);
+        field = NULL;
+
+        for (i = 0; fields[i].name.len; i++) {
+            if (name.len == fields[i].name.len
+                && ngx_strncmp(name.data, fields[i].name.data, name.len) == 0)
+            {
+                field = (ngx_str_t *) ((u_char *) f + fields[i].offset);
+                break;
+            }
+        }
 
         if (field == NULL) {
             continue;
@@ -1965,46 +2050,7 @@ ngx_esp_parse_form(ngx_http_request_t *r, ngx_esp_login_form_t *f,
         }
     }
 
-    if (f->username.len > NGX_ESP_MAX_USER
-        || f->password.len > NGX_ESP_MAX_PASSWORD
-        || f->url.len > NGX_ESP_MAX_URL)
-    {
-        *reason = "a field is too long";
-        return NGX_HTTP_BAD_REQUEST;
-    }
-
     return NGX_OK;
-}
-
-
-/* where a field of the login form goes, NULL for one we do not know */
-
-static ngx_str_t *
-ngx_esp_form_field(ngx_esp_login_form_t *f, ngx_str_t *name)
-{
-    static struct {
-        ngx_str_t   name;
-        size_t      offset;
-    } fields[] = {
-        { ngx_string("username"), offsetof(ngx_esp_login_form_t, username) },
-        { ngx_string("password"), offsetof(ngx_esp_login_form_t, password) },
-        { ngx_string("url"), offsetof(ngx_esp_login_form_t, url) },
-        { ngx_string("csrf"), offsetof(ngx_esp_login_form_t, csrf) },
-        { ngx_string("trusted"), offsetof(ngx_esp_login_form_t, trusted) },
-        { ngx_null_string, 0 }
-    };
-
-    ngx_uint_t  i;
-
-    for (i = 0; fields[i].name.len; i++) {
-        if (name->len == fields[i].name.len
-            && ngx_strncmp(name->data, fields[i].name.data, name->len) == 0)
-        {
-            return (ngx_str_t *) ((u_char *) f + fields[i].offset);
-        }
-    }
-
-    return NULL;
 }
 
 
@@ -2042,7 +2088,7 @@ ngx_esp_valid_return_url(ngx_str_t *url)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_arg_url(ngx_http_request_t *r, ngx_str_t *url)
 {
     u_char              *dst, *src;
@@ -2192,7 +2238,7 @@ ngx_esp_form_escape(u_char *dst, ngx_str_t *src)
 
 /* German when the first of "en" and "de" the browser names is "de" */
 
-static ngx_uint_t
+ngx_uint_t
 ngx_esp_is_german(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
 {
     u_char      *p, *last;
@@ -2346,7 +2392,8 @@ ngx_esp_login_page(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         "lang", "title", "greeting", "action", "url", "csrf", "username",
         "message", "message_class", "public_private", "t_heading",
         "t_username", "t_username_hint", "t_password", "t_submit",
-        "t_footer", NULL
+        "t_footer", "password_url", "password_class", "t_change_password",
+        NULL
     };
 
     if (elcf->login_page.data) {

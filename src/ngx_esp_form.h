@@ -57,6 +57,62 @@ ngx_int_t ngx_esp_self_url(ngx_http_request_t *r, ngx_str_t *other,
     ngx_str_t *path, ngx_str_t *out);
 
 
+/*
+ * For the other pages of the form (src/ngx_esp_password.c): the same
+ * token, cookies, templates, redirects and login.
+ */
+
+#define NGX_ESP_CSRF_COOKIE     "esp_csrf"
+#define NGX_ESP_MAX_LOGIN_BODY  8192
+#define NGX_ESP_MAX_VARS        24
+
+typedef struct {
+    ngx_str_t                  name;
+    ngx_str_t                  value;
+    ngx_uint_t                 raw;          /* already HTML */
+} ngx_esp_var_t;
+
+/* "{{name}}" of "tpl" become the values, HTML-escaped unless raw */
+ngx_int_t ngx_esp_render(ngx_http_request_t *r, u_char *tpl, size_t len,
+    ngx_esp_var_t *vars, ngx_uint_t n, ngx_str_t *out);
+ngx_int_t ngx_esp_form_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body);
+ngx_int_t ngx_esp_continue_at(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_str_t *url, ngx_uint_t with_args);
+ngx_int_t ngx_esp_arg_url(ngx_http_request_t *r, ngx_str_t *url);
+ngx_int_t ngx_esp_csrf_token(ngx_http_request_t *r, ngx_str_t *token,
+    ngx_uint_t *fresh);
+ngx_uint_t ngx_esp_form_token_ok(ngx_http_request_t *r, ngx_str_t *csrf,
+    const char *what);
+ngx_uint_t ngx_esp_is_german(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf);
+void ngx_esp_form_body_handler(ngx_http_request_t *r);
+
+/*
+ * The form body's fields into the ngx_str_t members of "f" that "fields"
+ * names (a table ending in a null name): each at most once, decoded,
+ * strict UTF-8, wiped with the pool; unknown ones ignored.  NGX_OK, or
+ * the status to refuse the form with ("reason" says why).
+ */
+typedef struct {
+    ngx_str_t                  name;
+    size_t                     offset;
+} ngx_esp_form_field_t;
+
+ngx_int_t ngx_esp_form_fields(ngx_http_request_t *r, void *f,
+    ngx_esp_form_field_t *fields, const char **reason);
+
+/* the embedded templates of the other pages (src/ngx_esp_pages.h) */
+#define NGX_ESP_TEMPLATE_PASSWORD  0
+#define NGX_ESP_TEMPLATE_EXPIRY    1
+
+u_char *ngx_esp_form_template(ngx_uint_t which, size_t *len);
+
+/* a login decided in the return URL's place: the session, or the form */
+ngx_int_t ngx_esp_form_login_done(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
+
+
 /* the form's directives: conf is ngx_esp_loc_conf_t */
 char *ngx_esp_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_esp_login_page(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

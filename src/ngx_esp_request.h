@@ -18,6 +18,7 @@
 /* the module's reserved endpoints */
 #define NGX_ESP_LOGIN_PATH      "/_esp/login"
 #define NGX_ESP_LOGOUT_PATH     "/_esp/logout"
+#define NGX_ESP_PASSWORD_PATH   "/_esp/password"
 
 #define NGX_ESP_MAX_USER        256
 #define NGX_ESP_MAX_PASSWORD    256
@@ -85,6 +86,7 @@ struct ngx_esp_ctx_s {
 
     ngx_str_t                  user;         /* as the client gave it */
     ngx_str_t                  password;     /* wiped with the pool */
+    ngx_str_t                  new_password; /* a change's; wiped too */
     ngx_str_t                  return_url;   /* form login: where to go */
     ngx_str_t                  key;          /* lowercased logon name */
 
@@ -107,6 +109,7 @@ struct ngx_esp_ctx_s {
     unsigned                   use_cache:1;  /* Basic: the cache may answer */
     unsigned                   cached:1;     /* Basic: it did */
     unsigned                   de:1;         /* German pages */
+    unsigned                   change:1;     /* a password change */
 
     unsigned                   redirected:1; /* found again after an
                                                 internal redirect */
