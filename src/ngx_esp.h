@@ -95,6 +95,7 @@ struct ngx_esp_domain_s {
     ngx_str_t                  totp_attribute;
     ngx_array_t               *totp_keys;        /* ngx_esp_key_t */
     ngx_str_t                  totp_issuer;
+    ngx_array_t               *totp_attrs;       /* what a login reads */
 
     ngx_ssl_t                 *ssl;              /* set in init_module */
 

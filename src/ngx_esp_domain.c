@@ -73,7 +73,7 @@ static ngx_command_t  ngx_esp_domain_commands[] = {
       NULL },
 
     { ngx_string("totp_key_file"),
-      NGX_CONF_1MORE,
+      NGX_CONF_TAKE12,
       ngx_esp_totp_key_file,
       0,
       0,
@@ -257,6 +257,7 @@ ngx_esp_domain_get(ngx_conf_t *cf, ngx_str_t *name, ngx_uint_t create)
      *     d->netbios_domain = { 0, NULL };
      *     d->totp_attribute = { 0, NULL };
      *     d->totp_issuer = { 0, NULL };
+     *     d->totp_attrs = NULL;
      *     d->ssl = NULL;
      *     d->ldap = NULL;
      *     d->defined = 0;

@@ -27,21 +27,22 @@
  * NGX_ESP_MFA_AAD as additional data, and the plaintext
  *
  *     version (1) | method (1) | flags (1) | expires (8) | id (16)
- *     | groups (8) | csrf (16) | domain length (1) | domain
+ *     | login (16) | groups (8) | csrf (16) | domain length (1) | domain
  *     | user length (2) | user | url length (2) | url
  *     | password length (2) | password | state length (2) | state
  *
  * "csrf" is SHA-256 of the page's CSRF token, cut; "groups" fingerprints
  * the permitted groups the password was checked against; "password" is
- * sealed once more under esp_password_key, with the id as the session id
+ * sealed once more under esp_password_key, with "login" as the session id
  * (ngx_esp_session_seal_password()), and only there for server auth
- * basic or form.  The id passes the shared zone once.
+ * basic or form.  The id passes the shared zone once: every page of the
+ * second step has a new one; "login" stays from the password on.
  */
 
 #define NGX_ESP_MFA_VERSION       1
 #define NGX_ESP_MFA_ID_LEN        16
 #define NGX_ESP_MFA_CSRF_LEN      16
-#define NGX_ESP_MFA_FIXED_LEN     (3 + 8 + NGX_ESP_MFA_ID_LEN               \
+#define NGX_ESP_MFA_FIXED_LEN     (3 + 8 + 2 * NGX_ESP_MFA_ID_LEN           \
                                    + NGX_ESP_GROUPS_LEN + NGX_ESP_MFA_CSRF_LEN)
 #define NGX_ESP_MFA_MAX_PENDING   6144
 #define NGX_ESP_MFA_AAD           "ngx_exchange_esp mfa pending v1"
@@ -58,6 +59,7 @@ typedef struct {
     ngx_uint_t                 flags;
     time_t                     expires;
     u_char                     id[NGX_ESP_MFA_ID_LEN];
+    u_char                     login[NGX_ESP_MFA_ID_LEN];
     u_char                     groups[NGX_ESP_GROUPS_LEN];
     u_char                     csrf[NGX_ESP_MFA_CSRF_LEN];
     ngx_str_t                  domain;
@@ -253,7 +255,9 @@ ngx_esp_mfa_begin(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     p->user = ctx->lr.logon_name;
     p->url = ctx->return_url;
 
-    if (RAND_bytes(p->id, NGX_ESP_MFA_ID_LEN) != 1) {
+    if (RAND_bytes(p->id, NGX_ESP_MFA_ID_LEN) != 1
+        || RAND_bytes(p->login, NGX_ESP_MFA_ID_LEN) != 1)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -787,6 +791,17 @@ ngx_esp_mfa_cleanup(void *data)
 }
 
 
+ngx_array_t *
+ngx_esp_mfa_attrs(ngx_esp_loc_conf_t *elcf)
+{
+    ngx_esp_mfa_method_t  *m;
+
+    m = ngx_esp_mfa_methods[elcf->mfa];
+
+    return (m && m->attrs) ? m->attrs(elcf->domain) : NULL;
+}
+
+
 ngx_int_t
 ngx_esp_mfa_once(ngx_esp_mfa_req_t *mr, const char *label,
     ngx_str_t *fields, ngx_uint_t n, time_t expires)
@@ -1023,6 +1038,7 @@ ngx_esp_mfa_seal(ngx_http_request_t *r, ngx_esp_mfa_pending_t *p,
     }
 
     q = ngx_cpymem(q, p->id, NGX_ESP_MFA_ID_LEN);
+    q = ngx_cpymem(q, p->login, NGX_ESP_MFA_ID_LEN);
     q = ngx_cpymem(q, p->groups, NGX_ESP_GROUPS_LEN);
     q = ngx_cpymem(q, p->csrf, NGX_ESP_MFA_CSRF_LEN);
 
@@ -1136,6 +1152,8 @@ ngx_esp_mfa_open(ngx_http_request_t *r, ngx_str_t *in,
 
     ngx_memcpy(p->id, q, NGX_ESP_MFA_ID_LEN);
     q += NGX_ESP_MFA_ID_LEN;
+    ngx_memcpy(p->login, q, NGX_ESP_MFA_ID_LEN);
+    q += NGX_ESP_MFA_ID_LEN;
     ngx_memcpy(p->groups, q, NGX_ESP_GROUPS_LEN);
     q += NGX_ESP_GROUPS_LEN;
     ngx_memcpy(p->csrf, q, NGX_ESP_MFA_CSRF_LEN);
@@ -1200,7 +1218,7 @@ ngx_esp_mfa_csrf_hash(ngx_str_t *token, u_char *out)
 
 /*
  * The password in the pending state, sealed (seal) or opened again under
- * esp_password_key, as a session's is: the key of the pending login's id.
+ * esp_password_key, as a session's is: the key of the login's id.
  */
 
 static ngx_int_t
@@ -1215,7 +1233,7 @@ ngx_esp_mfa_password(ngx_http_request_t *r, ngx_esp_mfa_pending_t *p,
     emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
 
     ngx_memzero(&s, sizeof(ngx_esp_session_t));
-    ngx_memcpy(s.id, p->id, NGX_ESP_MFA_ID_LEN);
+    ngx_memcpy(s.id, p->login, NGX_ESP_MFA_ID_LEN);
     s.domain = p->domain;
     s.user = p->user;
 

@@ -33,7 +33,9 @@
  *    named in ngx_esp_mfa_methods[] in src/ngx_esp_mfa.c;
  * 2. its directives in the esp_sso_domain block (src/ngx_esp_domain.c)
  *    and its fields in ngx_esp_domain_t; "init", if set, checks them at
- *    configuration time for every domain a location uses the method with.
+ *    configuration time for every domain a location uses the method with;
+ *    "attrs", if set, names the attributes of the user's entry that the
+ *    login reads after the bind (mr->lr->values in start).
  *
  * A method is given an ngx_esp_mfa_req_t:
  *   - user: the logon name the directory accepted; key: the lowercased
@@ -135,6 +137,7 @@ typedef struct {
     ngx_esp_mfa_result_e     (*start)(ngx_esp_mfa_req_t *mr);
     ngx_esp_mfa_result_e     (*verify)(ngx_esp_mfa_req_t *mr);
     void                     (*abort)(ngx_esp_mfa_req_t *mr);
+    ngx_array_t             *(*attrs)(ngx_esp_domain_t *d);
 } ngx_esp_mfa_method_t;
 
 
@@ -164,6 +167,9 @@ ngx_int_t ngx_esp_mfa_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
  */
 ngx_int_t ngx_esp_mfa_once(ngx_esp_mfa_req_t *mr, const char *label,
     ngx_str_t *fields, ngx_uint_t n, time_t expires);
+
+/* what a login of the location reads from the user's entry, or NULL */
+ngx_array_t *ngx_esp_mfa_attrs(ngx_esp_loc_conf_t *elcf);
 
 /* configuration: checks per location after the merge */
 ngx_int_t ngx_esp_mfa_conf(ngx_conf_t *cf, ngx_esp_loc_conf_t *conf);

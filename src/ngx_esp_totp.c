@@ -66,6 +66,11 @@ static ngx_int_t ngx_esp_totp_aad(ngx_pool_t *pool, ngx_str_t *key,
 static ngx_int_t ngx_esp_totp_enrol(ngx_esp_mfa_req_t *mr);
 static ngx_int_t ngx_esp_totp_code(u_char *secret, size_t len,
     uint64_t step, u_char *code);
+static ngx_array_t *ngx_esp_totp_attrs(ngx_esp_domain_t *d);
+static void ngx_esp_totp_stored_handler(ngx_esp_ldap_req_t *lr);
+static ngx_esp_mfa_result_e ngx_esp_totp_stored_result(
+    ngx_esp_mfa_req_t *mr, ngx_esp_ldap_req_t *lr);
+static void ngx_esp_totp_abort(ngx_esp_mfa_req_t *mr);
 
 
 ngx_esp_mfa_method_t  ngx_esp_totp_method = {
@@ -73,7 +78,8 @@ ngx_esp_mfa_method_t  ngx_esp_totp_method = {
     ngx_esp_totp_init,
     ngx_esp_totp_start,
     ngx_esp_totp_verify,
-    NULL
+    ngx_esp_totp_abort,
+    ngx_esp_totp_attrs
 };
 
 
@@ -593,12 +599,36 @@ static ngx_int_t
 ngx_esp_totp_init(ngx_conf_t *cf, ngx_esp_domain_t *d,
     ngx_esp_loc_conf_t *elcf)
 {
+    ngx_str_t  *a;
+
     if (d->totp_attribute.len == 0 || d->totp_keys == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"esp_mfa totp\" needs \"totp_attribute\" and "
                            "\"totp_key_file\" in esp_sso_domain \"%V\"",
                            &d->name);
         return NGX_ERROR;
+    }
+
+    if (d->base_dn.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"esp_mfa totp\" needs \"ldap_base_dn\" in "
+                           "esp_sso_domain \"%V\": the secret is read from "
+                           "the user's entry", &d->name);
+        return NGX_ERROR;
+    }
+
+    if (d->totp_attrs == NULL) {
+        d->totp_attrs = ngx_array_create(cf->pool, 1, sizeof(ngx_str_t));
+        if (d->totp_attrs == NULL) {
+            return NGX_ERROR;
+        }
+
+        a = ngx_array_push(d->totp_attrs);
+        if (a == NULL) {
+            return NGX_ERROR;
+        }
+
+        *a = d->totp_attribute;
     }
 
     if (elcf->mfa_enroll && d->bind_dn.len == 0) {
@@ -626,24 +656,182 @@ ngx_esp_totp_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 /*
  * The directory's side: the attribute is read after the bind, and
- * written by the service account (src/ngx_esp_ldap.c).
+ * written by the service account (src/ngx_esp_ldap.c).  An entry that
+ * could not be read is an error, never "no secret": an enrolment then
+ * would let whoever has the password set up a factor of their own.
  */
 
 ngx_int_t
 ngx_esp_totp_stored(ngx_esp_mfa_req_t *mr, ngx_str_t *value)
 {
-    /* TODO(ldapx): the attribute read after the bind */
+    ngx_str_t            *v;
+    ngx_uint_t            i;
+    ngx_esp_ldap_attr_t  *a;
+
+    if (mr->lr == NULL || mr->lr->values == NULL) {
+        ngx_log_error(NGX_LOG_ERR, mr->log, 0,
+                      "esp: second factor: the entry of user \"%V\" was not "
+                      "read (is \"%V\" readable by the service account?)",
+                      ngx_esp_log_escape(mr->pool, &mr->user),
+                      &mr->domain->totp_attribute);
+        return NGX_ERROR;
+    }
+
+    a = mr->lr->values->elts;
+
+    for (i = 0; i < mr->lr->values->nelts; i++) {
+
+        if (a[i].name.len != mr->domain->totp_attribute.len
+            || ngx_strncasecmp(a[i].name.data,
+                               mr->domain->totp_attribute.data,
+                               a[i].name.len) != 0)
+        {
+            continue;
+        }
+
+        if (a[i].values == NULL || a[i].values->nelts == 0) {
+            return NGX_DECLINED;
+        }
+
+        v = a[i].values->elts;
+
+        if (v[0].len == 0) {
+            return NGX_DECLINED;
+        }
+
+        *value = v[0];
+        return NGX_OK;
+    }
+
     return NGX_DECLINED;
 }
 
 
+/* the attributes a login reads for the method */
+
+static ngx_array_t *
+ngx_esp_totp_attrs(ngx_esp_domain_t *d)
+{
+    return d->totp_attrs;
+}
+
+
+/*
+ * The user confirmed a new secret with a good code: the service account
+ * writes it, sealed (replace), and the login waits for the directory.
+ */
+
 ngx_esp_mfa_result_e
 ngx_esp_totp_store(ngx_esp_mfa_req_t *mr)
 {
-    /* TODO(ldapx): the modify that writes the sealed secret */
+    ngx_str_t              secret, *v;
+    ngx_esp_ldap_req_t    *lr;
+    ngx_esp_ldap_change_t *ch;
+
+    secret.data = mr->state.data + 1;
+    secret.len = mr->state.len - 1;
+
+    lr = ngx_pcalloc(mr->pool, sizeof(ngx_esp_ldap_req_t));
+    if (lr == NULL) {
+        return NGX_ESP_MFA_ERROR;
+    }
+
+    lr->changes = ngx_array_create(mr->pool, 1,
+                                   sizeof(ngx_esp_ldap_change_t));
+    if (lr->changes == NULL) {
+        return NGX_ESP_MFA_ERROR;
+    }
+
+    ch = ngx_array_push(lr->changes);
+    if (ch == NULL) {
+        return NGX_ESP_MFA_ERROR;
+    }
+
+    ch->op = NGX_ESP_LDAP_MOD_REPLACE;
+    ch->attr = mr->domain->totp_attribute;
+    ch->values = ngx_array_create(mr->pool, 1, sizeof(ngx_str_t));
+    if (ch->values == NULL) {
+        return NGX_ESP_MFA_ERROR;
+    }
+
+    v = ngx_array_push(ch->values);
+    if (v == NULL) {
+        return NGX_ESP_MFA_ERROR;
+    }
+
+    if (ngx_esp_totp_seal(mr->pool, mr->domain, &mr->key, &secret, v)
+        != NGX_OK)
+    {
+        return NGX_ESP_MFA_ERROR;
+    }
+
+    lr->domain = mr->domain;
+    lr->user = mr->user;
+    lr->service = 1;
+    lr->handler = ngx_esp_totp_stored_handler;
+    lr->data = mr;
+    lr->log = mr->log;
+    lr->pool = mr->pool;
+
+    mr->data = lr;
+
+    switch (ngx_esp_ldap_modify(lr)) {
+
+    case NGX_AGAIN:
+        return NGX_ESP_MFA_WAIT;
+
+    case NGX_OK:
+        return ngx_esp_totp_stored_result(mr, lr);
+
+    default:
+        mr->data = NULL;
+        return NGX_ESP_MFA_ERROR;
+    }
+}
+
+
+static void
+ngx_esp_totp_stored_handler(ngx_esp_ldap_req_t *lr)
+{
+    ngx_esp_mfa_req_t  *mr = lr->data;
+
+    mr->result = ngx_esp_totp_stored_result(mr, lr);
+    mr->data = NULL;
+    mr->done(mr);
+}
+
+
+static ngx_esp_mfa_result_e
+ngx_esp_totp_stored_result(ngx_esp_mfa_req_t *mr, ngx_esp_ldap_req_t *lr)
+{
+    if (lr->result == NGX_ESP_AUTH_OK && lr->ldap_code == 0) {
+        ngx_log_error(NGX_LOG_NOTICE, mr->log, 0,
+                      "esp: user \"%V\" enrolled a TOTP secret (%V written "
+                      "on %V)", ngx_esp_log_escape(mr->pool, &mr->user),
+                      &mr->domain->totp_attribute, &lr->dc);
+        return NGX_ESP_MFA_ACCEPT;
+    }
+
     ngx_log_error(NGX_LOG_ERR, mr->log, 0,
-                  "esp: enrolment of user \"%V\" not finished: this build "
-                  "cannot write totp_attribute",
-                  ngx_esp_log_escape(mr->pool, &mr->user));
+                  "esp: enrolment of user \"%V\" failed: writing %V: %s, "
+                  "LDAP result %i \"%V\" (may the service account write "
+                  "it? see README)",
+                  ngx_esp_log_escape(mr->pool, &mr->user),
+                  &mr->domain->totp_attribute,
+                  ngx_esp_auth_result_name(lr->result), lr->ldap_code,
+                  ngx_esp_log_escape(mr->pool, &lr->diag));
+
     return NGX_ESP_MFA_ERROR;
+}
+
+
+/* the request went away while the directory was writing */
+
+static void
+ngx_esp_totp_abort(ngx_esp_mfa_req_t *mr)
+{
+    if (mr->data) {
+        (void) ngx_esp_ldap_abort(mr->data, NULL, NULL);
+        mr->data = NULL;
+    }
 }
