@@ -114,6 +114,8 @@ typedef struct {
 } ngx_esp_mfa_text_t;
 
 
+static ngx_int_t ngx_esp_mfa_ready(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_mfa_ctx_t *mctx);
 static ngx_int_t ngx_esp_mfa_check(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx, ngx_esp_mfa_ctx_t *mctx);
 static ngx_int_t ngx_esp_mfa_outcome(ngx_http_request_t *r,
@@ -219,7 +221,6 @@ ngx_esp_mfa_begin(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     u_char                 groups[NGX_ESP_GROUPS_LEN];
     ngx_str_t              token;
     ngx_esp_mfa_ctx_t     *mctx;
-    ngx_pool_cleanup_t    *cln;
     ngx_esp_mfa_pending_t *p;
 
     if (elcf->mfa == NGX_ESP_MFA_OFF) {
@@ -234,15 +235,6 @@ ngx_esp_mfa_begin(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cln->handler = ngx_esp_mfa_cleanup;
-    cln->data = mctx;
-
-    mctx->method = ngx_esp_mfa_methods[elcf->mfa];
     mctx->start = 1;
 
     p = &mctx->pending;
@@ -281,16 +273,13 @@ ngx_esp_mfa_begin(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         }
     }
 
-    mctx->mr.request = r;
-    mctx->mr.elcf = elcf;
-    mctx->mr.domain = elcf->domain;
-    mctx->mr.user = p->user;
+    if (ngx_esp_mfa_ready(r, elcf, mctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     mctx->mr.key = ctx->key;
     mctx->mr.password = ctx->password;
     mctx->mr.lr = &ctx->lr;
-    mctx->mr.pool = r->pool;
-    mctx->mr.log = r->connection->log;
-    mctx->mr.done = ngx_esp_mfa_done;
 
     ctx->mfa = mctx;
 
@@ -480,7 +469,6 @@ ngx_esp_mfa_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     u_char                 groups[NGX_ESP_GROUPS_LEN];
     ngx_int_t              rc;
     ngx_esp_mfa_ctx_t     *mctx;
-    ngx_pool_cleanup_t    *cln;
     ngx_esp_mfa_pending_t *p;
 
     mctx = ctx->mfa;
@@ -542,21 +530,40 @@ ngx_esp_mfa_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (ngx_esp_mfa_ready(r, elcf, mctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_esp_mfa_check(r, elcf, ctx, mctx);
+}
+
+
+/* the method's request, in this location, and its end with the request */
+
+static ngx_int_t
+ngx_esp_mfa_ready(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_mfa_ctx_t *mctx)
+{
+    ngx_pool_cleanup_t  *cln;
+
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     cln->handler = ngx_esp_mfa_cleanup;
     cln->data = mctx;
 
-    mctx->method = ngx_esp_mfa_methods[p->method];
+    mctx->method = ngx_esp_mfa_methods[mctx->pending.method];
+    mctx->mr.request = r;
     mctx->mr.elcf = elcf;
     mctx->mr.domain = elcf->domain;
-    mctx->mr.user = p->user;
+    mctx->mr.user = mctx->pending.user;
+    mctx->mr.pool = r->pool;
+    mctx->mr.log = r->connection->log;
     mctx->mr.done = ngx_esp_mfa_done;
 
-    return ngx_esp_mfa_check(r, elcf, ctx, mctx);
+    return NGX_OK;
 }
 
 

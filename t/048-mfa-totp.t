@@ -20,7 +20,7 @@ use warnings;
 use lib 't/lib';
 use EspTest;
 use EspTest::Flow;
-use Digest::SHA qw(hmac_sha1);
+use EspTest::Mfa;
 use HTTP::Request::Common qw(GET POST);
 
 if (!ad_present() || !exchange_present() || !$ENV{ESP_MODULE}) {
@@ -29,31 +29,13 @@ if (!ad_present() || !exchange_present() || !$ENV{ESP_MODULE}) {
 
 our $RUN = $ENV{ESP_RUN} || '/tmp/esp-run';
 my $ROOT = $ENV{ESP_ROOT} || '.';
-my $SMB = "$RUN/ad/dc1/etc/smb.conf";
 my $ATTR = 'carLicense';
-my $TOTP_KEY = "$RUN/keys/totp.key";
+my $TOTP_KEY = totp_key_file();
 my $MAX = 5;
 
-{
-    my $umask = umask 077;
-    if (!-s $TOTP_KEY) {
-        open my $r, '<:raw', '/dev/urandom' or die $!;
-        read($r, my $b, 32) == 32 or die 'urandom';
-        EspTest::spurt($TOTP_KEY, unpack('H*', $b) . "\n");
-    }
-    umask $umask;
-    chmod 0644, $TOTP_KEY;
-}
 
 # ---------------------------------------------------------------- helpers
 
-sub ad_user {
-    my (@args) = @_;
-    my $out = `/usr/bin/python3 $ROOT/t/fixtures/ad/mfa-user.py $SMB @args 2>&1`;
-    die "mfa-user.py @args[0,1]: $out" if $?;
-    chomp $out;
-    return $out;
-}
 
 sub seal {
     my ($user, $secret) = @_;
@@ -62,15 +44,7 @@ sub seal {
     return $v;
 }
 
-sub totp {
-    my ($secret, $step) = @_;
-    my $mac = hmac_sha1(pack('NN', int($step / 2**32), $step % 2**32), $secret);
-    my $off = ord(substr($mac, -1)) & 0x0f;
-    my $bin = unpack('N', substr($mac, $off, 4)) & 0x7fffffff;
-    return sprintf('%06d', $bin % 1000000);
-}
 
-sub step { return int(time() / 30) }
 
 # a step with room on both sides: not within 3 s of its end
 sub fresh_step {
@@ -78,26 +52,12 @@ sub fresh_step {
     return step();
 }
 
-my %PW;
-my %SECRET;
 my @USERS = qw(mfa-a mfa-b mfa-c mfa-t mfa-lock mfa-sso mfa-none mfa-x);
-
-for my $u (@USERS) {
-    $PW{$u} = 'Mfa-' . unpack('H*', join '', map { chr int rand 256 } 1 .. 8) . '-1!';
-    EspTest::add_secret($PW{$u});
-    ad_user(create => $u, $PW{$u});
-    $SECRET{$u} = join '', map { chr int rand 256 } 1 .. 20;
-}
-
-END {
-    # the DCs are shared: no user of ours stays behind
-    if (ad_present()) {
-        system('/usr/bin/python3', "$ROOT/t/fixtures/ad/mfa-user.py", $SMB, 'delete', $_) for @USERS;
-    }
-}
+my %PW = mfa_users(@USERS);
+my %SECRET = map { ($_ => join '', map { chr int rand 256 } 1 .. 20) } @USERS;
 
 for my $u (qw(mfa-a mfa-b mfa-lock mfa-sso mfa-x)) {
-    ad_user(set => $u, $ATTR, seal($u, $SECRET{$u}));
+    mfa_ad(set => $u, $ATTR, seal($u, $SECRET{$u}));
 }
 
 # tampered: one byte of the ciphertext flipped
@@ -105,11 +65,11 @@ for my $u (qw(mfa-a mfa-b mfa-lock mfa-sso mfa-x)) {
     my $v = seal('mfa-t', $SECRET{'mfa-t'});
     my $raw = MIME::Base64::decode_base64(substr($v, 5));
     substr($raw, 20, 1) = chr(ord(substr($raw, 20, 1)) ^ 1);
-    ad_user(set => 'mfa-t', $ATTR, 'esp1:' . MIME::Base64::encode_base64($raw, ''));
+    mfa_ad(set => 'mfa-t', $ATTR, 'esp1:' . MIME::Base64::encode_base64($raw, ''));
 }
 
 # copied: mfa-b's sealed secret on mfa-c's entry
-ad_user(set => 'mfa-c', $ATTR, ad_user(get => 'mfa-b', $ATTR));
+mfa_ad(set => 'mfa-c', $ATTR, mfa_ad(get => 'mfa-b', $ATTR));
 
 use MIME::Base64 ();
 
