@@ -302,8 +302,9 @@ ngx_esp_mfa_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     u_char               *pos, *last;
     u_char                csrf[NGX_ESP_MFA_CSRF_LEN];
     ngx_int_t             rc;
-    ngx_str_t             body, name, value, *field, url;
+    ngx_str_t             body, name, value, url, raw[3], dec[3];
     ngx_str_t             pending, code, token, ids;
+    ngx_uint_t            i, twice;
     const char           *reason;
     ngx_esp_mfa_ctx_t    *mctx;
 
@@ -316,9 +317,10 @@ ngx_esp_mfa_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_str_null(&pending);
-    ngx_str_null(&code);
-    ngx_str_null(&token);
+    ngx_str_null(&raw[0]);
+    ngx_str_null(&raw[1]);
+    ngx_str_null(&raw[2]);
+    twice = 0;
 
     pos = body.data;
     last = pos + body.len;
@@ -326,30 +328,45 @@ ngx_esp_mfa_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     while (ngx_esp_http_form_pair(&pos, last, &name, &value)) {
 
         if (name.len == 3 && ngx_strncmp(name.data, "mfa", 3) == 0) {
-            field = &pending;
+            i = 0;
 
         } else if (name.len == 4 && ngx_strncmp(name.data, "code", 4) == 0) {
-            field = &code;
+            i = 1;
 
         } else if (name.len == 4 && ngx_strncmp(name.data, "csrf", 4) == 0) {
-            field = &token;
+            i = 2;
 
         } else {
             continue;
-        }
-
-        if (field->data) {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "esp: second factor refused: a field appears "
-                          "twice");
-            return NGX_HTTP_BAD_REQUEST;
         }
 
         if (value.data == NULL) {
             value.data = name.data + name.len;
         }
 
-        rc = ngx_esp_http_form_decode(r->pool, &value, field, 1, &reason);
+        twice |= (raw[i].data != NULL);
+        raw[i] = value;
+    }
+
+    if (raw[0].data == NULL) {
+        /* a login form: its own parser judges it */
+        return NGX_DECLINED;
+    }
+
+    if (twice) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "esp: second factor refused: a field appears twice");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    for (i = 0; i < 3; i++) {
+
+        if (raw[i].data == NULL) {
+            /* a field not sent is empty */
+            ngx_str_set(&raw[i], "");
+        }
+
+        rc = ngx_esp_http_form_decode(r->pool, &raw[i], &dec[i], 1, &reason);
 
         if (rc == NGX_ERROR) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -362,10 +379,9 @@ ngx_esp_mfa_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         }
     }
 
-    if (pending.data == NULL) {
-        /* a login form */
-        return NGX_DECLINED;
-    }
+    pending = dec[0];
+    code = dec[1];
+    token = dec[2];
 
     /* the buffers it came from are wiped too */
 
