@@ -95,6 +95,11 @@ location /ecp/ {
     esp_server_auth none;
     proxy_pass https://exchange;
 }
+location /basic/ {
+    esp_client_auth form;
+    esp_server_auth basic;
+    proxy_pass https://exchange;
+}
 location /short/ {
     esp_client_auth form;
     esp_mfa_timeout 2s;
@@ -379,6 +384,22 @@ for my $case (['mfa-t', 'tampered'], ['mfa-c', 'copied from another user']) {
 }
 
 use URI::Escape ();
+
+# -------------------------------- esp_server_auth basic: the password kept
+
+{
+    my $ua = ua();
+    my $res = password_step($ua, '/basic/', 'mfa-sso');
+    is_code_page($res, 'server auth basic');
+    $res = code_step($ua, $res, totp($SECRET{'mfa-sso'}, step() - 1));
+    is($res->code, 302, 'server auth basic: the code passes');
+    ok(session_of($ua), 'server auth basic: the session');
+    $res = $ua->get(url('/basic/'));
+    my @e = backend_entries_for($res);
+    my ($auth) = map { $_->[1] } grep { lc($_->[0]) eq 'authorization' } @{ $e[0] ? $e[0]{headers} : [] };
+    ok(defined $auth && $auth eq basic_auth('mfa-sso@contoso.local', $PW{'mfa-sso'}),
+       'server auth basic: Exchange gets the user\'s Basic, the password from the pending login');
+}
 
 # --------------------------------------------------- nginx -t: Basic warns
 
