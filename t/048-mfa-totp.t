@@ -22,6 +22,7 @@ use EspTest;
 use EspTest::Flow;
 use EspTest::Mfa;
 use HTTP::Request::Common qw(GET POST);
+use POSIX ();
 
 if (!ad_present() || !exchange_present() || !$ENV{ESP_MODULE}) {
     Test::More::plan(skip_all => 'needs the AD fixture, the stand-in Exchange and the module');
@@ -308,6 +309,41 @@ for my $case (['mfa-t', 'tampered'], ['mfa-c', 'copied from another user']) {
     $res = password_step($ua4, '/nomfa/', 'mfa-b');
     is($res->code, 302, 'esp_mfa off: the password alone');
     ok(session_of($ua4), 'esp_mfa off: a session');
+}
+
+# ----------------------------------------- German; the same pending twice at once
+
+{
+    my $ua = ua();
+    $ua->default_header('Accept-Language' => 'de-DE,de;q=0.9,en;q=0.5');
+    my $res = password_step($ua, '/ecp/', 'mfa-x');
+    like($res->decoded_content, qr{<html lang="de">}, 'German: the code page in German');
+    like($res->decoded_content, qr{<h1>Identit\x{e4}t best\x{e4}tigen</h1>}, 'German: its heading');
+    $res = code_step($ua, $res, 'x');
+    like($res->decoded_content, qr/Der Code ist nicht g\x{fc}ltig/, 'German: a wrong code');
+
+    # two posts of one pending login with a right code, at the same time:
+    # the shared zone lets one through
+    my $ua2 = ua();
+    $res = password_step($ua2, '/ecp/', 'mfa-x');
+    my $req = POST(url('/_esp/login'), Origin => url(''),
+                   Content => [mfa => pending_of($res), code => totp($SECRET{'mfa-x'}, step()),
+                               csrf => cookies($ua2)->{esp_csrf}]);
+    my @kids;
+    for my $i (1 .. 2) {
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            my $r = $ua2->request($req->clone);
+            POSIX::_exit($r->code == 302 && ($r->header('Set-Cookie') // '') =~ /esp_session=/ ? 0 : 1);
+        }
+        push @kids, $pid;
+    }
+    my $sessions = 0;
+    for my $pid (@kids) {
+        waitpid $pid, 0;
+        $sessions++ if $? == 0;
+    }
+    is($sessions, 1, 'the same pending login twice at once: one session, not two');
 }
 
 # ------------------------------------------------------------ bad input
