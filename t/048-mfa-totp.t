@@ -22,6 +22,7 @@ use EspTest;
 use EspTest::Flow;
 use EspTest::Mfa;
 use HTTP::Request::Common qw(GET POST);
+use File::Temp ();
 use POSIX ();
 
 if (!ad_present() || !exchange_present() || !$ENV{ESP_MODULE}) {
@@ -118,7 +119,26 @@ location /Microsoft-Server-ActiveSync {
 }
 CONF
 
-ok(nginx_start({ http_config => $HTTP, config => $SERVER }), 'nginx starts with esp_mfa totp')
+# a server with HTTP/2 (nginx 1.22: "listen ... http2"; later ones warn, and take it)
+$ENV{TEST_NGINX_H2_PORT} = (EspTest::free_ports(1))[0];
+my $H2_SERVER = <<'CONF';
+server {
+    listen 127.0.0.1:$TEST_NGINX_H2_PORT ssl http2;
+    ssl_certificate $ESP_RUN/pki/front.pem;
+    ssl_certificate_key $ESP_RUN/pki/front.key;
+    server_name mail.contoso.com;
+    esp contoso;
+    esp_allowed_hosts mail.contoso.com;
+    esp_mfa totp;
+    location /ecp/ {
+        esp_client_auth form;
+        proxy_pass https://exchange;
+    }
+}
+CONF
+
+ok(nginx_start({ http_config => $HTTP, config => $SERVER, server_config => $H2_SERVER }),
+   'nginx starts with esp_mfa totp')
     or Test::More::BAIL_OUT('nginx: ' . nginx_error());
 
 # the password step: the code page (or whatever came instead)
@@ -344,6 +364,29 @@ for my $case (['mfa-t', 'tampered'], ['mfa-c', 'copied from another user']) {
         $sessions++ if $? == 0;
     }
     is($sessions, 1, 'the same pending login twice at once: one session, not two');
+}
+
+# ------------------------------------------------- the code over HTTP/2
+
+SKIP: {
+    skip 'no curl with HTTP/2', 3 unless `curl -V 2>/dev/null` =~ /HTTP2/;
+    my $port = $ENV{TEST_NGINX_H2_PORT};
+    my $ua = ua();
+    my $h2url = "https://mail.contoso.com:$port";
+    my $res = $ua->get("$h2url/ecp/");
+    ($res) = follow($ua, $res);
+    $res = submit_form($ua, $res, username => 'mfa-sso@contoso.local', password => $PW{'mfa-sso'});
+    is_code_page($res, 'HTTP/2');
+    my $dir = File::Temp::tempdir(CLEANUP => 1);
+    EspTest::spurt("$dir/body", 'mfa=' . URI::Escape::uri_escape(pending_of($res))
+                   . '&code=' . totp($SECRET{'mfa-sso'}, step() + 1)
+                   . '&csrf=' . cookies($ua)->{esp_csrf});
+    my $out = `curl -s --http2 --cacert $ENV{ESP_CA} --resolve mail.contoso.com:$port:127.0.0.1 \\
+        -H 'Cookie: esp_csrf=@{[ cookies($ua)->{esp_csrf} ]}' -H 'Origin: $h2url' \\
+        -H 'Content-Type: application/x-www-form-urlencoded' --data-binary \@$dir/body \\
+        -D $dir/headers -o /dev/null -w '%{http_code} %{http_version}' $h2url/_esp/login 2>&1`;
+    is($out, '302 2', 'HTTP/2: the code passes, over HTTP/2');
+    like(EspTest::slurp("$dir/headers"), qr/^set-cookie: esp_session=/mi, 'HTTP/2: the session cookie');
 }
 
 # ------------------------------------------------------------ bad input
