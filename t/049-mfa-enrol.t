@@ -214,6 +214,30 @@ my $SECRET;
     is($res->code, 405, 'mfa_reset by GET: 405');
 }
 
+# ------------- the client goes while the directory writes (a paused DC)
+
+{
+    my $AD_SH = "$ROOT/t/fixtures/ad.sh";
+    my $ua = ua();
+    my $res = password_step($ua, '/ecp/', 'mfa-e3');
+    my $key = key_of($res);
+    ok($key, 'client gone: the enrolment page');
+    error_log_mark();
+    system("$AD_SH pause dc1 >/dev/null 2>&1") == 0 or diag('ad.sh pause dc1 failed');
+    $ua->timeout(1);
+    # a code not used yet (the refused write above used this step's)
+    my $r2 = submit_form($ua, $res, code => totp(base32_decode($key // 'A'), step() + 1));
+    system("$AD_SH resume dc1 >/dev/null 2>&1") == 0 or diag('ad.sh resume dc1 failed');
+    like(error_log_since_mark(), qr/esp ldap: modify for "mfa-e3\@contoso\.local"/,
+         'client gone: the write was under way when the client went');
+    isnt($r2->code, 302, 'client gone: it got no session');
+    sleep 2;
+    my $log = error_log_since_mark();
+    unlike($log, qr/\[(?:alert|crit|emerg)\]|exited on signal/, 'client gone: no alert, no crash');
+    my $r3 = ua()->get(url('/ecp/'));
+    is($r3->code, 302, 'client gone: nginx still answers');
+}
+
 # ------------------------------------------------------ in a real browser
 
 SKIP: {
