@@ -18,7 +18,6 @@
 /* the module's reserved endpoints */
 #define NGX_ESP_LOGIN_PATH      "/_esp/login"
 #define NGX_ESP_LOGOUT_PATH     "/_esp/logout"
-#define NGX_ESP_MFA_PATH        "/_esp/mfa"
 
 #define NGX_ESP_MAX_USER        256
 #define NGX_ESP_MAX_PASSWORD    256
