@@ -18,6 +18,7 @@
 #include "ngx_esp_log.h"
 #include "ngx_esp_match.h"
 #include "ngx_esp_password.h"
+#include "ngx_esp_mfa.h"
 #include "ngx_esp_refusal.h"
 #include "ngx_esp_shm.h"
 #include "ngx_esp_pages.h"
@@ -340,6 +341,13 @@ ngx_esp_login_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     const char            *reason;
     ngx_esp_login_form_t   f;
 
+    /* the second factor's page posts here too */
+
+    rc = ngx_esp_mfa_post(r, elcf, ctx);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     ngx_memzero(&f, sizeof(ngx_esp_login_form_t));
 
     rc = ngx_esp_parse_form(r, &f, &reason);
@@ -588,6 +596,10 @@ ngx_esp_form_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
             return ngx_esp_password_start(r, elcf, ctx);
         }
 
+        if (ctx->mfa) {
+            return ngx_esp_mfa_access(r, elcf, ctx);
+        }
+
         if (ngx_esp_password_expiry_ask(r, elcf, ctx) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -694,62 +706,20 @@ ngx_int_t
 ngx_esp_form_login_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx)
 {
-    ngx_int_t             rc;
-    ngx_str_t             url;
-    ngx_esp_text_e        msg;
-    ngx_esp_main_conf_t  *emcf;
+    ngx_int_t        rc;
+    ngx_str_t        url;
+    ngx_esp_text_e   msg;
 
     switch (ngx_esp_refusal_shown(elcf, ctx->result)) {
 
     case NGX_ESP_AUTH_OK:
 
-        ngx_memzero(&ctx->session, sizeof(ngx_esp_session_t));
-
-        if (RAND_bytes(ctx->session.id, NGX_ESP_SESSION_ID_LEN) != 1) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ctx->session.issued = ngx_time();
-        ctx->session.last_seen = ctx->session.issued;
-        ctx->session.flags = ctx->private ? NGX_ESP_SESSION_PRIVATE : 0;
-        ctx->session.domain = elcf->domain->name;
-        ctx->session.user = ctx->lr.logon_name;
-
-        if (ngx_esp_groups_fingerprint(r, elcf->permitted_groups,
-                                       ctx->session.groups)
-            != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (elcf->server_auth == NGX_ESP_SERVER_BASIC) {
-            emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
-
-            if (ngx_esp_session_seal_password(r->pool, emcf->password_keys,
-                                              &ctx->session, &ctx->password)
-                != NGX_OK)
-            {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-        }
-
-        ctx->has_session = 1;
-        ctx->authenticated = 1;
-
-        if (ngx_esp_issue_cookie(r, elcf, ctx) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (elcf->server_auth == NGX_ESP_SERVER_FORM) {
-            return ngx_esp_handoff(r, elcf, ctx);
-        }
-
-        rc = ngx_esp_password_expiry_page(r, elcf, ctx);
+        rc = ngx_esp_mfa_begin(r, elcf, ctx);
         if (rc != NGX_DECLINED) {
             return rc;
         }
 
-        return ngx_esp_redirect(r, &ctx->return_url);
+        return ngx_esp_form_session_start(r, elcf, ctx);
 
     case NGX_ESP_AUTH_PASSWORD_EXPIRED:
     case NGX_ESP_AUTH_MUST_CHANGE:
@@ -813,6 +783,68 @@ ngx_esp_form_login_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
                              msg == NGX_ESP_MSG_UNAVAILABLE
                              ? NGX_HTTP_SERVICE_UNAVAILABLE : NGX_HTTP_OK,
                              msg, &ctx->return_url, &ctx->user);
+}
+
+
+/*
+ * Every factor passed (the password, and the second one if asked): the
+ * session is issued, and the login goes on to Exchange or its return URL.
+ */
+
+ngx_int_t
+ngx_esp_form_session_start(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx)
+{
+    ngx_int_t             rc;
+    ngx_esp_main_conf_t  *emcf;
+
+    ngx_memzero(&ctx->session, sizeof(ngx_esp_session_t));
+
+    if (RAND_bytes(ctx->session.id, NGX_ESP_SESSION_ID_LEN) != 1) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->session.issued = ngx_time();
+    ctx->session.last_seen = ctx->session.issued;
+    ctx->session.flags = ctx->private ? NGX_ESP_SESSION_PRIVATE : 0;
+    ctx->session.domain = elcf->domain->name;
+    ctx->session.user = ctx->lr.logon_name;
+
+    if (ngx_esp_groups_fingerprint(r, elcf->permitted_groups,
+                                   ctx->session.groups)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (elcf->server_auth == NGX_ESP_SERVER_BASIC) {
+        emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
+
+        if (ngx_esp_session_seal_password(r->pool, emcf->password_keys,
+                                          &ctx->session, &ctx->password)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    ctx->has_session = 1;
+    ctx->authenticated = 1;
+
+    if (ngx_esp_issue_cookie(r, elcf, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (elcf->server_auth == NGX_ESP_SERVER_FORM) {
+        return ngx_esp_handoff(r, elcf, ctx);
+    }
+
+    rc = ngx_esp_password_expiry_page(r, elcf, ctx);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    return ngx_esp_redirect(r, &ctx->return_url);
 }
 
 
@@ -1624,6 +1656,46 @@ ngx_esp_csrf_token(ngx_http_request_t *r, ngx_str_t *token,
 }
 
 
+/*
+ * The token of a page with a form: the browser's double-submit cookie,
+ * or a new one that the page's answer sets (the second factor's page
+ * posts to /_esp/login too).
+ */
+
+ngx_int_t
+ngx_esp_form_csrf(ngx_http_request_t *r, ngx_esp_ctx_t *ctx,
+    ngx_str_t *token)
+{
+    ngx_uint_t  fresh;
+
+    if (ngx_esp_csrf_token(r, token, &fresh) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (fresh
+        && ngx_esp_add_cookie(r, ctx, &ngx_esp_csrf_name, token,
+                              NGX_ESP_LOGIN_PATH, -1,
+                              NGX_ESP_SAMESITE_STRICT)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* a login that must start again: the form, "this form has expired" */
+
+ngx_int_t
+ngx_esp_form_again(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx, ngx_str_t *url)
+{
+    return ngx_esp_show_form(r, elcf, ctx, NGX_ESP_MSG_FORM_EXPIRED, url,
+                             NULL);
+}
+
+
 static ngx_int_t
 ngx_esp_form_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx, ngx_uint_t status, ngx_esp_text_e msg,
@@ -1633,20 +1705,12 @@ ngx_esp_form_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     size_t          len;
     ngx_str_t       token, body, pp, hint, empty = ngx_null_string;
     ngx_str_t       pw_url, pw_text, pw_class;
-    ngx_uint_t      n, fresh;
+    ngx_uint_t      n;
     ngx_esp_var_t   vars[NGX_ESP_MAX_VARS];
 
     ctx->de = ngx_esp_is_german(r, elcf);
 
-    if (ngx_esp_csrf_token(r, &token, &fresh) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (fresh
-        && ngx_esp_add_cookie(r, ctx, &ngx_esp_csrf_name, &token,
-                              NGX_ESP_LOGIN_PATH, -1, NGX_ESP_SAMESITE_STRICT)
-           != NGX_OK)
-    {
+    if (ngx_esp_form_csrf(r, ctx, &token) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -1922,6 +1986,17 @@ ngx_esp_render(ngx_http_request_t *r, u_char *tpl, size_t len,
     out->len = dst - out->data;
 
     return NGX_OK;
+}
+
+
+/* the second factor's page (src/ngx_esp_mfa.c): the pages live here */
+
+ngx_int_t
+ngx_esp_form_render_mfa(ngx_http_request_t *r, ngx_esp_var_t *vars,
+    ngx_uint_t n, ngx_str_t *out)
+{
+    return ngx_esp_render(r, ngx_esp_page_mfa, NGX_ESP_PAGE_MFA_LEN, vars, n,
+                          out);
 }
 
 

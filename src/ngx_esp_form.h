@@ -58,8 +58,18 @@ ngx_int_t ngx_esp_self_url(ngx_http_request_t *r, ngx_str_t *other,
 
 
 /*
- * For the other pages of the form (src/ngx_esp_password.c): the same
- * token, cookies, templates, redirects and login.
+ * For the other pages of the form (src/ngx_esp_password.c and
+ * src/ngx_esp_mfa.c): the same token, cookies, templates, redirects and
+ * login.  render: "{{name}}" in "tpl" becomes the HTML-escaped value (raw:
+ * as it is); render_mfa: the same with the second factor's page;
+ * form_send: the page ends the request (returns NGX_DONE).  is_german: the
+ * pages' language.  continue_at: an internal redirect to the location of
+ * "url", where the login goes on (NGX_DECLINED: not a path to go to).
+ * form_token_ok: the posted CSRF token matches the browser's cookie and
+ * the post is same-site.  form_csrf: the page's token (a new cookie if the
+ * browser has none).  form_again: the login form, "start again".
+ * session_start: every factor passed: the session and on to Exchange
+ * (ctx->lr.logon_name, ctx->password, return_url and private set).
  */
 
 #define NGX_ESP_CSRF_COOKIE     "esp_csrf"
@@ -107,6 +117,15 @@ ngx_int_t ngx_esp_form_fields(ngx_http_request_t *r, void *f,
 #define NGX_ESP_TEMPLATE_EXPIRY    1
 
 u_char *ngx_esp_form_template(ngx_uint_t which, size_t *len);
+
+ngx_int_t ngx_esp_form_render_mfa(ngx_http_request_t *r,
+    ngx_esp_var_t *vars, ngx_uint_t n, ngx_str_t *out);
+ngx_int_t ngx_esp_form_csrf(ngx_http_request_t *r, ngx_esp_ctx_t *ctx,
+    ngx_str_t *token);
+ngx_int_t ngx_esp_form_again(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx, ngx_str_t *url);
+ngx_int_t ngx_esp_form_session_start(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 
 /* a login decided in the return URL's place: the session, or the form */
 ngx_int_t ngx_esp_form_login_done(ngx_http_request_t *r,

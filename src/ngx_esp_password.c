@@ -32,6 +32,7 @@
 #include "ngx_esp_form.h"
 #include "ngx_esp_http.h"
 #include "ngx_esp_log.h"
+#include "ngx_esp_mfa.h"
 #include "ngx_esp_password.h"
 #include "ngx_esp_refusal.h"
 
@@ -820,7 +821,9 @@ ngx_int_t
 ngx_esp_password_expiry_ask(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx)
 {
-    ngx_str_t  *a;
+    ngx_str_t    *a;
+    ngx_uint_t    n;
+    ngx_array_t  *mfa;
 
     ctx->lr.attrs = NULL;
 
@@ -830,9 +833,23 @@ ngx_esp_password_expiry_ask(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         return NGX_OK;
     }
 
-    ctx->lr.attrs = ngx_array_create(r->pool, 1, sizeof(ngx_str_t));
+    /* one read of the entry: the second factor's attributes and ours */
+
+    mfa = ngx_esp_mfa_attrs(elcf);
+    n = (mfa != NULL) ? mfa->nelts : 0;
+
+    ctx->lr.attrs = ngx_array_create(r->pool, n + 1, sizeof(ngx_str_t));
     if (ctx->lr.attrs == NULL) {
         return NGX_ERROR;
+    }
+
+    if (n) {
+        a = ngx_array_push_n(ctx->lr.attrs, n);
+        if (a == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(a, mfa->elts, n * sizeof(ngx_str_t));
     }
 
     a = ngx_array_push(ctx->lr.attrs);
@@ -861,7 +878,7 @@ ngx_esp_password_expiry_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     time_t                expires, left, days;
     uint64_t              v;
     ngx_str_t            *value, body, empty = ngx_null_string, text;
-    ngx_uint_t            n, de;
+    ngx_uint_t            i, n, de;
     ngx_esp_var_t         vars[NGX_ESP_MAX_VARS];
     ngx_esp_ldap_attr_t  *attr;
 
@@ -873,11 +890,22 @@ ngx_esp_password_expiry_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     attr = ctx->lr.values->elts;
 
-    if (attr[0].values == NULL || attr[0].values->nelts == 0) {
+    for (i = 0; i < ctx->lr.values->nelts; i++) {
+        if (attr[i].name.len == ngx_esp_expiry_attr.len
+            && ngx_strncasecmp(attr[i].name.data, ngx_esp_expiry_attr.data,
+                               attr[i].name.len) == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == ctx->lr.values->nelts
+        || attr[i].values == NULL || attr[i].values->nelts == 0)
+    {
         return NGX_DECLINED;
     }
 
-    value = attr[0].values->elts;
+    value = attr[i].values->elts;
 
     if (value->len == 0 || value->len > 19) {
         return NGX_DECLINED;

@@ -101,6 +101,9 @@ struct ngx_esp_ctx_s {
 
     ngx_esp_body_t             body;         /* a body being read */
 
+    void                      *mfa;          /* the second factor's step
+                                                (src/ngx_esp_mfa.c) */
+
     unsigned                   authenticated:1;  /* in this location */
     unsigned                   has_session:1;    /* in this location */
     unsigned                   private:1;
