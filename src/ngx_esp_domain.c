@@ -199,7 +199,7 @@ static ngx_command_t  ngx_esp_domain_commands[] = {
       NULL },
 
     { ngx_string("radius_server"),
-      NGX_CONF_2MORE,
+      NGX_CONF_1MORE,
       ngx_esp_radius_server,
       0,
       0,
@@ -420,8 +420,8 @@ ngx_esp_domain_nargs_ok(ngx_uint_t type, ngx_uint_t n)
         return n == 2;
     }
 
-    if (type & NGX_CONF_2MORE) {
-        return n >= 3 && n <= NGX_CONF_MAX_ARGS;
+    if (type & NGX_CONF_1MORE) {
+        return n >= 2 && n <= NGX_CONF_MAX_ARGS;
     }
 
     switch (n) {
