@@ -318,6 +318,22 @@ sub flows {
         ok($in, 'push: the session opens OWA');
     }
 
+    # a user who gives up while the phone rings: the query is cancelled
+    {
+        my $ua = ua(timeout => 1);
+        my $page = password_step($ua, 'alice');
+        error_log_mark();
+        my $res = code_step($ua, $page, 'push');
+        ok($res->code == 500 && ($res->header('Client-Warning') // '') =~ /Internal/,
+           'push abandoned: the client gave up after 1 s');
+        sleep 3.5;
+        my $since = error_log_since_mark();
+        unlike($since, qr/esp radius: Access-Accept/,
+               'push abandoned: the late Accept is never read (the query was cancelled)');
+        unlike($since, qr/\[alert\]|signal/, 'push abandoned: no crash');
+        is(ua()->get(url('/fine/'))->code, 200, 'push abandoned: nginx still serves');
+    }
+
     # -- directory mode: the AD password goes to the push server
 
     ok(with_radius(radius_server => "127.0.0.2:1812 $good timeout=10s retries=0",
