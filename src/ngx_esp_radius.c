@@ -39,8 +39,11 @@ static ngx_int_t ngx_esp_radius_answer(ngx_esp_radius_query_t *q,
     u_char *buf, size_t n);
 static void ngx_esp_radius_finish(ngx_esp_radius_query_t *q,
     ngx_esp_radius_result_e result);
+static void ngx_esp_radius_finish_later(ngx_esp_radius_query_t *q,
+    ngx_esp_radius_result_e result);
 static void ngx_esp_radius_finish_handler(ngx_event_t *ev);
 static void ngx_esp_radius_close(ngx_esp_radius_query_t *q);
+static void ngx_esp_radius_wipe_query(ngx_esp_radius_query_t *q);
 static void ngx_esp_radius_cleanup(void *data);
 static ngx_esp_radius_conf_t *ngx_esp_radius_conf(ngx_conf_t *cf,
     ngx_esp_domain_t *d);
@@ -115,8 +118,7 @@ ngx_esp_radius_start(ngx_esp_radius_query_t *q)
 
         /* the caller's memory: not ours to wipe */
         q->password.len = 0;
-        q->result = NGX_ESP_RADIUS_INVALID;
-        ngx_post_event(&q->finish, &ngx_posted_events);
+        ngx_esp_radius_finish_later(q, NGX_ESP_RADIUS_INVALID);
         return NGX_OK;
     }
 
@@ -158,7 +160,7 @@ ngx_esp_radius_cancel(ngx_esp_radius_query_t *q)
         ngx_delete_posted_event(&q->finish);
     }
 
-    ngx_explicit_memzero(q->password.data, q->password.len);
+    ngx_esp_radius_wipe_query(q);
     q->running = 0;
 }
 
@@ -183,7 +185,7 @@ ngx_esp_radius_try(ngx_esp_radius_query_t *q)
         /* a fresh id and Request Authenticator per server */
 
         if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-            ngx_esp_radius_finish(q, NGX_ESP_RADIUS_FAILED);
+            ngx_esp_radius_finish_later(q, NGX_ESP_RADIUS_FAILED);
             return;
         }
 
@@ -194,7 +196,7 @@ ngx_esp_radius_try(ngx_esp_radius_query_t *q)
                                  &q->conf->nas_identifier, q->conf->nas_ip,
                                  &q->state);
         if (n == NGX_ERROR) {
-            ngx_esp_radius_finish(q, NGX_ESP_RADIUS_FAILED);
+            ngx_esp_radius_finish_later(q, NGX_ESP_RADIUS_FAILED);
             return;
         }
 
@@ -237,7 +239,7 @@ ngx_esp_radius_try(ngx_esp_radius_query_t *q)
                   "second factor service is unavailable",
                   ngx_esp_log_escape(q->pool, &q->user));
 
-    ngx_esp_radius_finish(q, NGX_ESP_RADIUS_UNAVAILABLE);
+    ngx_esp_radius_finish_later(q, NGX_ESP_RADIUS_UNAVAILABLE);
 }
 
 
@@ -464,12 +466,29 @@ ngx_esp_radius_finish(ngx_esp_radius_query_t *q,
     ngx_esp_radius_result_e result)
 {
     ngx_esp_radius_close(q);
-    ngx_explicit_memzero(q->password.data, q->password.len);
+    ngx_esp_radius_wipe_query(q);
 
     q->result = result;
     q->running = 0;
 
     q->handler(q);
+}
+
+
+/*
+ * From ngx_esp_radius_try(), which may run inside ngx_esp_radius_start():
+ * the handler is called from the posted events, never from the caller's
+ * own call.
+ */
+
+static void
+ngx_esp_radius_finish_later(ngx_esp_radius_query_t *q,
+    ngx_esp_radius_result_e result)
+{
+    ngx_esp_radius_close(q);
+
+    q->result = result;
+    ngx_post_event(&q->finish, &ngx_posted_events);
 }
 
 
@@ -494,6 +513,19 @@ ngx_esp_radius_close(ngx_esp_radius_query_t *q)
     if (q->peer.connection) {
         ngx_close_connection(q->peer.connection);
         q->peer.connection = NULL;
+    }
+}
+
+
+/* the password, and the packet that hides it under the shared secret */
+
+static void
+ngx_esp_radius_wipe_query(ngx_esp_radius_query_t *q)
+{
+    ngx_explicit_memzero(q->password.data, q->password.len);
+
+    if (q->packet) {
+        ngx_explicit_memzero(q->packet, q->len);
     }
 }
 
