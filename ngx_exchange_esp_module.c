@@ -18,6 +18,7 @@
 #include "ngx_esp_ldap.h"
 #include "ngx_esp_log.h"
 #include "ngx_esp_match.h"
+#include "ngx_esp_mfa.h"
 #include "ngx_esp_refusal.h"
 #include "ngx_esp_request.h"
 #include "ngx_esp_session.h"
@@ -166,6 +167,27 @@ static ngx_command_t  ngx_esp_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_esp_loc_conf_t, login_messages),
       &ngx_esp_login_messages_modes },
+
+    { ngx_string("esp_mfa"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_esp_mfa_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, mfa),
+      &ngx_esp_mfa_kinds },
+
+    { ngx_string("esp_mfa_enroll"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, mfa_enroll),
+      NULL },
+
+    { ngx_string("esp_mfa_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_esp_loc_conf_t, mfa_timeout),
+      NULL },
 
     { ngx_string("esp_realm"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -617,6 +639,8 @@ ngx_esp_create_loc_conf(ngx_conf_t *cf)
      *     conf->owa_auth = { 0, NULL };
      *     conf->default_url = { 0, NULL };
      *     conf->title = { 0, NULL };
+     *     conf->mfa_file = NULL;
+     *     conf->mfa_line = 0;
      *     conf->esp_file = NULL;
      *     conf->esp_line = 0;
      */
@@ -635,6 +659,9 @@ ngx_esp_create_loc_conf(ngx_conf_t *cf)
     conf->permitted_groups = NGX_CONF_UNSET_PTR;
     conf->samesite = NGX_CONF_UNSET_UINT;
     conf->lang = NGX_CONF_UNSET_UINT;
+    conf->mfa = NGX_CONF_UNSET_UINT;
+    conf->mfa_enroll = NGX_CONF_UNSET;
+    conf->mfa_timeout = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -684,6 +711,9 @@ ngx_esp_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->default_url, prev->default_url, "/owa/");
     ngx_conf_merge_str_value(conf->title, prev->title, "Outlook");
     ngx_conf_merge_uint_value(conf->lang, prev->lang, NGX_ESP_LANG_AUTO);
+    ngx_conf_merge_uint_value(conf->mfa, prev->mfa, NGX_ESP_MFA_OFF);
+    ngx_conf_merge_value(conf->mfa_enroll, prev->mfa_enroll, 0);
+    ngx_conf_merge_sec_value(conf->mfa_timeout, prev->mfa_timeout, 300);
 
     if (conf->allowed_dirs == NULL) {
         conf->allowed_dirs = ngx_array_create(cf->pool, 1,
@@ -721,6 +751,10 @@ ngx_esp_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     if (ngx_esp_session_password_conf(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_esp_mfa_conf(cf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 

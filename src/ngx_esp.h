@@ -91,6 +91,12 @@ struct ngx_esp_domain_s {
     time_t                     retry_down;       /* ldap_down_retry */
     ngx_int_t                  pool_size;        /* ldap_connections */
 
+    /* the second factor (src/ngx_esp_mfa.c, src/ngx_esp_totp.c) */
+    ngx_str_t                  totp_attribute;
+    ngx_array_t               *totp_keys;        /* ngx_esp_key_t */
+    ngx_str_t                  totp_issuer;
+    ngx_array_t               *totp_attrs;       /* what a login reads */
+
     ngx_ssl_t                 *ssl;              /* set in init_module */
 
     /* per worker: the directory client's state (src/ngx_esp_ldap.c) */
@@ -156,6 +162,13 @@ typedef struct {
     ngx_str_t                  default_url;
     ngx_str_t                  title;
     ngx_uint_t                 lang;
+
+    /* the second factor (src/ngx_esp_mfa.c) */
+    ngx_uint_t                 mfa;              /* NGX_ESP_MFA_* */
+    ngx_flag_t                 mfa_enroll;
+    time_t                     mfa_timeout;
+    u_char                    *mfa_file;         /* where it was set */
+    ngx_uint_t                 mfa_line;
 
     u_char                    *esp_file;         /* where "esp" was set */
     ngx_uint_t                 esp_line;

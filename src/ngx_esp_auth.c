@@ -13,6 +13,7 @@
 
 #include "ngx_esp_auth.h"
 #include "ngx_esp_log.h"
+#include "ngx_esp_mfa.h"
 #include "ngx_esp_refusal.h"
 #include "ngx_esp_shm.h"
 
@@ -371,6 +372,7 @@ ngx_esp_auth_start(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     lr->user = ctx->user;
     lr->password = ctx->password;
     lr->groups = elcf->permitted_groups;
+    lr->attrs = ngx_esp_mfa_attrs(elcf);
     lr->handler = ngx_esp_auth_ldap_done;
     lr->data = r;
     lr->log = r->connection->log;

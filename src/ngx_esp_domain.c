@@ -11,6 +11,7 @@
 #include "ngx_esp_domain.h"
 #include "ngx_esp_ldap.h"
 #include "ngx_esp_radius.h"
+#include "ngx_esp_mfa.h"
 
 
 #define NGX_ESP_MAX_SECRET  1024
@@ -64,6 +65,27 @@ static ngx_esp_num_bounds_t  ngx_esp_connections_bounds = {
 /* the directives inside "esp_sso_domain NAME { }" */
 
 static ngx_command_t  ngx_esp_domain_commands[] = {
+
+    { ngx_string("totp_attribute"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      0,
+      offsetof(ngx_esp_domain_t, totp_attribute),
+      NULL },
+
+    { ngx_string("totp_key_file"),
+      NGX_CONF_TAKE12,
+      ngx_esp_totp_key_file,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("totp_issuer"),
+      NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      0,
+      offsetof(ngx_esp_domain_t, totp_issuer),
+      NULL },
 
     { ngx_string("ldap_server"),
       NGX_CONF_TAKE12,
@@ -262,6 +284,9 @@ ngx_esp_domain_get(ngx_conf_t *cf, ngx_str_t *name, ngx_uint_t create)
      *     d->base_dn = { 0, NULL };
      *     d->logon_domain = { 0, NULL };
      *     d->netbios_domain = { 0, NULL };
+     *     d->totp_attribute = { 0, NULL };
+     *     d->totp_issuer = { 0, NULL };
+     *     d->totp_attrs = NULL;
      *     d->ssl = NULL;
      *     d->ldap = NULL;
      *     d->defined = 0;
@@ -298,6 +323,7 @@ ngx_esp_domain_get(ngx_conf_t *cf, ngx_str_t *name, ngx_uint_t create)
     d->private_max = NGX_CONF_UNSET;
     d->retry_down = NGX_CONF_UNSET;
     d->pool_size = NGX_CONF_UNSET;
+    d->totp_keys = NGX_CONF_UNSET_PTR;
 
     dp = ngx_array_push(&emcf->domains);
     if (dp == NULL) {
@@ -490,6 +516,11 @@ ngx_esp_domain_finish(ngx_conf_t *cf, ngx_esp_domain_t *d)
     ngx_conf_init_value(d->public_max, 1800);
     ngx_conf_init_value(d->private_idle, 900);
     ngx_conf_init_value(d->private_max, 28800);
+    ngx_conf_init_ptr_value(d->totp_keys, NULL);
+
+    if (d->totp_issuer.len == 0) {
+        d->totp_issuer = d->name;
+    }
 
     if (d->timeout == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

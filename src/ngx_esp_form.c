@@ -16,6 +16,7 @@
 #include "ngx_esp_http.h"
 #include "ngx_esp_log.h"
 #include "ngx_esp_match.h"
+#include "ngx_esp_mfa.h"
 #include "ngx_esp_refusal.h"
 #include "ngx_esp_shm.h"
 #include "ngx_esp_pages.h"
@@ -71,13 +72,6 @@ typedef struct {
 
 
 typedef struct {
-    ngx_str_t                  name;
-    ngx_str_t                  value;
-    ngx_uint_t                 raw;          /* already HTML */
-} ngx_esp_var_t;
-
-
-typedef struct {
     ngx_str_t                  username;
     ngx_str_t                  password;
     ngx_str_t                  url;
@@ -91,10 +85,6 @@ static ngx_int_t ngx_esp_form_page(ngx_http_request_t *r,
     ngx_esp_text_e msg, ngx_str_t *url, ngx_str_t *user);
 static ngx_int_t ngx_esp_logout_page(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
-static ngx_int_t ngx_esp_render(ngx_http_request_t *r, u_char *tpl,
-    size_t len, ngx_esp_var_t *vars, ngx_uint_t n, ngx_str_t *out);
-static ngx_int_t ngx_esp_form_send(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_str_t *body);
 static ngx_int_t ngx_esp_send_440(ngx_http_request_t *r);
 static ngx_int_t ngx_esp_redirect(ngx_http_request_t *r, ngx_str_t *url);
 static ngx_int_t ngx_esp_redirect_to_login(ngx_http_request_t *r,
@@ -120,8 +110,6 @@ static ngx_int_t ngx_esp_form_answer(ngx_http_request_t *r,
 static ngx_int_t ngx_esp_show_form(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx, ngx_esp_text_e msg,
     ngx_str_t *url, ngx_str_t *user);
-static ngx_int_t ngx_esp_continue_at(ngx_http_request_t *r,
-    ngx_esp_loc_conf_t *elcf, ngx_str_t *url, ngx_uint_t with_args);
 static ngx_int_t ngx_esp_parse_form(ngx_http_request_t *r,
     ngx_esp_login_form_t *f, const char **reason);
 static ngx_str_t *ngx_esp_form_field(ngx_esp_login_form_t *f,
@@ -145,8 +133,6 @@ static u_char *ngx_esp_form_escape(u_char *dst, ngx_str_t *src);
 static size_t ngx_esp_form_escaped_len(ngx_str_t *src);
 static ngx_int_t ngx_esp_self_url(ngx_http_request_t *r, ngx_str_t *path,
     ngx_str_t *out);
-static ngx_uint_t ngx_esp_is_german(ngx_http_request_t *r,
-    ngx_esp_loc_conf_t *elcf);
 static char *ngx_esp_text(ngx_esp_ctx_t *ctx, ngx_esp_text_e t);
 
 static char *ngx_esp_local_url(ngx_conf_t *cf, void *post, void *data);
@@ -369,6 +355,13 @@ ngx_esp_login_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     const char            *reason;
     ngx_esp_login_form_t   f;
 
+    /* the second factor's page posts here too */
+
+    rc = ngx_esp_mfa_post(r, elcf, ctx);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     ngx_memzero(&f, sizeof(ngx_esp_login_form_t));
 
     rc = ngx_esp_parse_form(r, &f, &reason);
@@ -431,6 +424,13 @@ ngx_esp_login_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 static ngx_uint_t
 ngx_esp_login_token(ngx_http_request_t *r, ngx_esp_login_form_t *f)
 {
+    return ngx_esp_form_token(r, &f->csrf);
+}
+
+
+ngx_uint_t
+ngx_esp_form_token(ngx_http_request_t *r, ngx_str_t *csrf)
+{
     ngx_str_t           name, value;
     ngx_table_elt_t    *h;
     ngx_esp_cookies_t   c;
@@ -442,8 +442,8 @@ ngx_esp_login_token(ngx_http_request_t *r, ngx_esp_login_form_t *f)
         if (name.len != ngx_esp_csrf_name.len
             || ngx_strncmp(name.data, ngx_esp_csrf_name.data, name.len) != 0
             || value.len != NGX_ESP_CSRF_LEN
-            || f->csrf.len != NGX_ESP_CSRF_LEN
-            || CRYPTO_memcmp(value.data, f->csrf.data, NGX_ESP_CSRF_LEN) != 0)
+            || csrf->len != NGX_ESP_CSRF_LEN
+            || CRYPTO_memcmp(value.data, csrf->data, NGX_ESP_CSRF_LEN) != 0)
         {
             continue;
         }
@@ -514,7 +514,7 @@ ngx_esp_show_form(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
  * the path is not one to go to.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_continue_at(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_str_t *url, ngx_uint_t with_args)
 {
@@ -602,6 +602,10 @@ ngx_esp_form_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
         if (!elcf->public_private) {
             ctx->private = 0;
+        }
+
+        if (ctx->mfa) {
+            return ngx_esp_mfa_access(r, elcf, ctx);
         }
 
         return ngx_esp_auth_start(r, elcf, ctx, ngx_esp_form_login_done, 0);
@@ -698,56 +702,20 @@ static ngx_int_t
 ngx_esp_form_login_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx)
 {
-    ngx_str_t             url;
-    ngx_esp_text_e        msg;
-    ngx_esp_main_conf_t  *emcf;
+    ngx_int_t        rc;
+    ngx_str_t        url;
+    ngx_esp_text_e   msg;
 
     switch (ngx_esp_refusal_shown(elcf, ctx->result)) {
 
     case NGX_ESP_AUTH_OK:
 
-        ngx_memzero(&ctx->session, sizeof(ngx_esp_session_t));
-
-        if (RAND_bytes(ctx->session.id, NGX_ESP_SESSION_ID_LEN) != 1) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        rc = ngx_esp_mfa_begin(r, elcf, ctx);
+        if (rc != NGX_DECLINED) {
+            return rc;
         }
 
-        ctx->session.issued = ngx_time();
-        ctx->session.last_seen = ctx->session.issued;
-        ctx->session.flags = ctx->private ? NGX_ESP_SESSION_PRIVATE : 0;
-        ctx->session.domain = elcf->domain->name;
-        ctx->session.user = ctx->lr.logon_name;
-
-        if (ngx_esp_groups_fingerprint(r, elcf->permitted_groups,
-                                       ctx->session.groups)
-            != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (elcf->server_auth == NGX_ESP_SERVER_BASIC) {
-            emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
-
-            if (ngx_esp_session_seal_password(r->pool, emcf->password_keys,
-                                              &ctx->session, &ctx->password)
-                != NGX_OK)
-            {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-        }
-
-        ctx->has_session = 1;
-        ctx->authenticated = 1;
-
-        if (ngx_esp_issue_cookie(r, elcf, ctx) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (elcf->server_auth == NGX_ESP_SERVER_FORM) {
-            return ngx_esp_handoff(r, elcf, ctx);
-        }
-
-        return ngx_esp_redirect(r, &ctx->return_url);
+        return ngx_esp_form_session_start(r, elcf, ctx);
 
     case NGX_ESP_AUTH_PASSWORD_EXPIRED:
     case NGX_ESP_AUTH_MUST_CHANGE:
@@ -807,6 +775,62 @@ ngx_esp_form_login_done(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
                              msg == NGX_ESP_MSG_UNAVAILABLE
                              ? NGX_HTTP_SERVICE_UNAVAILABLE : NGX_HTTP_OK,
                              msg, &ctx->return_url, &ctx->user);
+}
+
+
+/*
+ * Every factor passed (the password, and the second one if asked): the
+ * session is issued, and the login goes on to Exchange or its return URL.
+ */
+
+ngx_int_t
+ngx_esp_form_session_start(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx)
+{
+    ngx_esp_main_conf_t  *emcf;
+
+    ngx_memzero(&ctx->session, sizeof(ngx_esp_session_t));
+
+    if (RAND_bytes(ctx->session.id, NGX_ESP_SESSION_ID_LEN) != 1) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->session.issued = ngx_time();
+    ctx->session.last_seen = ctx->session.issued;
+    ctx->session.flags = ctx->private ? NGX_ESP_SESSION_PRIVATE : 0;
+    ctx->session.domain = elcf->domain->name;
+    ctx->session.user = ctx->lr.logon_name;
+
+    if (ngx_esp_groups_fingerprint(r, elcf->permitted_groups,
+                                   ctx->session.groups)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (elcf->server_auth == NGX_ESP_SERVER_BASIC) {
+        emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
+
+        if (ngx_esp_session_seal_password(r->pool, emcf->password_keys,
+                                          &ctx->session, &ctx->password)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    ctx->has_session = 1;
+    ctx->authenticated = 1;
+
+    if (ngx_esp_issue_cookie(r, elcf, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (elcf->server_auth == NGX_ESP_SERVER_FORM) {
+        return ngx_esp_handoff(r, elcf, ctx);
+    }
+
+    return ngx_esp_redirect(r, &ctx->return_url);
 }
 
 
@@ -1618,6 +1642,46 @@ ngx_esp_csrf_token(ngx_http_request_t *r, ngx_str_t *token,
 }
 
 
+/*
+ * The token of a page with a form: the browser's double-submit cookie,
+ * or a new one that the page's answer sets (the second factor's page
+ * posts to /_esp/login too).
+ */
+
+ngx_int_t
+ngx_esp_form_csrf(ngx_http_request_t *r, ngx_esp_ctx_t *ctx,
+    ngx_str_t *token)
+{
+    ngx_uint_t  fresh;
+
+    if (ngx_esp_csrf_token(r, token, &fresh) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (fresh
+        && ngx_esp_add_cookie(r, ctx, &ngx_esp_csrf_name, token,
+                              NGX_ESP_LOGIN_PATH, -1,
+                              NGX_ESP_SAMESITE_STRICT)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* a login that must start again: the form, "this form has expired" */
+
+ngx_int_t
+ngx_esp_form_again(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx, ngx_str_t *url)
+{
+    return ngx_esp_show_form(r, elcf, ctx, NGX_ESP_MSG_FORM_EXPIRED, url,
+                             NULL);
+}
+
+
 static ngx_int_t
 ngx_esp_form_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_ctx_t *ctx, ngx_uint_t status, ngx_esp_text_e msg,
@@ -1626,20 +1690,12 @@ ngx_esp_form_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     u_char         *tpl, *p;
     size_t          len;
     ngx_str_t       token, body, pp, hint, empty = ngx_null_string;
-    ngx_uint_t      n, fresh;
+    ngx_uint_t      n;
     ngx_esp_var_t   vars[NGX_ESP_MAX_VARS];
 
     ctx->de = ngx_esp_is_german(r, elcf);
 
-    if (ngx_esp_csrf_token(r, &token, &fresh) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (fresh
-        && ngx_esp_add_cookie(r, ctx, &ngx_esp_csrf_name, &token,
-                              NGX_ESP_LOGIN_PATH, -1, NGX_ESP_SAMESITE_STRICT)
-           != NGX_OK)
-    {
+    if (ngx_esp_form_csrf(r, ctx, &token) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -1795,7 +1851,7 @@ ngx_esp_logout_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
 /* "{{name}}" becomes the HTML-escaped value; unknown names stay empty */
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_render(ngx_http_request_t *r, u_char *tpl, size_t len,
     ngx_esp_var_t *vars, ngx_uint_t n, ngx_str_t *out)
 {
@@ -1883,9 +1939,20 @@ ngx_esp_render(ngx_http_request_t *r, u_char *tpl, size_t len,
 }
 
 
+/* the second factor's page (src/ngx_esp_mfa.c): the pages live here */
+
+ngx_int_t
+ngx_esp_form_render_mfa(ngx_http_request_t *r, ngx_esp_var_t *vars,
+    ngx_uint_t n, ngx_str_t *out)
+{
+    return ngx_esp_render(r, ngx_esp_page_mfa, NGX_ESP_PAGE_MFA_LEN, vars, n,
+                          out);
+}
+
+
 /* a page in the access phase: the request ends here */
 
-static ngx_int_t
+ngx_int_t
 ngx_esp_form_send(ngx_http_request_t *r, ngx_uint_t status, ngx_str_t *body)
 {
     ngx_str_t  type;
@@ -2177,7 +2244,7 @@ ngx_esp_form_escape(u_char *dst, ngx_str_t *src)
 
 /* German when the first of "en" and "de" the browser names is "de" */
 
-static ngx_uint_t
+ngx_uint_t
 ngx_esp_is_german(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf)
 {
     u_char      *p, *last;

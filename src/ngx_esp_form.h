@@ -34,6 +34,44 @@ ngx_int_t ngx_esp_form_strip_cookies(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf);
 
 
+/*
+ * For the second factor's pages (src/ngx_esp_mfa.c).
+ * render: "{{name}}" in "tpl" becomes the HTML-escaped value (raw: as it
+ * is); form_send: the page ends the request (returns NGX_DONE).
+ * render_mfa: the same with the second factor's page.  is_german: the pages' language.  continue_at: an internal redirect to
+ * the location of "url", where the login goes on (NGX_DECLINED: not a
+ * path to go to).  form_token: the posted CSRF token matches the
+ * browser's cookie and the post is same-site.  form_csrf: the page's
+ * token (a new cookie if the browser has none).  form_again: the login
+ * form, "start again".  session_start: every factor passed: the session
+ * and on to Exchange (ctx->lr.logon_name, ctx->password, return_url and
+ * private set).
+ */
+typedef struct {
+    ngx_str_t                  name;
+    ngx_str_t                  value;
+    ngx_uint_t                 raw;          /* already HTML */
+} ngx_esp_var_t;
+
+ngx_int_t ngx_esp_render(ngx_http_request_t *r, u_char *tpl, size_t len,
+    ngx_esp_var_t *vars, ngx_uint_t n, ngx_str_t *out);
+ngx_int_t ngx_esp_form_render_mfa(ngx_http_request_t *r,
+    ngx_esp_var_t *vars, ngx_uint_t n, ngx_str_t *out);
+ngx_int_t ngx_esp_form_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body);
+ngx_uint_t ngx_esp_is_german(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf);
+ngx_int_t ngx_esp_continue_at(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_str_t *url, ngx_uint_t with_args);
+ngx_uint_t ngx_esp_form_token(ngx_http_request_t *r, ngx_str_t *csrf);
+ngx_int_t ngx_esp_form_csrf(ngx_http_request_t *r, ngx_esp_ctx_t *ctx,
+    ngx_str_t *token);
+ngx_int_t ngx_esp_form_again(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx, ngx_str_t *url);
+ngx_int_t ngx_esp_form_session_start(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
+
+
 /* the form's directives: conf is ngx_esp_loc_conf_t */
 char *ngx_esp_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_esp_login_page(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -25,8 +25,14 @@
  * The op's steps: USER_BIND; then, with groups, SERVICE_BIND, FIND_USER
  * (who did the bind authenticate: the DN behind the UPN or the
  * sAMAccountName, as AD resolves it) and CHECK_GROUPS (is that DN in a
- * permitted group, nested to any depth: LDAP_MATCHING_RULE_IN_CHAIN).
- * No libldap I/O is used.
+ * permitted group, nested to any depth: LDAP_MATCHING_RULE_IN_CHAIN),
+ * which also reads the attributes asked for (lr->attrs); without groups,
+ * READ_ATTRS reads them, a base-object search of the user's DN.
+ *
+ * ngx_esp_ldap_modify() and ngx_esp_ldap_read() run the same op: a bind
+ * as the user or the service account, FIND_USER unless given a DN, then
+ * MODIFY or READ_ATTRS.  A modify is never sent twice: once out, a
+ * failure ends the op (op->sent).  No libldap I/O is used.
  */
 
 
@@ -48,6 +54,13 @@
 #define NGX_ESP_LDAP_SERVICE_BIND     1
 #define NGX_ESP_LDAP_FIND_USER        2
 #define NGX_ESP_LDAP_CHECK_GROUPS     3
+#define NGX_ESP_LDAP_READ_ATTRS       4
+#define NGX_ESP_LDAP_MODIFY           5
+
+/* what an op is for */
+#define NGX_ESP_LDAP_OP_LOGIN         0
+#define NGX_ESP_LDAP_OP_MODIFY        1
+#define NGX_ESP_LDAP_OP_READ          2
 
 
 struct ngx_esp_ldap_op_s {
@@ -63,6 +76,7 @@ struct ngx_esp_ldap_op_s {
     ngx_event_t                done;        /* posted: calls lr->handler */
 
     ngx_uint_t                 ngroups;
+    ngx_str_t                 *target;      /* read or modified */
 
     /* who was bound: by this UPN, or else this sAMAccountName */
     ngx_str_t                  upn;
@@ -73,6 +87,10 @@ struct ngx_esp_ldap_op_s {
     ngx_str_t                  upn_dn;
     ngx_str_t                  account_dn;
 
+    unsigned                   kind:2;      /* NGX_ESP_LDAP_OP_* */
+    unsigned                   read:1;      /* lr->attrs are read */
+    unsigned                   user_bound:1; /* the password was right */
+    unsigned                   sent:1;      /* the modify went out */
     unsigned                   retried:1;   /* on a fresh connection */
     unsigned                   waiting:1;
     unsigned                   found:1;
@@ -80,6 +98,13 @@ struct ngx_esp_ldap_op_s {
 };
 
 
+static ngx_int_t ngx_esp_ldap_start(ngx_esp_ldap_req_t *lr,
+    ngx_uint_t kind);
+static ngx_uint_t ngx_esp_ldap_first_step(ngx_esp_ldap_op_t *op);
+static void ngx_esp_ldap_after_bind(ngx_esp_ldap_op_t *op,
+    ngx_esp_ldap_dc_t *dc);
+static ngx_int_t ngx_esp_ldap_modify_answer(ngx_esp_ldap_op_t *op,
+    ngx_esp_ldap_msg_t *m);
 static ngx_int_t ngx_esp_ldap_check_user(ngx_str_t *user);
 static ngx_int_t ngx_esp_ldap_split_user(ngx_str_t *user, ngx_str_t *domain,
     ngx_str_t *account, ngx_uint_t *upn);
@@ -210,9 +235,30 @@ ngx_esp_ldap_exit_worker(ngx_cycle_t *cycle, ngx_esp_domain_t *d)
 ngx_int_t
 ngx_esp_ldap_authenticate(ngx_esp_ldap_req_t *lr)
 {
+    return ngx_esp_ldap_start(lr, NGX_ESP_LDAP_OP_LOGIN);
+}
+
+
+ngx_int_t
+ngx_esp_ldap_modify(ngx_esp_ldap_req_t *lr)
+{
+    return ngx_esp_ldap_start(lr, NGX_ESP_LDAP_OP_MODIFY);
+}
+
+
+ngx_int_t
+ngx_esp_ldap_read(ngx_esp_ldap_req_t *lr)
+{
+    return ngx_esp_ldap_start(lr, NGX_ESP_LDAP_OP_READ);
+}
+
+
+static ngx_int_t
+ngx_esp_ldap_start(ngx_esp_ldap_req_t *lr, ngx_uint_t kind)
+{
     ngx_int_t               rc;
     ngx_str_t               domain, account, *g;
-    ngx_uint_t              i, upn, ngroups;
+    ngx_uint_t              i, upn, ngroups, read, find, anonymous;
     ngx_esp_domain_t       *d;
     ngx_esp_ldap_op_t      *op;
     ngx_esp_ldap_worker_t  *lw;
@@ -225,6 +271,9 @@ ngx_esp_ldap_authenticate(ngx_esp_ldap_req_t *lr)
     ngx_str_null(&lr->dc);
     ngx_str_null(&lr->logon_name);
     ngx_str_null(&lr->user_dn);
+    lr->values = NULL;
+    lr->ldap_code = -1;
+    ngx_str_null(&lr->diag);
     lr->op = NULL;
 
     if (lw == NULL) {
@@ -234,11 +283,37 @@ ngx_esp_ldap_authenticate(ngx_esp_ldap_req_t *lr)
         return NGX_ERROR;
     }
 
+    if (kind == NGX_ESP_LDAP_OP_LOGIN) {
+        lr->service = 0;
+
+    } else if ((kind == NGX_ESP_LDAP_OP_MODIFY
+                && (lr->changes == NULL || lr->changes->nelts == 0))
+               || (kind == NGX_ESP_LDAP_OP_READ
+                   && (lr->attrs == NULL || lr->attrs->nelts == 0))
+               || (lr->service && d->bind_dn.len == 0)
+               || (lr->dn.len == 0 && d->base_dn.len == 0))
+    {
+        ngx_log_error(NGX_LOG_ERR, lr->log, 0,
+                      "esp: a %s in domain \"%V\" needs %s, "
+                      "\"ldap_base_dn\" to find the user, and "
+                      "\"ldap_bind_dn\" to act as the service account",
+                      kind == NGX_ESP_LDAP_OP_READ ? "read" : "change",
+                      &d->name,
+                      kind == NGX_ESP_LDAP_OP_READ ? "attributes"
+                                                   : "changes");
+        return NGX_ERROR;
+    }
+
+    /* the service account on a DN it was given needs no user */
+
+    anonymous = (lr->service && lr->dn.len);
+
     /* refused before any bind: nothing here may reach a directory */
 
-    if (lr->password.len == 0
-        || lr->password.len > NGX_ESP_LDAP_MAX_INPUT
-        || ngx_esp_ldap_check_user(&lr->user) != NGX_OK)
+    if ((!lr->service
+         && (lr->password.len == 0
+             || lr->password.len > NGX_ESP_LDAP_MAX_INPUT))
+        || (!anonymous && ngx_esp_ldap_check_user(&lr->user) != NGX_OK))
     {
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, lr->log, 0,
                        "esp ldap: invalid input, user length %uz, "
@@ -249,8 +324,9 @@ ngx_esp_ldap_authenticate(ngx_esp_ldap_req_t *lr)
         return NGX_OK;
     }
 
-    rc = ngx_esp_ldap_build_logon_name(lr->pool, d, &lr->user,
-                                       &lr->logon_name);
+    rc = anonymous ? NGX_OK
+                   : ngx_esp_ldap_build_logon_name(lr->pool, d, &lr->user,
+                                                   &lr->logon_name);
 
     if (rc == NGX_DECLINED) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, lr->log, 0,
@@ -289,9 +365,29 @@ ngx_esp_ldap_authenticate(ngx_esp_ldap_req_t *lr)
         return NGX_ERROR;
     }
 
+    if (kind == NGX_ESP_LDAP_OP_LOGIN) {
+        read = (lr->attrs && lr->attrs->nelts && d->base_dn.len);
+        find = (ngroups || read);
+        op->target = &lr->user_dn;
+
+    } else {
+        read = (kind == NGX_ESP_LDAP_OP_READ);
+        find = (lr->dn.len == 0);
+        op->target = find ? &lr->user_dn : &lr->dn;
+    }
+
+    if (kind == NGX_ESP_LDAP_OP_LOGIN && lr->attrs && lr->attrs->nelts
+        && !read)
+    {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, lr->log, 0,
+                       "esp ldap: no \"ldap_base_dn\", no attributes read");
+    }
+
     op->lr = lr;
     op->lw = lw;
-    op->step = NGX_ESP_LDAP_USER_BIND;
+    op->kind = kind;
+    op->read = read;
+    op->step = ngx_esp_ldap_first_step(op);
 
     op->wait.handler = ngx_esp_ldap_wait_handler;
     op->wait.data = op;
@@ -303,7 +399,7 @@ ngx_esp_ldap_authenticate(ngx_esp_ldap_req_t *lr)
 
     op->ngroups = ngroups;
 
-    if (ngroups) {
+    if (find) {
 
         /*
          * who the bind will have authenticated, as AD resolves the name:
@@ -339,8 +435,10 @@ ngx_esp_ldap_authenticate(ngx_esp_ldap_req_t *lr)
 
     lr->op = op;
 
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, lr->log, 0,
-                   "esp ldap: authenticate \"%V\" as \"%V\", %ui groups",
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, lr->log, 0,
+                   "esp ldap: %s \"%V\" as \"%V\", %ui groups",
+                   kind == NGX_ESP_LDAP_OP_MODIFY ? "modify for"
+                   : kind == NGX_ESP_LDAP_OP_READ ? "read for" : "authenticate",
                    ngx_esp_log_escape(lr->pool, &lr->user),
                    ngx_esp_log_escape(lr->pool, &lr->logon_name), ngroups);
 
@@ -377,12 +475,15 @@ ngx_esp_ldap_abort(ngx_esp_ldap_req_t *lr, ngx_esp_ldap_orphan_pt orphan,
     if (op->finished) {
         rc = NGX_DONE;
 
-    } else if (op->step > NGX_ESP_LDAP_USER_BIND) {
+    } else if (op->user_bound) {
         lr->result = NGX_ESP_AUTH_OK;
         rc = NGX_DONE;
 
     } else if (conn && conn->state == NGX_ESP_LDAP_BUSY && conn->expect
-               && conn->expect_type == LDAP_RES_BIND)
+               && ((conn->expect_type == LDAP_RES_BIND
+                    && op->step == NGX_ESP_LDAP_USER_BIND)
+                   || (conn->expect_type == LDAP_RES_MODIFY
+                       && lr->service && lr->user.len)))
     {
         conn->orphan = orphan;
         conn->orphan_data = data;
@@ -691,6 +792,81 @@ ngx_esp_auth_result_name(ngx_esp_auth_result_e rc)
 
 /* the op: which DC, which step, what the answers mean */
 
+/* the bind that starts the op on a connection, or again on another DC */
+
+static ngx_uint_t
+ngx_esp_ldap_first_step(ngx_esp_ldap_op_t *op)
+{
+    if (op->lr->service) {
+        return NGX_ESP_LDAP_SERVICE_BIND;
+    }
+
+    /* the password was right: a login's searches are the service's */
+
+    if (op->user_bound && op->kind == NGX_ESP_LDAP_OP_LOGIN
+        && op->lw->domain->bind_dn.len)
+    {
+        return NGX_ESP_LDAP_SERVICE_BIND;
+    }
+
+    return NGX_ESP_LDAP_USER_BIND;
+}
+
+
+/*
+ * After the op's bind: the next step, or the end.  The user's entry is
+ * looked up for the group check, the attributes and a modify of the
+ * user's own entry; a modify runs as whoever was bound.
+ */
+
+static void
+ngx_esp_ldap_after_bind(ngx_esp_ldap_op_t *op, ngx_esp_ldap_dc_t *dc)
+{
+    ngx_esp_domain_t    *d;
+    ngx_esp_ldap_req_t  *lr;
+
+    lr = op->lr;
+    d = op->lw->domain;
+
+    if (op->kind != NGX_ESP_LDAP_OP_LOGIN && lr->dn.len) {
+        op->step = (op->kind == NGX_ESP_LDAP_OP_MODIFY)
+                   ? NGX_ESP_LDAP_MODIFY : NGX_ESP_LDAP_READ_ATTRS;
+        ngx_esp_ldap_send_step(op);
+        return;
+    }
+
+    if (op->kind == NGX_ESP_LDAP_OP_LOGIN && op->ngroups == 0 && !op->read) {
+        ngx_esp_ldap_op_release(op);
+        ngx_esp_ldap_finish(op, dc, NGX_ESP_AUTH_OK);
+        return;
+    }
+
+    if (op->upn.len == 0 && op->account.len == 0) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, lr->log, 0,
+                       "esp ldap: \"%V\" is no name of this domain",
+                       ngx_esp_log_escape(lr->pool, &lr->logon_name));
+
+        ngx_esp_ldap_op_release(op);
+        ngx_esp_ldap_finish(op, dc,
+                            (op->kind != NGX_ESP_LDAP_OP_LOGIN || op->ngroups)
+                            ? NGX_ESP_AUTH_NOT_PERMITTED : NGX_ESP_AUTH_OK);
+        return;
+    }
+
+    /* a login's searches are the service account's when there is one */
+
+    if (op->step == NGX_ESP_LDAP_USER_BIND
+        && op->kind == NGX_ESP_LDAP_OP_LOGIN && d->bind_dn.len)
+    {
+        op->step = NGX_ESP_LDAP_SERVICE_BIND;
+
+    } else {
+        op->step = NGX_ESP_LDAP_FIND_USER;
+    }
+
+    ngx_esp_ldap_send_step(op);
+}
+
 static void
 ngx_esp_ldap_next_dc(ngx_esp_ldap_op_t *op)
 {
@@ -702,11 +878,22 @@ ngx_esp_ldap_next_dc(ngx_esp_ldap_op_t *op)
     lw = op->lw;
     now = ngx_time();
 
+    /*
+     * A modify that went out may have been applied: it is not sent again
+     * elsewhere, the caller decides.
+     */
+
+    if (op->sent) {
+        ngx_esp_ldap_finish(op, NULL, NGX_ESP_AUTH_UNAVAILABLE);
+        return;
+    }
+
     /* a new connection has no identity: the searches bind again first */
 
-    if (op->step > NGX_ESP_LDAP_SERVICE_BIND) {
-        op->step = NGX_ESP_LDAP_SERVICE_BIND;
+    if (op->step > NGX_ESP_LDAP_USER_BIND) {
+        op->step = ngx_esp_ldap_first_step(op);
         ngx_str_null(&op->lr->user_dn);
+        op->lr->values = NULL;
     }
 
     /*
@@ -817,6 +1004,7 @@ ngx_esp_ldap_send_step(ngx_esp_ldap_op_t *op)
 {
     ber_tag_t             expect;
     ngx_int_t             rc;
+    ngx_str_t            *dn;
     ngx_connection_t     *c;
     ngx_esp_domain_t     *d;
     ngx_esp_ldap_req_t   *lr;
@@ -864,7 +1052,7 @@ ngx_esp_ldap_send_step(ngx_esp_ldap_op_t *op)
         op->naccount = 0;
 
         rc = ngx_esp_ldap_encode_search(&conn->out, &d->base_dn, d->timeout,
-                                        &op->upn, &op->account, NULL);
+                                        &op->upn, &op->account, NULL, NULL);
         expect = LDAP_RES_SEARCH_RESULT;
 
         ngx_log_debug4(NGX_LOG_DEBUG_HTTP, lr->log, 0,
@@ -875,11 +1063,40 @@ ngx_esp_ldap_send_step(ngx_esp_ldap_op_t *op)
                        conn->out.msgid);
         break;
 
+    case NGX_ESP_LDAP_READ_ATTRS:
+        op->found = 0;
+
+        rc = ngx_esp_ldap_encode_read(&conn->out, op->target, d->timeout,
+                                      lr->attrs);
+        expect = LDAP_RES_SEARCH_RESULT;
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, lr->log, 0,
+                       "esp ldap: read \"%V\" msgid %d",
+                       ngx_esp_log_escape(lr->pool, op->target),
+                       conn->out.msgid);
+        break;
+
+    case NGX_ESP_LDAP_MODIFY:
+        dn = op->target;
+
+        rc = ngx_esp_ldap_encode_modify(&conn->out, dn, lr->changes);
+        expect = LDAP_RES_MODIFY;
+        op->sent = 1;
+
+        ngx_log_debug4(NGX_LOG_DEBUG_HTTP, lr->log, 0,
+                       "esp ldap: modify \"%V\", %ui changes, as %s "
+                       "msgid %d",
+                       ngx_esp_log_escape(lr->pool, dn), lr->changes->nelts,
+                       lr->service ? "the service account" : "the user",
+                       conn->out.msgid);
+        break;
+
     default: /* NGX_ESP_LDAP_CHECK_GROUPS */
         op->found = 0;
 
         rc = ngx_esp_ldap_encode_search(&conn->out, &lr->user_dn, d->timeout,
-                                        NULL, NULL, lr->groups);
+                                        NULL, NULL, lr->groups,
+                                        op->read ? lr->attrs : NULL);
         expect = LDAP_RES_SEARCH_RESULT;
 
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, lr->log, 0,
@@ -920,9 +1137,25 @@ ngx_esp_ldap_op_answer(ngx_esp_ldap_op_t *op, ngx_esp_ldap_msg_t *m)
 
     if (m->type == LDAP_RES_SEARCH_ENTRY) {
 
-        if (op->step == NGX_ESP_LDAP_CHECK_GROUPS) {
+        if (op->step == NGX_ESP_LDAP_CHECK_GROUPS
+            || op->step == NGX_ESP_LDAP_READ_ATTRS)
+        {
             op->found = 1;
-            return NGX_OK;
+
+            if (!op->read) {
+                return NGX_OK;
+            }
+
+            if (lr->values == NULL) {
+                lr->values = ngx_array_create(lr->pool, lr->attrs->nelts,
+                                              sizeof(ngx_esp_ldap_attr_t));
+                if (lr->values == NULL) {
+                    return NGX_ERROR;
+                }
+            }
+
+            return ngx_esp_ldap_entry_values(m, lr->attrs, lr->values,
+                                             lr->pool);
         }
 
         /* NGX_ESP_LDAP_FIND_USER */
@@ -959,25 +1192,9 @@ ngx_esp_ldap_op_answer(ngx_esp_ldap_op_t *op, ngx_esp_ldap_msg_t *m)
 
         if (m->code == LDAP_SUCCESS) {
             dc->stats->binds_ok++;
+            op->user_bound = 1;
 
-            if (op->ngroups == 0) {
-                ngx_esp_ldap_op_release(op);
-                ngx_esp_ldap_finish(op, dc, NGX_ESP_AUTH_OK);
-                return NGX_DONE;
-            }
-
-            if (op->upn.len == 0 && op->account.len == 0) {
-                ngx_log_debug1(NGX_LOG_DEBUG_HTTP, lr->log, 0,
-                               "esp ldap: \"%V\" is no name of this domain",
-                               ngx_esp_log_escape(lr->pool, &lr->logon_name));
-
-                ngx_esp_ldap_op_release(op);
-                ngx_esp_ldap_finish(op, dc, NGX_ESP_AUTH_NOT_PERMITTED);
-                return NGX_DONE;
-            }
-
-            op->step = NGX_ESP_LDAP_SERVICE_BIND;
-            ngx_esp_ldap_send_step(op);
+            ngx_esp_ldap_after_bind(op, dc);
             return NGX_DONE;
         }
 
@@ -1001,8 +1218,15 @@ ngx_esp_ldap_op_answer(ngx_esp_ldap_op_t *op, ngx_esp_ldap_msg_t *m)
     case NGX_ESP_LDAP_SERVICE_BIND:
 
         if (m->code == LDAP_SUCCESS) {
-            op->step = NGX_ESP_LDAP_FIND_USER;
-            ngx_esp_ldap_send_step(op);
+
+            if (op->user_bound) {
+                op->step = NGX_ESP_LDAP_FIND_USER;
+                ngx_esp_ldap_send_step(op);
+
+            } else {
+                ngx_esp_ldap_after_bind(op, dc);
+            }
+
             return NGX_DONE;
         }
 
@@ -1064,17 +1288,38 @@ ngx_esp_ldap_op_answer(ngx_esp_ldap_op_t *op, ngx_esp_ldap_msg_t *m)
                            ngx_esp_log_escape(lr->pool, &lr->logon_name));
 
             ngx_esp_ldap_op_release(op);
-            ngx_esp_ldap_finish(op, dc, NGX_ESP_AUTH_NOT_PERMITTED);
+            ngx_esp_ldap_finish(op, dc,
+                                (op->kind != NGX_ESP_LDAP_OP_LOGIN
+                                 || op->ngroups)
+                                ? NGX_ESP_AUTH_NOT_PERMITTED
+                                : NGX_ESP_AUTH_OK);
             return NGX_DONE;
         }
 
-        op->step = NGX_ESP_LDAP_CHECK_GROUPS;
+        op->step = (op->kind == NGX_ESP_LDAP_OP_MODIFY) ? NGX_ESP_LDAP_MODIFY
+                   : op->ngroups ? NGX_ESP_LDAP_CHECK_GROUPS
+                   : NGX_ESP_LDAP_READ_ATTRS;
         ngx_esp_ldap_send_step(op);
         return NGX_DONE;
 
-    default: /* NGX_ESP_LDAP_CHECK_GROUPS */
+    case NGX_ESP_LDAP_READ_ATTRS:
 
         /* noSuchObject: the user was deleted since it was found */
+
+        if (m->code == LDAP_SUCCESS || m->code == LDAP_SIZELIMIT_EXCEEDED
+            || m->code == LDAP_NO_SUCH_OBJECT)
+        {
+            ngx_esp_ldap_op_release(op);
+            ngx_esp_ldap_finish(op, dc, NGX_ESP_AUTH_OK);
+            return NGX_DONE;
+        }
+
+        break;
+
+    case NGX_ESP_LDAP_MODIFY:
+        return ngx_esp_ldap_modify_answer(op, m);
+
+    default: /* NGX_ESP_LDAP_CHECK_GROUPS */
 
         if (m->code == LDAP_SUCCESS || m->code == LDAP_SIZELIMIT_EXCEEDED
             || m->code == LDAP_NO_SUCH_OBJECT)
@@ -1112,6 +1357,63 @@ ngx_esp_ldap_op_answer(ngx_esp_ldap_op_t *op, ngx_esp_ldap_msg_t *m)
     }
 
     ngx_esp_ldap_next_dc(op);
+
+    return NGX_DONE;
+}
+
+
+/*
+ * The modify was answered: whatever it says is the caller's, except
+ * busy or unavailable (not done, and not tried elsewhere: op->sent)
+ */
+
+static ngx_int_t
+ngx_esp_ldap_modify_answer(ngx_esp_ldap_op_t *op, ngx_esp_ldap_msg_t *m)
+{
+    ngx_esp_ldap_dc_t    *dc;
+    ngx_esp_ldap_req_t   *lr;
+    ngx_esp_ldap_conn_t  *conn;
+
+    lr = op->lr;
+    conn = op->conn;
+    dc = conn->dc;
+
+    if (m->code == LDAP_BUSY || m->code == LDAP_UNAVAILABLE) {
+        ngx_esp_ldap_log_answer(op, m);
+
+        dc->stats->errors++;
+
+        ngx_esp_ldap_close(conn, 1);
+        op->conn = NULL;
+        conn->op = NULL;
+
+        ngx_esp_ldap_finish(op, dc, NGX_ESP_AUTH_UNAVAILABLE);
+        return NGX_DONE;
+    }
+
+    lr->ldap_code = m->code;
+    lr->ad_code = ngx_esp_ldap_error_code((u_char *) m->diag.bv_val,
+                                          m->diag.bv_len);
+
+    if (lr->ad_code == 0) {
+        lr->ad_code = ngx_esp_ldap_ad_code(&m->diag);
+    }
+
+    if (m->diag.bv_len) {
+        lr->diag.data = ngx_pnalloc(lr->pool, m->diag.bv_len);
+
+        if (lr->diag.data) {
+            lr->diag.len = m->diag.bv_len;
+            ngx_memcpy(lr->diag.data, m->diag.bv_val, m->diag.bv_len);
+        }
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, lr->log, 0,
+                   "esp ldap: modify answered %d, AD data %xi, by %V",
+                   m->code, lr->ad_code, &dc->conf->name);
+
+    ngx_esp_ldap_op_release(op);
+    ngx_esp_ldap_finish(op, dc, NGX_ESP_AUTH_OK);
 
     return NGX_DONE;
 }
@@ -1155,6 +1457,24 @@ ngx_esp_ldap_log_answer(ngx_esp_ldap_op_t *op, ngx_esp_ldap_msg_t *m)
                       name, ngx_esp_log_escape(lr->pool, &lr->logon_name),
                       &op->lw->domain->base_dn,
                       m->code, ldap_err2string(m->code), n, text);
+        break;
+
+    case NGX_ESP_LDAP_READ_ATTRS:
+        ngx_log_error(NGX_LOG_ERR, lr->log, 0,
+                      "esp: domain controller %V answered the read of "
+                      "\"%V\" with %d (%s) \"%*s\"",
+                      name, ngx_esp_log_escape(lr->pool, op->target),
+                      m->code,
+                      ldap_err2string(m->code), n, text);
+        break;
+
+    case NGX_ESP_LDAP_MODIFY:
+        ngx_log_error(NGX_LOG_ERR, lr->log, 0,
+                      "esp: domain controller %V answered the modify of "
+                      "\"%V\" with %d (%s) \"%*s\"",
+                      name, ngx_esp_log_escape(lr->pool, op->target),
+                      m->code,
+                      ldap_err2string(m->code), n, text);
         break;
 
     default:

@@ -7,16 +7,17 @@
 /*
  * The directory client's LDAP on the wire: framing and decoding of what a
  * domain controller sends (BER length, bounded size, decoded in place
- * with liblber), the requests it is sent (bind, the two searches,
- * StartTLS, unbind), the AD "data" codes of a refused bind, and RFC 4515
- * filter value escaping.  Pure functions over buffers: no I/O, no
+ * with liblber), the requests it is sent (bind, the searches, the read
+ * of one entry, modify, StartTLS, unbind), the values of an entry, the
+ * AD "data" codes of a refused bind and the Windows error code of a
+ * refused change, and RFC 4515 filter value escaping.  Pure functions over buffers: no I/O, no
  * connection, no login; src/ngx_esp_ldap_conn.c and src/ngx_esp_ldap.c
  * call them, they call nothing of either.
  *
- * Requests are encoded with liblber, except the bind request, encoded by
- * hand into a buffer of ours so that the password it carries can be
- * wiped as soon as it is sent (liblber may reallocate and free its
- * buffers unwiped).
+ * Requests are encoded with liblber, except the bind and modify
+ * requests, encoded by hand into a buffer of ours so that the passwords
+ * they carry can be wiped as soon as they are sent (liblber may
+ * reallocate and free its buffers unwiped).
  */
 
 
@@ -32,8 +33,10 @@
 static ber_int_t ngx_esp_ldap_next_msgid(ngx_esp_ldap_out_t *out);
 static ngx_int_t ngx_esp_ldap_flatten(ngx_esp_ldap_out_t *out,
     BerElement *ber);
+static int ngx_esp_ldap_put_attrs(BerElement *ber, ngx_array_t *attrs);
 static u_char *ngx_esp_ldap_put_length(u_char *p, size_t len);
 static size_t ngx_esp_ldap_length_size(size_t len);
+static size_t ngx_esp_ldap_tlv_size(size_t len);
 
 
 /*
@@ -107,6 +110,9 @@ ngx_esp_ldap_parse(u_char *p, size_t n, ngx_esp_ldap_msg_t *m)
 
     ngx_memzero(m, sizeof(ngx_esp_ldap_msg_t));
 
+    m->raw = p;
+    m->raw_len = n;
+
     ber = ber_alloc_t(LBER_USE_DER);
     if (ber == NULL) {
         return NGX_ERROR;
@@ -132,6 +138,7 @@ ngx_esp_ldap_parse(u_char *p, size_t n, ngx_esp_ldap_msg_t *m)
 
     case LDAP_RES_BIND:
     case LDAP_RES_SEARCH_RESULT:
+    case LDAP_RES_MODIFY:
     case LDAP_RES_EXTENDED:
         if (ber_skip_tag(ber, &len) == LBER_ERROR
             || ber_get_enum(ber, &m->code) == LBER_ERROR
@@ -298,7 +305,7 @@ ngx_esp_ldap_encode_bind(ngx_esp_ldap_out_t *out, ngx_str_t *dn,
 ngx_int_t
 ngx_esp_ldap_encode_search(ngx_esp_ldap_out_t *out, ngx_str_t *base,
     ngx_msec_t timeout, ngx_str_t *upn, ngx_str_t *account,
-    ngx_array_t *groups)
+    ngx_array_t *groups, ngx_array_t *attrs)
 {
     int          rc;
     ngx_str_t   *g;
@@ -386,7 +393,11 @@ ngx_esp_ldap_encode_search(ngx_esp_ldap_out_t *out, ngx_str_t *base,
         }
 
         if (rc != -1) {
-            rc = ber_printf(ber, "]{s}}}", LDAP_NO_ATTRS);
+            rc = ber_printf(ber, "]");
+        }
+
+        if (rc != -1) {
+            rc = ngx_esp_ldap_put_attrs(ber, attrs);
         }
     }
 
@@ -398,6 +409,332 @@ ngx_esp_ldap_encode_search(ngx_esp_ldap_out_t *out, ngx_str_t *base,
     }
 
     return ngx_esp_ldap_flatten(out, ber);
+}
+
+
+/* (objectClass=*) on "dn" alone: its attributes "attrs" */
+
+ngx_int_t
+ngx_esp_ldap_encode_read(ngx_esp_ldap_out_t *out, ngx_str_t *dn,
+    ngx_msec_t timeout, ngx_array_t *attrs)
+{
+    int          rc;
+    ber_int_t    id, limit;
+    BerElement  *ber;
+
+    ngx_esp_ldap_free_out(out);
+
+    id = ngx_esp_ldap_next_msgid(out);
+    limit = (ber_int_t) ((timeout + 999) / 1000);
+
+    ber = ber_alloc_t(LBER_USE_DER);
+    if (ber == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ber_printf(ber, "{it{oeeiibts",
+                    id, LDAP_REQ_SEARCH,
+                    (char *) dn->data, (ber_len_t) dn->len,
+                    (ber_int_t) LDAP_SCOPE_BASE, (ber_int_t) LDAP_DEREF_NEVER,
+                    (ber_int_t) 1, limit, (ber_int_t) 0,
+                    LDAP_FILTER_PRESENT, "objectClass");
+
+    if (rc != -1) {
+        rc = ngx_esp_ldap_put_attrs(ber, attrs);
+    }
+
+    if (rc == -1) {
+        ngx_log_error(NGX_LOG_ALERT, out->log, 0,
+                      "esp: ber_printf() failed for a read request");
+        ber_free(ber, 1);
+        return NGX_ERROR;
+    }
+
+    return ngx_esp_ldap_flatten(out, ber);
+}
+
+
+/* the attribute list that ends a search request, and the request */
+
+static int
+ngx_esp_ldap_put_attrs(BerElement *ber, ngx_array_t *attrs)
+{
+    int          rc;
+    ngx_str_t   *a;
+    ngx_uint_t   i;
+
+    if (attrs == NULL || attrs->nelts == 0) {
+        return ber_printf(ber, "{s}}}", LDAP_NO_ATTRS);
+    }
+
+    rc = ber_printf(ber, "{");
+
+    a = attrs->elts;
+
+    for (i = 0; rc != -1 && i < attrs->nelts; i++) {
+        rc = ber_printf(ber, "o", (char *) a[i].data, (ber_len_t) a[i].len);
+    }
+
+    if (rc != -1) {
+        rc = ber_printf(ber, "}}}");
+    }
+
+    return rc;
+}
+
+
+/*
+ * ModifyRequest ::= [APPLICATION 6] SEQUENCE { object LDAPDN,
+ *     changes SEQUENCE OF change SEQUENCE { operation ENUMERATED,
+ *     modification SEQUENCE { type, vals SET OF value } } }
+ */
+
+ngx_int_t
+ngx_esp_ldap_encode_modify(ngx_esp_ldap_out_t *out, ngx_str_t *dn,
+    ngx_array_t *changes)
+{
+    u_char                 *p;
+    size_t                  id_len, op_len, msg_len, list_len, len;
+    size_t                  vals_len, attr_len, change_len;
+    ber_int_t               id;
+    ngx_str_t              *v;
+    ngx_uint_t              i, j, nv;
+    ngx_esp_ldap_change_t  *ch;
+
+    ngx_esp_ldap_free_out(out);
+
+    if (changes == NULL || changes->nelts == 0) {
+        return NGX_ERROR;
+    }
+
+    ch = changes->elts;
+    list_len = 0;
+
+    for (i = 0; i < changes->nelts; i++) {
+        if (ch[i].op > NGX_ESP_LDAP_MOD_REPLACE
+            || ch[i].attr.len == 0
+            || ch[i].attr.len > 256)
+        {
+            return NGX_ERROR;
+        }
+
+        vals_len = 0;
+        nv = ch[i].values ? ch[i].values->nelts : 0;
+        v = nv ? ch[i].values->elts : NULL;
+
+        for (j = 0; j < nv; j++) {
+            if (v[j].len > NGX_ESP_LDAP_MAX_MESSAGE / 4) {
+                return NGX_ERROR;
+            }
+
+            vals_len += ngx_esp_ldap_tlv_size(v[j].len);
+        }
+
+        attr_len = ngx_esp_ldap_tlv_size(ch[i].attr.len)
+                   + ngx_esp_ldap_tlv_size(vals_len);
+        change_len = 3 + ngx_esp_ldap_tlv_size(attr_len);
+
+        list_len += ngx_esp_ldap_tlv_size(change_len);
+
+        if (list_len > NGX_ESP_LDAP_MAX_MESSAGE) {
+            return NGX_ERROR;
+        }
+    }
+
+    id = ngx_esp_ldap_next_msgid(out);
+
+    id_len = (id < 0x80) ? 1 : (id < 0x8000) ? 2 : (id < 0x800000) ? 3 : 4;
+
+    op_len = ngx_esp_ldap_tlv_size(dn->len) + ngx_esp_ldap_tlv_size(list_len);
+    msg_len = 2 + id_len + ngx_esp_ldap_tlv_size(op_len);
+    len = ngx_esp_ldap_tlv_size(msg_len);
+
+    p = ngx_alloc(len, out->log);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+    out->len = len;
+    out->sent = 0;
+    out->secret = 1;
+
+    *p++ = 0x30;
+    p = ngx_esp_ldap_put_length(p, msg_len);
+
+    *p++ = 0x02;
+    *p++ = (u_char) id_len;
+
+    while (id_len) {
+        id_len--;
+        *p++ = (u_char) (id >> (8 * id_len));
+    }
+
+    *p++ = (u_char) LDAP_REQ_MODIFY;
+    p = ngx_esp_ldap_put_length(p, op_len);
+
+    *p++ = 0x04;
+    p = ngx_esp_ldap_put_length(p, dn->len);
+    p = ngx_cpymem(p, dn->data, dn->len);
+
+    *p++ = 0x30;
+    p = ngx_esp_ldap_put_length(p, list_len);
+
+    for (i = 0; i < changes->nelts; i++) {
+        vals_len = 0;
+        nv = ch[i].values ? ch[i].values->nelts : 0;
+        v = nv ? ch[i].values->elts : NULL;
+
+        for (j = 0; j < nv; j++) {
+            vals_len += ngx_esp_ldap_tlv_size(v[j].len);
+        }
+
+        attr_len = ngx_esp_ldap_tlv_size(ch[i].attr.len)
+                   + ngx_esp_ldap_tlv_size(vals_len);
+        change_len = 3 + ngx_esp_ldap_tlv_size(attr_len);
+
+        *p++ = 0x30;
+        p = ngx_esp_ldap_put_length(p, change_len);
+
+        *p++ = 0x0a;
+        *p++ = 0x01;
+        *p++ = (u_char) ch[i].op;
+
+        *p++ = 0x30;
+        p = ngx_esp_ldap_put_length(p, attr_len);
+
+        *p++ = 0x04;
+        p = ngx_esp_ldap_put_length(p, ch[i].attr.len);
+        p = ngx_cpymem(p, ch[i].attr.data, ch[i].attr.len);
+
+        *p++ = 0x31;
+        p = ngx_esp_ldap_put_length(p, vals_len);
+
+        for (j = 0; j < nv; j++) {
+            *p++ = 0x04;
+            p = ngx_esp_ldap_put_length(p, v[j].len);
+            p = ngx_cpymem(p, v[j].data, v[j].len);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * SearchResultEntry ::= [APPLICATION 4] SEQUENCE { objectName,
+ *     attributes SEQUENCE OF SEQUENCE { type, vals SET OF value } }
+ */
+
+ngx_int_t
+ngx_esp_ldap_entry_values(ngx_esp_ldap_msg_t *m, ngx_array_t *attrs,
+    ngx_array_t *values, ngx_pool_t *pool)
+{
+    ber_int_t             msgid;
+    ber_len_t             len;
+    ngx_int_t             rc;
+    ngx_str_t            *name, *val;
+    ngx_uint_t            i;
+    BerElement           *ber;
+    struct berval         bv, type, value, dn;
+    ngx_esp_ldap_attr_t  *a;
+
+    name = attrs->elts;
+
+    while (values->nelts < attrs->nelts) {
+        a = ngx_array_push(values);
+        if (a == NULL) {
+            return NGX_ERROR;
+        }
+
+        a->name = name[values->nelts - 1];
+        a->values = NULL;
+    }
+
+    ber = ber_alloc_t(LBER_USE_DER);
+    if (ber == NULL) {
+        return NGX_ERROR;
+    }
+
+    bv.bv_val = (char *) m->raw;
+    bv.bv_len = m->raw_len;
+
+    ber_init2(ber, &bv, LBER_USE_DER);
+
+    rc = NGX_ERROR;
+
+    if (ber_skip_tag(ber, &len) != LBER_SEQUENCE
+        || ber_get_int(ber, &msgid) == LBER_ERROR
+        || ber_skip_tag(ber, &len) != LDAP_RES_SEARCH_ENTRY
+        || ber_get_stringbv(ber, &dn, LBER_BV_NOTERM) == LBER_ERROR
+        || ber_skip_tag(ber, &len) == LBER_ERROR)
+    {
+        goto done;
+    }
+
+    a = values->elts;
+
+    while (ber_peek_tag(ber, &len) == LBER_SEQUENCE) {
+
+        if (ber_skip_tag(ber, &len) == LBER_ERROR
+            || ber_get_stringbv(ber, &type, LBER_BV_NOTERM) == LBER_ERROR
+            || ber_skip_tag(ber, &len) == LBER_ERROR)
+        {
+            goto done;
+        }
+
+        for (i = 0; i < attrs->nelts; i++) {
+            if (name[i].len == type.bv_len
+                && ngx_strncasecmp(name[i].data, (u_char *) type.bv_val,
+                                   type.bv_len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        while (ber_peek_tag(ber, &len) == LBER_OCTETSTRING) {
+
+            if (ber_get_stringbv(ber, &value, LBER_BV_NOTERM) == LBER_ERROR) {
+                goto done;
+            }
+
+            if (i == attrs->nelts) {
+                continue;
+            }
+
+            if (a[i].values == NULL) {
+                a[i].values = ngx_array_create(pool, 1, sizeof(ngx_str_t));
+                if (a[i].values == NULL) {
+                    goto done;
+                }
+            }
+
+            val = ngx_array_push(a[i].values);
+            if (val == NULL) {
+                goto done;
+            }
+
+            val->len = value.bv_len;
+            val->data = ngx_pnalloc(pool, value.bv_len + 1);
+            if (val->data == NULL) {
+                goto done;
+            }
+
+            /* NUL-terminated for the caller's convenience, not counted */
+
+            ngx_memcpy(val->data, value.bv_val, value.bv_len);
+            val->data[value.bv_len] = '\0';
+        }
+    }
+
+    rc = NGX_OK;
+
+done:
+
+    ber_free(ber, 0);
+
+    return rc;
 }
 
 
@@ -580,6 +917,15 @@ ngx_esp_ldap_length_size(size_t len)
 }
 
 
+/* tag, length and contents of "len" bytes */
+
+static size_t
+ngx_esp_ldap_tlv_size(size_t len)
+{
+    return 1 + ngx_esp_ldap_length_size(len) + len;
+}
+
+
 static u_char *
 ngx_esp_ldap_put_length(u_char *p, size_t len)
 {
@@ -665,6 +1011,64 @@ ngx_esp_ldap_ad_code(struct berval *diag)
     }
 
     return code;
+}
+
+
+/*
+ * "0000052D: Constraint violation - ...": the Windows error code that AD
+ * and Samba put first in the text of a refused change; 0 if none
+ */
+
+ngx_uint_t
+ngx_esp_ldap_error_code(u_char *p, size_t len)
+{
+    u_char      ch;
+    ngx_uint_t  i, code;
+
+    if (len < 9 || p[8] != ':') {
+        return 0;
+    }
+
+    code = 0;
+
+    for (i = 0; i < 8; i++) {
+        ch = p[i];
+
+        if (ch >= '0' && ch <= '9') {
+            code = code * 16 + (ch - '0');
+            continue;
+        }
+
+        ch |= 0x20;
+
+        if (ch < 'a' || ch > 'f') {
+            return 0;
+        }
+
+        code = code * 16 + (ch - 'a' + 10);
+    }
+
+    return code;
+}
+
+
+/* what an orphaned modify of a password said of the old password */
+
+ngx_esp_auth_result_e
+ngx_esp_ldap_modify_result(ngx_esp_ldap_msg_t *m)
+{
+    if (m->code == LDAP_SUCCESS) {
+        return NGX_ESP_AUTH_OK;
+    }
+
+    if (m->code == LDAP_CONSTRAINT_VIOLATION
+        && ngx_esp_ldap_error_code((u_char *) m->diag.bv_val, m->diag.bv_len)
+           == NGX_ESP_LDAP_ERROR_INVALID_PASSWORD)
+    {
+        return NGX_ESP_AUTH_BAD_CREDENTIALS;
+    }
+
+    return NGX_ESP_AUTH_ERROR;
 }
 
 

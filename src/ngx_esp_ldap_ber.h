@@ -36,6 +36,8 @@ typedef struct {
     struct berval              diag;
     struct berval              dn;
     struct berval              upn;         /* its userPrincipalName */
+    u_char                    *raw;         /* the whole message */
+    size_t                     raw_len;
 } ngx_esp_ldap_msg_t;
 
 
@@ -69,10 +71,30 @@ ngx_int_t ngx_esp_ldap_encode_bind(ngx_esp_ldap_out_t *out, ngx_str_t *dn,
     ngx_str_t *password);
 ngx_int_t ngx_esp_ldap_encode_search(ngx_esp_ldap_out_t *out,
     ngx_str_t *base, ngx_msec_t timeout, ngx_str_t *upn, ngx_str_t *account,
-    ngx_array_t *groups);
+    ngx_array_t *groups, ngx_array_t *attrs);
+
+/* a base-object search of "dn" for the attributes "attrs" (ngx_str_t) */
+ngx_int_t ngx_esp_ldap_encode_read(ngx_esp_ldap_out_t *out, ngx_str_t *dn,
+    ngx_msec_t timeout, ngx_array_t *attrs);
+
+/*
+ * A ModifyRequest of "dn" with "changes" (ngx_esp_ldap_change_t), by
+ * hand like a bind: values may be passwords, the buffer is wiped.
+ */
+ngx_int_t ngx_esp_ldap_encode_modify(ngx_esp_ldap_out_t *out, ngx_str_t *dn,
+    ngx_array_t *changes);
 ngx_int_t ngx_esp_ldap_encode_starttls(ngx_esp_ldap_out_t *out);
 ngx_int_t ngx_esp_ldap_encode_unbind(ngx_esp_ldap_out_t *out);
 void ngx_esp_ldap_free_out(ngx_esp_ldap_out_t *out);
+
+/*
+ * The values of a search entry "m" for the names in "attrs" (ngx_str_t),
+ * copied into "pool": fills "values" (ngx_esp_ldap_attr_t, one per name,
+ * in order); an attribute the entry lacks keeps values == NULL.  Names
+ * compare without case; ";range=" and other options are not handled.
+ */
+ngx_int_t ngx_esp_ldap_entry_values(ngx_esp_ldap_msg_t *m,
+    ngx_array_t *attrs, ngx_array_t *values, ngx_pool_t *pool);
 
 /* a server's text, fit for a log line: returns the length written */
 size_t ngx_esp_ldap_printable(u_char *dst, size_t size, struct berval *src);
@@ -80,6 +102,7 @@ size_t ngx_esp_ldap_printable(u_char *dst, size_t size, struct berval *src);
 /* AD's "data NNN" in a diagnostic message, what it means, how to say it */
 ngx_uint_t ngx_esp_ldap_ad_code(struct berval *diag);
 ngx_esp_auth_result_e ngx_esp_ldap_ad_result(ngx_uint_t code);
+ngx_esp_auth_result_e ngx_esp_ldap_modify_result(ngx_esp_ldap_msg_t *m);
 const char *ngx_esp_ldap_ad_text(ngx_uint_t code);
 
 

@@ -899,7 +899,8 @@ ngx_esp_ldap_message(ngx_esp_ldap_conn_t *conn, ngx_esp_ldap_msg_t *m)
 
         if (conn->orphan) {
             ngx_esp_ldap_orphan_done(conn,
-                m->code == LDAP_SUCCESS ? NGX_ESP_AUTH_OK
+                m->type == LDAP_RES_MODIFY ? ngx_esp_ldap_modify_result(m)
+                : m->code == LDAP_SUCCESS ? NGX_ESP_AUTH_OK
                 : m->code == LDAP_INVALID_CREDENTIALS
                   ? ngx_esp_ldap_ad_result(ngx_esp_ldap_ad_code(&m->diag))
                   : NGX_ESP_AUTH_ERROR);

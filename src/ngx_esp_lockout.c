@@ -105,6 +105,7 @@ struct ngx_esp_lockout_s {
     unsigned                   address:1;    /* a familiar address */
     unsigned                   waiting:1;
     unsigned                   ended:1;
+    unsigned                   mfa:1;        /* a second factor's */
 };
 
 
@@ -125,6 +126,9 @@ typedef struct {
 static ngx_uint_t  ngx_esp_lockout_waiters;
 
 
+static ngx_int_t ngx_esp_lockout_start(ngx_http_request_t *r,
+    ngx_esp_domain_t *d, ngx_str_t *key, ngx_str_t *password,
+    ngx_esp_ldap_req_t *lr, ngx_uint_t kind, ngx_esp_lockout_t **lkp);
 static ngx_int_t ngx_esp_lockout_wait(ngx_esp_lockout_t *lk);
 static void ngx_esp_lockout_wake(ngx_event_t *ev);
 static void ngx_esp_lockout_cleanup(void *data);
@@ -144,6 +148,30 @@ ngx_int_t
 ngx_esp_lockout_begin(ngx_http_request_t *r, ngx_esp_domain_t *d,
     ngx_str_t *key, ngx_str_t *password, ngx_esp_ldap_req_t *lr,
     ngx_esp_lockout_t **lkp)
+{
+    return ngx_esp_lockout_start(r, d, key, password, lr, 0, lkp);
+}
+
+
+/*
+ * A second factor's check has a counter of its own: a user's wrong codes
+ * and wrong passwords do not add up, and a code is checked here, with
+ * nothing left running when the request goes (no "lr").
+ */
+
+ngx_int_t
+ngx_esp_lockout_begin_mfa(ngx_http_request_t *r, ngx_esp_domain_t *d,
+    ngx_str_t *key, ngx_esp_lockout_t **lkp)
+{
+    return ngx_esp_lockout_start(r, d, key, NULL, NULL,
+                                 NGX_ESP_SHM_COUNTER_MFA, lkp);
+}
+
+
+static ngx_int_t
+ngx_esp_lockout_start(ngx_http_request_t *r, ngx_esp_domain_t *d,
+    ngx_str_t *key, ngx_str_t *password, ngx_esp_ldap_req_t *lr,
+    ngx_uint_t kind, ngx_esp_lockout_t **lkp)
 {
     ngx_int_t             rc;
     ngx_uint_t            mismatch, started;
@@ -216,7 +244,12 @@ ngx_esp_lockout_begin(ngx_http_request_t *r, ngx_esp_domain_t *d,
     lk->policy.bound = (time_t) (NGX_ESP_LOCKOUT_STEPS * d->servers.nelts + 1)
                        * (time_t) ((d->timeout + 999) / 1000);
 
-    if (ngx_esp_shm_counter_key(zone, &d->name, key, lk->familiar, &lk->slot)
+    lk->mfa = (kind & NGX_ESP_SHM_COUNTER_MFA) ? 1 : 0;
+
+    if (ngx_esp_shm_counter_key(zone, &d->name, key,
+                                kind | (lk->familiar
+                                        ? NGX_ESP_SHM_COUNTER_FAMILIAR : 0),
+                                &lk->slot)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -257,7 +290,7 @@ again:
     if (started) {
         ngx_esp_lockout_blocked(lk->log, d,
                                 ngx_esp_log_escape(r->pool, &lk->key),
-                                &lk->policy, lk->familiar);
+                                &lk->policy, lk->familiar | (lk->mfa << 1));
     }
 
     if (rc == NGX_AGAIN) {
@@ -357,7 +390,7 @@ ngx_esp_lockout_end(ngx_http_request_t *r, ngx_esp_lockout_t *lk,
     {
         ngx_esp_lockout_blocked(lk->log, d,
                                 ngx_esp_log_escape(r->pool, &lk->key),
-                                &lk->policy, lk->familiar);
+                                &lk->policy, lk->familiar | (lk->mfa << 1));
     }
 
     if (result != NGX_ESP_AUTH_OK || !d->smart_lockout) {
@@ -416,6 +449,14 @@ ngx_esp_lockout_cleanup(void *data)
     }
 
     lk->ended = 1;
+
+    if (lk->lr == NULL) {
+        /* nothing runs on without the request: the slot is given back */
+        (void) ngx_esp_shm_settle(lk->zone, &lk->policy, &lk->slot,
+                                  NGX_ESP_SHM_RELEASE);
+        return;
+    }
+
     addr = &lk->request->connection->addr_text;
 
     /*
@@ -523,10 +564,13 @@ static void
 ngx_esp_lockout_blocked(ngx_log_t *log, ngx_esp_domain_t *d, ngx_str_t *key,
     ngx_esp_shm_policy_t *p, ngx_uint_t familiar)
 {
+    /* familiar: bit 0, familiar clients; bit 1, second factors */
+
     ngx_log_error(NGX_LOG_WARN, log, 0,
                   "esp: user \"%V\" of domain %V is blocked for %T s after "
-                  "%ui failed logins%s", key, &d->name, p->unblock, p->max,
-                  familiar ? " from familiar clients" : "");
+                  "%ui failed %s%s", key, &d->name, p->unblock, p->max,
+                  (familiar & 2) ? "second factors" : "logins",
+                  (familiar & 1) ? " from familiar clients" : "");
 }
 
 

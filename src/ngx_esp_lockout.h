@@ -47,6 +47,12 @@ typedef struct ngx_esp_lockout_s  ngx_esp_lockout_t;
 ngx_int_t ngx_esp_lockout_begin(ngx_http_request_t *r, ngx_esp_domain_t *d,
     ngx_str_t *key, ngx_str_t *password, ngx_esp_ldap_req_t *lr,
     ngx_esp_lockout_t **lkp);
+/*
+ * begin_mfa: the same for a second factor, on a counter of its own (the
+ * same max_failed_auths and timeouts); there is no cache and no bind.
+ */
+ngx_int_t ngx_esp_lockout_begin_mfa(ngx_http_request_t *r,
+    ngx_esp_domain_t *d, ngx_str_t *key, ngx_esp_lockout_t **lkp);
 ngx_uint_t ngx_esp_lockout_waiting(ngx_esp_lockout_t *lk);
 void ngx_esp_lockout_end(ngx_http_request_t *r, ngx_esp_lockout_t *lk,
     ngx_esp_auth_result_e result, ngx_str_t *set_cookie);

@@ -18,6 +18,7 @@
 /* the module's reserved endpoints */
 #define NGX_ESP_LOGIN_PATH      "/_esp/login"
 #define NGX_ESP_LOGOUT_PATH     "/_esp/logout"
+#define NGX_ESP_MFA_PATH        "/_esp/mfa"
 
 #define NGX_ESP_MAX_USER        256
 #define NGX_ESP_MAX_PASSWORD    256
@@ -98,6 +99,9 @@ struct ngx_esp_ctx_s {
     ngx_str_t                  set_cookie;   /* added by the header filter */
 
     ngx_esp_body_t             body;         /* a body being read */
+
+    void                      *mfa;          /* the second factor's step
+                                                (src/ngx_esp_mfa.c) */
 
     unsigned                   authenticated:1;  /* in this location */
     unsigned                   has_session:1;    /* in this location */

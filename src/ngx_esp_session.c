@@ -412,6 +412,107 @@ ngx_esp_session_open_password(ngx_pool_t *pool, ngx_array_t *keys,
 
 
 /*
+ * Any other sealed value (a second factor's pending state, TOTP secrets):
+ *
+ *     key id (4) | nonce (12) | AES-256-GCM ciphertext | tag (16)
+ *
+ * under the first of "keys", with "aad" as additional data (its purpose
+ * and whom it belongs to), raw bytes: the caller encodes.  The cipher is
+ * set up per call, with no key schedule kept.
+ */
+
+ngx_int_t
+ngx_esp_seal_value(ngx_pool_t *pool, ngx_array_t *keys, ngx_str_t *aad,
+    ngx_str_t *plain, ngx_str_t *sealed)
+{
+    u_char          *p;
+    ngx_int_t        rc;
+    ngx_esp_key_t   *k;
+    EVP_CIPHER_CTX  *ctx;
+
+    if (keys == NULL || keys->nelts == 0) {
+        return NGX_ERROR;
+    }
+
+    k = keys->elts;
+
+    p = ngx_pnalloc(pool, NGX_ESP_PW_OVERHEAD + plain->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, k[0].id, NGX_ESP_KEY_ID_LEN);
+
+    if (RAND_bytes(p + NGX_ESP_KEY_ID_LEN, NGX_ESP_NONCE_LEN) != 1) {
+        return NGX_ERROR;
+    }
+
+    ctx = ngx_esp_session_cipher(1, k[0].key);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_esp_session_gcm(1, ctx, p + NGX_ESP_KEY_ID_LEN, aad->data,
+                             aad->len, plain->data, plain->len,
+                             p + NGX_ESP_KEY_ID_LEN + NGX_ESP_NONCE_LEN,
+                             p + NGX_ESP_KEY_ID_LEN + NGX_ESP_NONCE_LEN
+                             + plain->len);
+
+    EVP_CIPHER_CTX_free(ctx);
+
+    sealed->data = p;
+    sealed->len = NGX_ESP_PW_OVERHEAD + plain->len;
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_esp_open_value(ngx_pool_t *pool, ngx_array_t *keys, ngx_str_t *aad,
+    ngx_str_t *sealed, ngx_str_t *plain)
+{
+    u_char          *p;
+    size_t           len;
+    ngx_int_t        rc;
+    ngx_esp_key_t   *k;
+    EVP_CIPHER_CTX  *ctx;
+
+    if (keys == NULL || sealed->len < NGX_ESP_PW_OVERHEAD) {
+        return NGX_DECLINED;
+    }
+
+    k = ngx_esp_session_find_key(keys, sealed->data);
+    if (k == NULL) {
+        return NGX_DECLINED;
+    }
+
+    len = sealed->len - NGX_ESP_PW_OVERHEAD;
+
+    plain->data = ngx_esp_session_wiped_alloc(pool, len + 1);
+    if (plain->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx = ngx_esp_session_cipher(0, k->key);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = sealed->data + NGX_ESP_KEY_ID_LEN;
+
+    rc = ngx_esp_session_gcm(0, ctx, p, aad->data, aad->len,
+                             p + NGX_ESP_NONCE_LEN, len, plain->data,
+                             p + NGX_ESP_NONCE_LEN + len);
+
+    EVP_CIPHER_CTX_free(ctx);
+
+    plain->len = len;
+
+    return (rc == NGX_OK) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
  * The key schedule is made once per key and direction in each worker;
  * a request only sets its nonce.
  */
@@ -683,6 +784,15 @@ ngx_esp_password_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     return ngx_esp_session_keys(cf, &emcf->password_keys, emcf->keys,
                                 "password key");
+}
+
+
+/* key files of another purpose (totp_key_file): the first seals */
+
+char *
+ngx_esp_key_files(ngx_conf_t *cf, ngx_array_t **keys, char *what)
+{
+    return ngx_esp_session_keys(cf, keys, NULL, what);
 }
 
 

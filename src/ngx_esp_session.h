@@ -78,4 +78,19 @@ ngx_int_t ngx_esp_session_open_password(ngx_pool_t *pool, ngx_array_t *keys,
     ngx_esp_session_t *s, ngx_str_t *password, const char **reason);
 
 
+/*
+ * Other sealed values (src/ngx_esp_mfa.c): AES-256-GCM under the first of
+ * "keys" with "aad" bound in; raw bytes.  open: NGX_OK ("plain" is wiped
+ * when the pool goes), NGX_DECLINED (unknown key, does not authenticate,
+ * truncated), NGX_ERROR.
+ */
+ngx_int_t ngx_esp_seal_value(ngx_pool_t *pool, ngx_array_t *keys,
+    ngx_str_t *aad, ngx_str_t *plain, ngx_str_t *sealed);
+ngx_int_t ngx_esp_open_value(ngx_pool_t *pool, ngx_array_t *keys,
+    ngx_str_t *aad, ngx_str_t *sealed, ngx_str_t *plain);
+
+/* "file [file ...]" of a directive into *keys (NULL or UNSET before) */
+char *ngx_esp_key_files(ngx_conf_t *cf, ngx_array_t **keys, char *what);
+
+
 #endif /* _NGX_ESP_SESSION_H_INCLUDED_ */

@@ -55,6 +55,8 @@ typedef HMAC_CTX  ngx_esp_shm_mac_t;
 #define NGX_ESP_SHM_L_USER       "ngx_esp user v1"
 #define NGX_ESP_SHM_L_FAMILIAR_COUNTER  "ngx_esp lockout familiar v1"
 #define NGX_ESP_SHM_L_FAMILIAR   "ngx_esp familiar v1"
+#define NGX_ESP_SHM_L_MFA_COUNTER  "ngx_esp lockout mfa v1"
+#define NGX_ESP_SHM_L_MFA_FAMILIAR "ngx_esp lockout mfa familiar v1"
 
 /* kinds of entries */
 #define NGX_ESP_SHM_CACHE        0
@@ -357,14 +359,17 @@ ngx_esp_cache_forget(ngx_shm_zone_t *zone, ngx_str_t *domain,
 
 ngx_int_t
 ngx_esp_shm_counter_key(ngx_shm_zone_t *zone, ngx_str_t *domain,
-    ngx_str_t *user, ngx_uint_t familiar, ngx_esp_shm_slot_t *slot)
+    ngx_str_t *user, ngx_uint_t kind, ngx_esp_shm_slot_t *slot)
 {
+    static const char  *labels[] = {
+        NGX_ESP_SHM_L_LOCKOUT, NGX_ESP_SHM_L_FAMILIAR_COUNTER,
+        NGX_ESP_SHM_L_MFA_COUNTER, NGX_ESP_SHM_L_MFA_FAMILIAR
+    };
+
     ngx_memzero(slot, sizeof(ngx_esp_shm_slot_t));
 
-    return ngx_esp_shm_user_key(zone->data,
-                                familiar ? NGX_ESP_SHM_L_FAMILIAR_COUNTER
-                                         : NGX_ESP_SHM_L_LOCKOUT,
-                                domain, user, slot->key);
+    return ngx_esp_shm_user_key(zone->data, labels[kind & 3], domain, user,
+                                slot->key);
 }
 
 
@@ -582,32 +587,33 @@ ngx_int_t
 ngx_esp_lockout_unblock(ngx_shm_zone_t *zone, ngx_str_t *domain,
     ngx_str_t *user)
 {
-    u_char               key[NGX_ESP_SHM_KEY_LEN];
-    u_char               fkey[NGX_ESP_SHM_KEY_LEN];
     ngx_int_t            rc;
     ngx_uint_t           i;
     ngx_esp_shm_ctx_t   *ctx;
     ngx_esp_shm_node_t  *en;
+    ngx_esp_shm_slot_t   slot[4];
 
     ctx = zone->data;
 
-    if (ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_LOCKOUT, domain, user, key)
-        != NGX_OK
-        || ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_FAMILIAR_COUNTER, domain,
-                                user, fkey)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
+    /*
+     * every budget: the one of unknown clients and the familiar one, for
+     * passwords and for second factors
+     */
+
+    for (i = 0; i < 4; i++) {
+        if (ngx_esp_shm_counter_key(zone, domain, user, i, &slot[i])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
     rc = NGX_DECLINED;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    /* both budgets: the one of unknown clients and the familiar one */
-
-    for (i = 0; i < 2; i++) {
-        en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_LOCKOUT, i ? fkey : key,
+    for (i = 0; i < 4; i++) {
+        en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_LOCKOUT, slot[i].key,
                               ngx_time());
 
         if (en) {
@@ -742,6 +748,57 @@ ngx_esp_session_revoke(ngx_shm_zone_t *zone, u_char *id, size_t len,
 
     } else {
         rc = NGX_ERROR;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return rc;
+}
+
+
+/*
+ * Something that may happen once (a second factor's pending state, a
+ * TOTP code): its keyed hash is kept with the revocations until
+ * "expires"; the test and the mark are one step under the mutex, so two
+ * requests at once cannot both pass.
+ */
+
+ngx_int_t
+ngx_esp_shm_once(ngx_shm_zone_t *zone, const char *label, ngx_str_t *fields,
+    ngx_uint_t n, time_t expires)
+{
+    u_char               key[NGX_ESP_SHM_KEY_LEN];
+    time_t               now;
+    ngx_int_t            rc;
+    ngx_esp_shm_ctx_t   *ctx;
+    ngx_esp_shm_node_t  *en;
+
+    ctx = zone->data;
+    now = ngx_time();
+
+    if (ngx_esp_shm_key(ctx, label, fields, n, key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_SESSION, key, now);
+
+    if (en) {
+        rc = NGX_DECLINED;
+
+    } else {
+        en = ngx_esp_shm_upsert(ctx, NGX_ESP_SHM_SESSION, key,
+                                NGX_ESP_SHM_Q_REVOKED, now);
+
+        if (en) {
+            en->expires = ngx_max(expires, now + 1);
+            ctx->sh->changes++;
+            rc = NGX_OK;
+
+        } else {
+            rc = NGX_ERROR;
+        }
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);

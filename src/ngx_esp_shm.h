@@ -117,7 +117,9 @@ void ngx_esp_cache_forget(ngx_shm_zone_t *zone, ngx_str_t *domain,
  * NGX_ESP_SHM_FAILURE as a failure, NGX_ESP_SHM_SUCCESS resetting the
  * counter and lifting its block; 1 if this failure started a block.  A
  * slot not settled lapses after p->bound seconds.
- * unblock: removes both counters of the user: NGX_OK if there was one,
+ * counter_key's kind: NGX_ESP_SHM_COUNTER_FAMILIAR for the familiar
+ * budget, NGX_ESP_SHM_COUNTER_MFA for second factors (a counter apart).
+ * unblock: removes every counter of the user: NGX_OK if there was one,
  * NGX_DECLINED if not.  active: counters blocked now.
  */
 
@@ -141,8 +143,12 @@ typedef struct {
 } ngx_esp_shm_policy_t;
 
 
+/* counter_key's "kind" */
+#define NGX_ESP_SHM_COUNTER_FAMILIAR  0x01
+#define NGX_ESP_SHM_COUNTER_MFA       0x02
+
 ngx_int_t ngx_esp_shm_counter_key(ngx_shm_zone_t *zone, ngx_str_t *domain,
-    ngx_str_t *user, ngx_uint_t familiar, ngx_esp_shm_slot_t *slot);
+    ngx_str_t *user, ngx_uint_t kind, ngx_esp_shm_slot_t *slot);
 ngx_int_t ngx_esp_shm_blocked(ngx_shm_zone_t *zone, ngx_esp_shm_policy_t *p,
     ngx_esp_shm_slot_t *slot, time_t *until);
 ngx_int_t ngx_esp_shm_reserve(ngx_shm_zone_t *zone, ngx_esp_shm_policy_t *p,
@@ -187,6 +193,15 @@ ngx_int_t ngx_esp_user_revoke(ngx_shm_zone_t *zone, ngx_str_t *domain,
     ngx_str_t *user, time_t since, time_t expires);
 time_t ngx_esp_user_revoked_since(ngx_shm_zone_t *zone, ngx_str_t *domain,
     ngx_str_t *user);
+
+
+/*
+ * once: NGX_OK the first time the keyed hash of "label" and "fields" is
+ * seen (it is then kept until "expires"), NGX_DECLINED after; NGX_ERROR
+ * if the zone has no room.
+ */
+ngx_int_t ngx_esp_shm_once(ngx_shm_zone_t *zone, const char *label,
+    ngx_str_t *fields, ngx_uint_t n, time_t expires);
 
 
 void ngx_esp_shm_stats(ngx_shm_zone_t *zone, ngx_esp_shm_stats_t *st);
