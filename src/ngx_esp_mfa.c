@@ -148,7 +148,7 @@ ngx_conf_enum_t  ngx_esp_mfa_kinds[] = {
 static ngx_esp_mfa_method_t  *ngx_esp_mfa_methods[NGX_ESP_MFA_METHODS] = {
     NULL,
     &ngx_esp_totp_method,
-    NULL                                         /* radius */
+    &ngx_esp_radius_method
 };
 
 
@@ -172,6 +172,16 @@ static ngx_esp_mfa_text_t  ngx_esp_mfa_texts[] = {
       "Your second sign-in factor cannot be used. Contact your help desk.",
       "Ihr zweiter Anmeldefaktor kann nicht verwendet werden. Wenden Sie "
       "sich an Ihren Helpdesk." },
+    { NGX_ESP_MFA_T_RADIUS_CODE,
+      "Type the code from your token or authenticator app.",
+      "Geben Sie den Code von Ihrem Token oder aus Ihrer Authenticator-App "
+      "ein." },
+    { NGX_ESP_MFA_T_RADIUS_WRONG,
+      "The code was not accepted. Type the current code.",
+      "Der Code wurde nicht akzeptiert. Geben Sie den aktuellen Code ein." },
+    { NGX_ESP_MFA_T_RADIUS_DENIED,
+      "The sign-in was not approved.",
+      "Die Anmeldung wurde nicht best\xc3\xa4tigt." },
     { NGX_ESP_MFA_X_HEADING,
       "Verify your identity", "Identit\xc3\xa4t best\xc3\xa4tigen" },
     { NGX_ESP_MFA_X_ENROL_HEADING,
