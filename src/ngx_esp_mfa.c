@@ -179,6 +179,11 @@ static ngx_esp_mfa_text_t  ngx_esp_mfa_texts[] = {
     { NGX_ESP_MFA_T_RADIUS_WRONG,
       "The code was not accepted. Type the current code.",
       "Der Code wurde nicht akzeptiert. Geben Sie den aktuellen Code ein." },
+    { NGX_ESP_MFA_T_RADIUS_HINT,
+      "The code from your token or app, or \"push\" if your service "
+      "offers it",
+      "Der Code von Ihrem Token oder aus Ihrer App, oder \"push\", wenn "
+      "Ihr Dienst es anbietet" },
     { NGX_ESP_MFA_T_RADIUS_DENIED,
       "The sign-in was not approved.",
       "Die Anmeldung wurde nicht best\xc3\xa4tigt." },
@@ -985,7 +990,10 @@ ngx_esp_mfa_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_mfa_var_text("t_enrol", NGX_ESP_MFA_X_ENROL);
     ngx_esp_mfa_var_text("t_secret", NGX_ESP_MFA_X_SECRET);
     ngx_esp_mfa_var_text("t_code", NGX_ESP_MFA_X_CODE);
-    ngx_esp_mfa_var_text("t_code_hint", NGX_ESP_MFA_X_CODE_HINT);
+    ngx_esp_mfa_var_text("t_code_hint",
+                         mctx->method == &ngx_esp_radius_method
+                         ? NGX_ESP_MFA_T_RADIUS_HINT
+                         : NGX_ESP_MFA_X_CODE_HINT);
     ngx_esp_mfa_var_text("t_submit", NGX_ESP_MFA_X_SUBMIT);
     ngx_esp_mfa_var_text("t_again", NGX_ESP_MFA_X_AGAIN);
     ngx_esp_mfa_var_text("t_footer", NGX_ESP_MFA_X_FOOTER);

@@ -142,6 +142,12 @@ sub flows {
         my $ua = ua();
         my $page = password_step($ua, 'alice');
         ok(has_code_form($page), 'accept: the password leads to the code page');
+        like($page->decoded_content, qr/Type the code from your token or authenticator app/,
+             'accept: the code page asks for the token\'s code (RADIUS words, not TOTP\'s)');
+        like($page->decoded_content, qr/or &quot;push&quot; if your service offers it|or "push" if your service offers it/,
+             'accept: the hint mentions push');
+        unlike($page->decoded_content, qr/6-digit code from your authenticator app/,
+               'accept: not the TOTP hint');
         unlike($page->decoded_content, qr/Set-Cookie/i, 'accept: no session before the code');
         ok(!grep(/^esp_session/, keys %{ cookies($ua) }),
            'accept: no session cookie after the password alone');
@@ -149,6 +155,18 @@ sub flows {
         is($res->code, 302, 'accept: the right code ends in a redirect');
         ok(logged_in($ua, $res), 'accept: the session opens OWA');
         ok(error_log_wait('Access-Accept from 127.0.0.2:1812'), 'accept: logged');
+    }
+
+    {
+        my $ua = ua();
+        $ua->default_header('Accept-Language' => 'de-DE,de;q=0.9');
+        my $page = password_step($ua, 'alice');
+        like($page->decoded_content,
+             qr/Geben Sie den Code von Ihrem Token oder aus Ihrer Authenticator-App ein/,
+             'german: the code page in German');
+        my $res = code_step($ua, $page, '111111');
+        like($res->decoded_content, qr/Wrong code/,
+             'german: the server\'s Reply-Message as it came');
     }
 
     {
