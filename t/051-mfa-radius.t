@@ -559,3 +559,25 @@ GET /
 --- error_code: 200
 --- no_error_log
 gate-and-radius-share-this
+
+
+
+=== TEST 13: esp_mfa radius in a domain without radius_server
+--- http_config
+esp_session_key $ESP_RUN/keys/session.key;
+esp_shared_zone esp:1m;
+esp_sso_domain a {
+    ldap_server ldaps://127.0.0.2:636;
+    ldap_verify off;
+}
+--- config
+esp a;
+esp_allowed_hosts mail.contoso.com;
+location /owa/ {
+    esp_client_auth form;
+    esp_mfa radius;
+    proxy_pass https://exchange;
+}
+--- must_die
+--- error_log eval
+qr/"esp_mfa radius" needs "radius_server" in esp_sso_domain "a"/
