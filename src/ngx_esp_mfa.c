@@ -103,8 +103,7 @@ typedef enum {
     NGX_ESP_MFA_X_AGAIN,
     NGX_ESP_MFA_X_FOOTER,
     NGX_ESP_MFA_X_BLOCKED,
-    NGX_ESP_MFA_X_UNAVAILABLE,
-    NGX_ESP_MFA_X_ENROLLED
+    NGX_ESP_MFA_X_UNAVAILABLE
 } ngx_esp_mfa_text_e;
 
 
@@ -219,7 +218,6 @@ static ngx_esp_mfa_text_t  ngx_esp_mfa_texts[] = {
       "later.",
       "Der zweite Anmeldefaktor kann gerade nicht gepr\xc3\xbc" "ft werden. "
       "Versuchen Sie es sp\xc3\xa4ter erneut." },
-    { NGX_ESP_MFA_X_ENROLLED, "", "" },
     { 0, NULL, NULL }
 };
 
@@ -924,7 +922,8 @@ ngx_esp_mfa_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         ngx_str_set(&lang, "en");
     }
 
-    if (mr->message.len && text == mr->text) {
+    if (mr->message.len && text < NGX_ESP_MFA_X_HEADING) {
+        /* a server's words (a Reply-Message) before ours */
         msg = mr->message;
 
     } else if (text) {

@@ -67,7 +67,13 @@
  *              from an event handler, with mr->result set to one of the
  *              above.  The request may go away first: then "abort" is
  *              called (from a pool cleanup) and done must not be.
- * mr->message may be set with REJECT too (shown on the page).
+ * mr->message may be set with REJECT too: a server's words are shown
+ * rather than the gate's.  A method that needs the password after start
+ * keeps it in its state (the pending state is sealed; esp_password_key
+ * seals the password for Exchange apart).  The framework counts REJECT
+ * of verify toward the user's MFA lockout (max_failed_auths of the
+ * domain, on a counter apart from the password's) and refuses a blocked
+ * user before verify is called.
  */
 
 

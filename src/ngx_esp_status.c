@@ -17,6 +17,7 @@
 #include "ngx_esp_request.h"
 #include "ngx_esp_shm.h"
 #include "ngx_esp_status.h"
+#include "ngx_esp_totp.h"
 
 
 #define NGX_ESP_STATUS_MAX_BODY   4096
@@ -42,6 +43,7 @@ typedef struct {
     ngx_str_t                  domain;
     ngx_str_t                  user;
     ngx_uint_t                 unblock;      /* else revoke */
+    ngx_uint_t                 reset;        /* mfa_reset */
 } ngx_esp_status_form_t;
 
 
@@ -88,6 +90,9 @@ static size_t ngx_esp_status_domains_len(ngx_esp_main_conf_t *emcf,
 static ngx_int_t ngx_esp_status_post(ngx_http_request_t *r);
 static void ngx_esp_status_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_esp_status_action(ngx_http_request_t *r);
+static void ngx_esp_status_reset_done(ngx_http_request_t *r, ngx_int_t rc);
+static ngx_int_t ngx_esp_status_reset_answer(ngx_http_request_t *r,
+    ngx_int_t rc);
 static ngx_esp_domain_t *ngx_esp_status_domain(ngx_http_request_t *r,
     ngx_str_t *name);
 static ngx_int_t ngx_esp_status_answer(ngx_http_request_t *r,
@@ -926,10 +931,15 @@ ngx_esp_status_action(ngx_http_request_t *r)
     {
         f.unblock = 0;
 
+    } else if (f.action.len == 9
+               && ngx_strncmp(f.action.data, "mfa_reset", 9) == 0)
+    {
+        f.reset = 1;
+
     } else {
         return ngx_esp_status_refuse(r, NGX_HTTP_BAD_REQUEST,
-                                     "unknown action: use \"unblock\" or "
-                                     "\"revoke\"");
+                                     "unknown action: use \"unblock\", "
+                                     "\"revoke\" or \"mfa_reset\"");
     }
 
     emcf = ngx_http_get_module_main_conf(r, ngx_exchange_esp_module);
@@ -952,6 +962,31 @@ ngx_esp_status_action(ngx_http_request_t *r)
 
     if (rc != NGX_OK || ngx_esp_user_key(r, d, &logon, &key) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (f.reset) {
+        /* the user enrols again at the next login (esp_mfa_enroll) */
+
+        if (d->totp_attribute.len == 0) {
+            return ngx_esp_status_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                         "the domain has no totp_attribute");
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                      "esp: admin mfa_reset user=\"%V\" domain=%V client=%V",
+                      ngx_esp_log_escape(r->pool, &key), &d->name,
+                      &r->connection->addr_text);
+
+        rc = ngx_esp_totp_reset(r, d, &logon, ngx_esp_status_reset_done);
+
+        if (rc != NGX_AGAIN) {
+            return ngx_esp_status_reset_answer(r, rc);
+        }
+
+        /* the answer finalizes the request; the body handler's does not */
+        r->main->count++;
+
+        return NGX_DONE;
     }
 
     now = ngx_time();
@@ -984,6 +1019,37 @@ ngx_esp_status_action(ngx_http_request_t *r)
     }
 
     return ngx_esp_status_answer(r, &f, d, &key, rc, now, until);
+}
+
+
+/* the directory has cleared the secret, or could not */
+
+static void
+ngx_esp_status_reset_done(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_finalize_request(r, ngx_esp_status_reset_answer(r, rc));
+}
+
+
+static ngx_int_t
+ngx_esp_status_reset_answer(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_str_t  type, out;
+
+    if (rc == NGX_DECLINED) {
+        return ngx_esp_status_refuse(r, NGX_HTTP_NOT_FOUND, "no such user");
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_esp_status_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     "the directory did not clear the "
+                                     "secret (see the error log)");
+    }
+
+    ngx_str_set(&out, "{\"ok\":true,\"action\":\"mfa_reset\"}\n");
+    ngx_str_set(&type, NGX_ESP_STATUS_JSON_TYPE);
+
+    return ngx_esp_status_send(r, NGX_HTTP_OK, &type, type.len, &out);
 }
 
 

@@ -57,6 +57,15 @@
 #define NGX_ESP_TOTP_ENROL        'E'
 
 
+/* an admin's reset, while the directory works */
+typedef struct {
+    ngx_esp_ldap_req_t         lr;
+    ngx_http_request_t        *request;
+    ngx_esp_totp_reset_pt      done;
+    unsigned                   running:1;
+} ngx_esp_totp_reset_t;
+
+
 static ngx_esp_mfa_result_e ngx_esp_totp_start(ngx_esp_mfa_req_t *mr);
 static ngx_esp_mfa_result_e ngx_esp_totp_verify(ngx_esp_mfa_req_t *mr);
 static ngx_int_t ngx_esp_totp_init(ngx_conf_t *cf, ngx_esp_domain_t *d,
@@ -64,6 +73,7 @@ static ngx_int_t ngx_esp_totp_init(ngx_conf_t *cf, ngx_esp_domain_t *d,
 static ngx_int_t ngx_esp_totp_aad(ngx_pool_t *pool, ngx_str_t *key,
     ngx_str_t *aad);
 static ngx_int_t ngx_esp_totp_enrol(ngx_esp_mfa_req_t *mr);
+static ngx_int_t ngx_esp_totp_enrol_page(ngx_esp_mfa_req_t *mr);
 static ngx_int_t ngx_esp_totp_code(u_char *secret, size_t len,
     uint64_t step, u_char *code);
 static ngx_array_t *ngx_esp_totp_attrs(ngx_esp_domain_t *d);
@@ -71,6 +81,9 @@ static void ngx_esp_totp_stored_handler(ngx_esp_ldap_req_t *lr);
 static ngx_esp_mfa_result_e ngx_esp_totp_stored_result(
     ngx_esp_mfa_req_t *mr, ngx_esp_ldap_req_t *lr);
 static void ngx_esp_totp_abort(ngx_esp_mfa_req_t *mr);
+static void ngx_esp_totp_reset_handler(ngx_esp_ldap_req_t *lr);
+static ngx_int_t ngx_esp_totp_reset_result(ngx_esp_totp_reset_t *rs);
+static void ngx_esp_totp_reset_cleanup(void *data);
 
 
 ngx_esp_mfa_method_t  ngx_esp_totp_method = {
@@ -154,9 +167,7 @@ ngx_esp_totp_start(ngx_esp_mfa_req_t *mr)
 static ngx_int_t
 ngx_esp_totp_enrol(ngx_esp_mfa_req_t *mr)
 {
-    u_char     *p;
-    size_t      len;
-    ngx_str_t   secret, issuer, user;
+    u_char  *p;
 
     p = ngx_pnalloc(mr->pool, 1 + NGX_ESP_TOTP_SECRET_LEN);
     if (p == NULL
@@ -175,8 +186,21 @@ ngx_esp_totp_enrol(ngx_esp_mfa_req_t *mr)
     mr->state.data = p;
     mr->state.len = 1 + NGX_ESP_TOTP_SECRET_LEN;
 
-    secret.data = p + 1;
-    secret.len = NGX_ESP_TOTP_SECRET_LEN;
+    return ngx_esp_totp_enrol_page(mr);
+}
+
+
+/* the enrolment page's QR code and key, of the secret in mr->state */
+
+static ngx_int_t
+ngx_esp_totp_enrol_page(ngx_esp_mfa_req_t *mr)
+{
+    u_char     *p;
+    size_t      len;
+    ngx_str_t   secret, issuer, user;
+
+    secret.data = mr->state.data + 1;
+    secret.len = mr->state.len - 1;
 
     if (ngx_esp_base32(mr->pool, &secret, &mr->enrol_secret) != NGX_OK) {
         return NGX_ERROR;
@@ -241,6 +265,14 @@ ngx_esp_totp_verify(ngx_esp_mfa_req_t *mr)
     {
         ngx_log_error(NGX_LOG_ALERT, mr->log, 0,
                       "esp: second factor: a TOTP state of another kind");
+        return NGX_ESP_MFA_ERROR;
+    }
+
+    /* a wrong code during an enrolment shows the same secret again */
+
+    if (mr->state.data[0] == NGX_ESP_TOTP_ENROL
+        && ngx_esp_totp_enrol_page(mr) != NGX_OK)
+    {
         return NGX_ESP_MFA_ERROR;
     }
 
@@ -833,5 +865,124 @@ ngx_esp_totp_abort(ngx_esp_mfa_req_t *mr)
     if (mr->data) {
         (void) ngx_esp_ldap_abort(mr->data, NULL, NULL);
         mr->data = NULL;
+    }
+}
+
+
+ngx_int_t
+ngx_esp_totp_reset(ngx_http_request_t *r, ngx_esp_domain_t *d,
+    ngx_str_t *user, ngx_esp_totp_reset_pt done)
+{
+    ngx_int_t               rc;
+    ngx_pool_cleanup_t     *cln;
+    ngx_esp_totp_reset_t   *rs;
+    ngx_esp_ldap_change_t  *ch;
+
+    rs = ngx_pcalloc(r->pool, sizeof(ngx_esp_totp_reset_t));
+    if (rs == NULL) {
+        return NGX_ERROR;
+    }
+
+    rs->lr.changes = ngx_array_create(r->pool, 1,
+                                      sizeof(ngx_esp_ldap_change_t));
+    if (rs->lr.changes == NULL) {
+        return NGX_ERROR;
+    }
+
+    ch = ngx_array_push(rs->lr.changes);
+    if (ch == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* a replace with no values: gone, whether there was one or not */
+    ch->op = NGX_ESP_LDAP_MOD_REPLACE;
+    ch->attr = d->totp_attribute;
+    ch->values = NULL;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_esp_totp_reset_cleanup;
+    cln->data = rs;
+
+    rs->request = r;
+    rs->done = done;
+    rs->lr.domain = d;
+    rs->lr.user = *user;
+    rs->lr.service = 1;
+    rs->lr.handler = ngx_esp_totp_reset_handler;
+    rs->lr.data = rs;
+    rs->lr.log = r->connection->log;
+    rs->lr.pool = r->pool;
+
+    rc = ngx_esp_ldap_modify(&rs->lr);
+
+    if (rc == NGX_AGAIN) {
+        rs->running = 1;
+        return NGX_AGAIN;
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    return ngx_esp_totp_reset_result(rs);
+}
+
+
+static void
+ngx_esp_totp_reset_handler(ngx_esp_ldap_req_t *lr)
+{
+    ngx_esp_totp_reset_t  *rs = lr->data;
+
+    ngx_connection_t  *c;
+
+    c = rs->request->connection;
+    rs->running = 0;
+
+    rs->done(rs->request, ngx_esp_totp_reset_result(rs));
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_int_t
+ngx_esp_totp_reset_result(ngx_esp_totp_reset_t *rs)
+{
+    ngx_esp_ldap_req_t  *lr = &rs->lr;
+
+    if (lr->result == NGX_ESP_AUTH_NOT_PERMITTED) {
+        return NGX_DECLINED;
+    }
+
+    if (lr->result == NGX_ESP_AUTH_OK && lr->ldap_code == 0) {
+        ngx_log_error(NGX_LOG_NOTICE, lr->log, 0,
+                      "esp: the TOTP secret of user \"%V\" was cleared (%V "
+                      "on %V)", ngx_esp_log_escape(lr->pool, &lr->user),
+                      &lr->domain->totp_attribute, &lr->dc);
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, lr->log, 0,
+                  "esp: clearing the TOTP secret of user \"%V\" failed: %s, "
+                  "LDAP result %i \"%V\"",
+                  ngx_esp_log_escape(lr->pool, &lr->user),
+                  ngx_esp_auth_result_name(lr->result), lr->ldap_code,
+                  ngx_esp_log_escape(lr->pool, &lr->diag));
+
+    return NGX_ERROR;
+}
+
+
+static void
+ngx_esp_totp_reset_cleanup(void *data)
+{
+    ngx_esp_totp_reset_t  *rs = data;
+
+    if (rs->running) {
+        rs->running = 0;
+        (void) ngx_esp_ldap_abort(&rs->lr, NULL, NULL);
     }
 }

@@ -27,6 +27,18 @@ ngx_int_t ngx_esp_totp_seal(ngx_pool_t *pool, ngx_esp_domain_t *d,
 ngx_int_t ngx_esp_totp_stored(ngx_esp_mfa_req_t *mr, ngx_str_t *value);
 ngx_esp_mfa_result_e ngx_esp_totp_store(ngx_esp_mfa_req_t *mr);
 
+/*
+ * The admin's reset (esp_status action=mfa_reset): the service account
+ * clears the user's totp_attribute, and "done" is called (from an event,
+ * never from this call) with NGX_OK (cleared, or there was none),
+ * NGX_DECLINED (no such user) or NGX_ERROR.  Returns NGX_AGAIN, or one
+ * of those at once, without calling "done".
+ */
+typedef void (*ngx_esp_totp_reset_pt)(ngx_http_request_t *r, ngx_int_t rc);
+
+ngx_int_t ngx_esp_totp_reset(ngx_http_request_t *r, ngx_esp_domain_t *d,
+    ngx_str_t *user, ngx_esp_totp_reset_pt done);
+
 /* RFC 4648 base32 without padding */
 ngx_int_t ngx_esp_base32(ngx_pool_t *pool, ngx_str_t *src, ngx_str_t *dst);
 

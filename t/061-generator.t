@@ -328,6 +328,52 @@ ok(start_conf($conf), 'nginx starts with the generated config') or last;
     is($e && $e->{auth_user}, $alice->{upn}, '... passed on as Basic');
 }
 
+# ------------------------------------------------------- --mfa totp
+
+{
+    my $tkey = "$RUN/keys/totp.key";
+    if (!-s $tkey) {
+        my $umask = umask 077;
+        system("openssl rand -hex 32 > $tkey");
+        umask $umask;
+    }
+    my ($rc, $mconf, $err) = gen(facts(extra => ['--mfa', 'totp', '--totp-key', $tkey, '--mfa-enroll',
+                                                 '--totp-attribute', 'carLicense']));
+    is($rc, 0, '--mfa totp') or diag($err);
+    like($mconf, qr/^\s*totp_attribute carLicense;\n\s*totp_key_file \Q$tkey\E;$/m, '--mfa totp: the domain names the attribute and key');
+    like($mconf, qr/^\s*esp_mfa totp;\n(?:\s*#.*\n)*\s*esp_mfa_enroll on;$/m, '--mfa totp: esp_mfa and esp_mfa_enroll in the server');
+    like($mconf, qr/ActiveSync and Outlook \(Basic, NTLM\) cannot do one/, '--mfa totp: says what Basic clients cannot do');
+    ok(start_conf($mconf), '--mfa totp: nginx starts with it');
+    my ($trc, $tout) = nginx_cmd('-t');
+    is($trc, 0, '--mfa totp: nginx -t accepts it') or diag($tout);
+    unlike($tout, qr/"esp_mfa" in .* has no effect/, '--mfa totp: no warning (set at server level)');
+
+    # alice has no secret: the password leads to the enrolment page
+    my $ua = ua();
+    my ($form) = follow($ua, $ua->get(url('/owa/')));
+    my $alice = ad_users()->{alice};
+    my $res = submit_form($ua, $form, username => $alice->{upn}, password => $alice->{password});
+    is($res->code, 200, '--mfa totp: the password alone gets no session');
+    like($res->decoded_content // '', qr/Set up your authenticator app/, '--mfa totp: alice enrols');
+    ok(!cookies($ua)->{esp_session}, '--mfa totp: no session cookie');
+    ok(!(grep { ($_->{uri} // '') =~ m{auth\.owa} } backend_entries_for($res)), '--mfa totp: no hand-off yet');
+
+    # ActiveSync (Basic) is as before
+    $res = ua()->get(url('/Microsoft-Server-ActiveSync'),
+                     Authorization => basic_auth($alice->{upn}, $alice->{password}));
+    isnt($res->code, 401, '--mfa totp: ActiveSync with Basic passes as before');
+
+    ($rc, my $rconf, $err) = gen(facts(extra => ['--mfa', 'radius', '--radius-server', '127.0.0.1',
+                                                 '--radius-server', 'radius2.contoso.local:1645',
+                                                 '--radius-secret-file', "$RUN/keys/session.key"]));
+    is($rc, 0, '--mfa radius') or diag($err);
+    like($rconf, qr{^\s*radius_server 127\.0\.0\.1:1812 secret_file=\Q$RUN\E/keys/session\.key;\n\s*radius_server radius2\.contoso\.local:1645 secret_file=}m,
+         '--mfa radius: the servers in order, 1812 by default');
+    like($rconf, qr/^\s*esp_mfa radius;$/m, '--mfa radius: esp_mfa radius');
+    unlike($rconf, qr/totp_|esp_mfa_enroll/, '--mfa radius: nothing of TOTP');
+    nginx_stop();
+}
+
 # ------------------------------------------------------------ --include
 
 {
@@ -407,6 +453,18 @@ EOF
         [['--mail-host', 'mail.contoso.com'], qr/--exchange: is required/],
         [['--mail-host', 'mail.contoso.com'], qr/--arbitration-guid: is required for OWA/],
         [[@base, 'stray'], qr/unexpected argument "stray"/],
+        [[@base, '--mfa', 'sms'], qr/--mfa: "sms" is not off, totp or radius/],
+        [[@base, '--mfa', 'totp'], qr/--totp-key: is required with --mfa totp/],
+        [[@base, '--mfa', 'totp', '--totp-key', 'k', '--mfa-enroll'], qr/--mfa-enroll: needs --bind-dn/],
+        [[@base, '--mfa', 'totp', '--totp-key', 'k', '--totp-attribute', 'extension Attribute15'],
+         qr/--totp-attribute: "extension Attribute15" is not an attribute name/],
+        [[@base, '--mfa', 'totp', '--totp-key', 'a', '--totp-key', 'b', '--totp-key', 'c'], qr/--totp-key: at most two/],
+        [[@base, '--totp-key', 'k'], qr/--totp-key: is for --mfa totp/],
+        [[@base, '--mfa', 'radius', '--radius-secret-file', 's'], qr/--radius-server: is required with --mfa radius/],
+        [[@base, '--mfa', 'radius', '--radius-server', 'r'], qr/--radius-secret-file: is required with --mfa radius/],
+        [[@base, '--mfa', 'radius', '--radius-server', 'radius://r', '--radius-secret-file', 's'],
+         qr/--radius-server: "radius:\/\/r" is not HOST\[:PORT\]/],
+        [[@base, '--radius-server', 'r'], qr/--radius-server: is for --mfa radius/],
     );
     for my $case (@bad) {
         my ($args, $re) = @$case;

@@ -20,6 +20,7 @@ pkgs=(
     # the cluster store (issue 12) and the second factor (issue 13)
     libhiredis-dev redis-server redis-tools libqrencode-dev
     freeradius freeradius-utils
+    zbar-tools                   # t/049: the enrolment QR code, decoded
     # fuzzing (libFuzzer) and the sanitizer / memcheck runs
     clang libclang-rt-14-dev llvm lld valgrind
 )
