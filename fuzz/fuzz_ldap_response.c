@@ -234,7 +234,7 @@ fuzz_stream(const uint8_t *data, size_t size)
 
         FUZZ_ASSERT(m.msgid >= 0);
         FUZZ_ASSERT(m.type == LDAP_RES_BIND || m.type == LDAP_RES_SEARCH_RESULT
-                    || m.type == LDAP_RES_EXTENDED
+                    || m.type == LDAP_RES_MODIFY || m.type == LDAP_RES_EXTENDED
                     || m.type == LDAP_RES_SEARCH_ENTRY
                     || m.type == LDAP_RES_SEARCH_REFERENCE);
 
