@@ -372,6 +372,34 @@ sub flows {
         ok(!logged_in($ua, $res), 'directory: no session');
     }
 
+    # -- the MFA lockout: a reject counts, an unavailable server does not
+
+    ok(with_radius(radius_server => "127.0.0.2:1812 $good timeout=1s retries=0",
+                   max_failed_auths => 1, reset_fail_timeout => '10m',
+                   unblock_timeout => '10m'),
+       'nginx starts: max_failed_auths 1');
+    {
+        for my $try (1, 2) {
+            my $ua = ua();
+            my $page = password_step($ua, 'nested');
+            my $res = code_step($ua, $page, '000000');
+            is($res->code, 503, "lockout: unavailable server, try $try: 503");
+        }
+        my $ua = ua();
+        my $page = password_step($ua, 'nested');
+        my $res = code_step($ua, $page, '123456');
+        ok(logged_in($ua, $res),
+           'lockout: two unavailable answers did not count: the right code passes');
+
+        $ua = ua();
+        $page = password_step($ua, 'poller');
+        $res = code_step($ua, $page, '111111');
+        ok(has_code_form($res), 'lockout: a wrong code (Access-Reject)');
+        $res = code_step($ua, $res, '123456');
+        ok(!logged_in($ua, $res), 'lockout: the reject counted: blocked even with the right code');
+        like($res->decoded_content, qr/Too many wrong codes/, 'lockout: the blocked page');
+    }
+
     # nothing secret in the error log
     my $log = EspTest::slurp(nginx_prefix() . '/logs/error.log');
     unlike($log, qr/\Q$SECRET\E/, 'the shared secret is in no log line');
