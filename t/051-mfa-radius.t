@@ -126,7 +126,7 @@ sub flows {
     my $good = "secret_file=$RUN/radius/secret";
 
     ok(start_fixture('freeradius', "$RUN/radius/fr", '127.0.0.2', 1812,
-                     $SECRET, $USERS->{carol}{upn}),
+                     $SECRET, $USERS->{carol}{upn}, $USERS->{phone}{upn}),
        'FreeRADIUS starts on 127.0.0.2:1812');
     ok(start_fixture('hostile', '127.0.0.4', $HOSTILE_BASE, $SECRET),
        'the hostile responder starts on 127.0.0.4');
@@ -365,6 +365,15 @@ sub flows {
         ok($res->code == 302 && logged_in($ua, $res),
            'directory: the push server approved; no code page');
         ok(time - $t0 >= 2.5, 'directory: the login waited for the phone');
+
+        # a server that answers the password with a challenge (an OTP)
+        $ua = ua();
+        $res = password_step($ua, 'phone');
+        ok(has_code_form($res), 'directory: a challenge after the password: the code page');
+        like($res->decoded_content, qr/Enter the code from the app/,
+             'directory: the challenge\'s Reply-Message is shown');
+        $res = code_step($ua, $res, '654321');
+        ok(logged_in($ua, $res), 'directory: the code with the challenge\'s State passes');
 
         $ua = ua(timeout => 20);
         $res = password_step($ua, 'bob');
