@@ -37,15 +37,15 @@ ngx_int_t ngx_esp_form_strip_cookies(ngx_http_request_t *r,
 /*
  * For the second factor's pages (src/ngx_esp_mfa.c).
  * render: "{{name}}" in "tpl" becomes the HTML-escaped value (raw: as it
- * is); form_send: the page ends the request (returns NGX_DONE).
- * render_mfa: the same with the second factor's page.  is_german: the pages' language.  continue_at: an internal redirect to
- * the location of "url", where the login goes on (NGX_DECLINED: not a
- * path to go to).  form_token: the posted CSRF token matches the
- * browser's cookie and the post is same-site.  form_csrf: the page's
- * token (a new cookie if the browser has none).  form_again: the login
- * form, "start again".  session_start: every factor passed: the session
- * and on to Exchange (ctx->lr.logon_name, ctx->password, return_url and
- * private set).
+ * is); render_mfa: the same with the second factor's page; form_send:
+ * the page ends the request (returns NGX_DONE).  is_german: the pages'
+ * language.  continue_at: an internal redirect to the location of "url",
+ * where the login goes on (NGX_DECLINED: not a path to go to).
+ * form_token: the posted CSRF token matches the browser's cookie and the
+ * post is same-site.  form_csrf: the page's token (a new cookie if the
+ * browser has none).  form_again: the login form, "start again".
+ * session_start: every factor passed: the session and on to Exchange
+ * (ctx->lr.logon_name, ctx->password, return_url and private set).
  */
 typedef struct {
     ngx_str_t                  name;

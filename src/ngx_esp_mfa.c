@@ -114,6 +114,8 @@ typedef struct {
 } ngx_esp_mfa_text_t;
 
 
+static ngx_int_t ngx_esp_mfa_ready(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_mfa_ctx_t *mctx);
 static ngx_int_t ngx_esp_mfa_check(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx, ngx_esp_mfa_ctx_t *mctx);
 static ngx_int_t ngx_esp_mfa_outcome(ngx_http_request_t *r,
@@ -234,7 +236,6 @@ ngx_esp_mfa_begin(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     u_char                 groups[NGX_ESP_GROUPS_LEN];
     ngx_str_t              token;
     ngx_esp_mfa_ctx_t     *mctx;
-    ngx_pool_cleanup_t    *cln;
     ngx_esp_mfa_pending_t *p;
 
     if (elcf->mfa == NGX_ESP_MFA_OFF) {
@@ -249,15 +250,6 @@ ngx_esp_mfa_begin(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cln->handler = ngx_esp_mfa_cleanup;
-    cln->data = mctx;
-
-    mctx->method = ngx_esp_mfa_methods[elcf->mfa];
     mctx->start = 1;
 
     p = &mctx->pending;
@@ -296,16 +288,13 @@ ngx_esp_mfa_begin(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         }
     }
 
-    mctx->mr.request = r;
-    mctx->mr.elcf = elcf;
-    mctx->mr.domain = elcf->domain;
-    mctx->mr.user = p->user;
+    if (ngx_esp_mfa_ready(r, elcf, mctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     mctx->mr.key = ctx->key;
     mctx->mr.password = ctx->password;
     mctx->mr.lr = &ctx->lr;
-    mctx->mr.pool = r->pool;
-    mctx->mr.log = r->connection->log;
-    mctx->mr.done = ngx_esp_mfa_done;
 
     ctx->mfa = mctx;
 
@@ -328,8 +317,9 @@ ngx_esp_mfa_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     u_char               *pos, *last;
     u_char                csrf[NGX_ESP_MFA_CSRF_LEN];
     ngx_int_t             rc;
-    ngx_str_t             body, name, value, *field, url;
+    ngx_str_t             body, name, value, url, raw[3], dec[3];
     ngx_str_t             pending, code, token, ids;
+    ngx_uint_t            i, twice;
     const char           *reason;
     ngx_esp_mfa_ctx_t    *mctx;
 
@@ -342,9 +332,10 @@ ngx_esp_mfa_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_str_null(&pending);
-    ngx_str_null(&code);
-    ngx_str_null(&token);
+    ngx_str_null(&raw[0]);
+    ngx_str_null(&raw[1]);
+    ngx_str_null(&raw[2]);
+    twice = 0;
 
     pos = body.data;
     last = pos + body.len;
@@ -352,30 +343,45 @@ ngx_esp_mfa_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     while (ngx_esp_http_form_pair(&pos, last, &name, &value)) {
 
         if (name.len == 3 && ngx_strncmp(name.data, "mfa", 3) == 0) {
-            field = &pending;
+            i = 0;
 
         } else if (name.len == 4 && ngx_strncmp(name.data, "code", 4) == 0) {
-            field = &code;
+            i = 1;
 
         } else if (name.len == 4 && ngx_strncmp(name.data, "csrf", 4) == 0) {
-            field = &token;
+            i = 2;
 
         } else {
             continue;
-        }
-
-        if (field->data) {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "esp: second factor refused: a field appears "
-                          "twice");
-            return NGX_HTTP_BAD_REQUEST;
         }
 
         if (value.data == NULL) {
             value.data = name.data + name.len;
         }
 
-        rc = ngx_esp_http_form_decode(r->pool, &value, field, 1, &reason);
+        twice |= (raw[i].data != NULL);
+        raw[i] = value;
+    }
+
+    if (raw[0].data == NULL) {
+        /* a login form: its own parser judges it */
+        return NGX_DECLINED;
+    }
+
+    if (twice) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "esp: second factor refused: a field appears twice");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    for (i = 0; i < 3; i++) {
+
+        if (raw[i].data == NULL) {
+            /* a field not sent is empty */
+            ngx_str_set(&raw[i], "");
+        }
+
+        rc = ngx_esp_http_form_decode(r->pool, &raw[i], &dec[i], 1, &reason);
 
         if (rc == NGX_ERROR) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -388,10 +394,9 @@ ngx_esp_mfa_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         }
     }
 
-    if (pending.data == NULL) {
-        /* a login form */
-        return NGX_DECLINED;
-    }
+    pending = dec[0];
+    code = dec[1];
+    token = dec[2];
 
     /* the buffers it came from are wiped too */
 
@@ -495,7 +500,6 @@ ngx_esp_mfa_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     u_char                 groups[NGX_ESP_GROUPS_LEN];
     ngx_int_t              rc;
     ngx_esp_mfa_ctx_t     *mctx;
-    ngx_pool_cleanup_t    *cln;
     ngx_esp_mfa_pending_t *p;
 
     mctx = ctx->mfa;
@@ -557,21 +561,40 @@ ngx_esp_mfa_access(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (ngx_esp_mfa_ready(r, elcf, mctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_esp_mfa_check(r, elcf, ctx, mctx);
+}
+
+
+/* the method's request, in this location, and its end with the request */
+
+static ngx_int_t
+ngx_esp_mfa_ready(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_mfa_ctx_t *mctx)
+{
+    ngx_pool_cleanup_t  *cln;
+
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     cln->handler = ngx_esp_mfa_cleanup;
     cln->data = mctx;
 
-    mctx->method = ngx_esp_mfa_methods[p->method];
+    mctx->method = ngx_esp_mfa_methods[mctx->pending.method];
+    mctx->mr.request = r;
     mctx->mr.elcf = elcf;
     mctx->mr.domain = elcf->domain;
-    mctx->mr.user = p->user;
+    mctx->mr.user = mctx->pending.user;
+    mctx->mr.pool = r->pool;
+    mctx->mr.log = r->connection->log;
     mctx->mr.done = ngx_esp_mfa_done;
 
-    return ngx_esp_mfa_check(r, elcf, ctx, mctx);
+    return NGX_OK;
 }
 
 

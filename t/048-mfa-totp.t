@@ -20,8 +20,9 @@ use warnings;
 use lib 't/lib';
 use EspTest;
 use EspTest::Flow;
-use Digest::SHA qw(hmac_sha1);
+use EspTest::Mfa;
 use HTTP::Request::Common qw(GET POST);
+use POSIX ();
 
 if (!ad_present() || !exchange_present() || !$ENV{ESP_MODULE}) {
     Test::More::plan(skip_all => 'needs the AD fixture, the stand-in Exchange and the module');
@@ -29,31 +30,13 @@ if (!ad_present() || !exchange_present() || !$ENV{ESP_MODULE}) {
 
 our $RUN = $ENV{ESP_RUN} || '/tmp/esp-run';
 my $ROOT = $ENV{ESP_ROOT} || '.';
-my $SMB = "$RUN/ad/dc1/etc/smb.conf";
 my $ATTR = 'carLicense';
-my $TOTP_KEY = "$RUN/keys/totp.key";
+my $TOTP_KEY = totp_key_file();
 my $MAX = 5;
 
-{
-    my $umask = umask 077;
-    if (!-s $TOTP_KEY) {
-        open my $r, '<:raw', '/dev/urandom' or die $!;
-        read($r, my $b, 32) == 32 or die 'urandom';
-        EspTest::spurt($TOTP_KEY, unpack('H*', $b) . "\n");
-    }
-    umask $umask;
-    chmod 0644, $TOTP_KEY;
-}
 
 # ---------------------------------------------------------------- helpers
 
-sub ad_user {
-    my (@args) = @_;
-    my $out = `/usr/bin/python3 $ROOT/t/fixtures/ad/mfa-user.py $SMB @args 2>&1`;
-    die "mfa-user.py @args[0,1]: $out" if $?;
-    chomp $out;
-    return $out;
-}
 
 sub seal {
     my ($user, $secret) = @_;
@@ -62,15 +45,7 @@ sub seal {
     return $v;
 }
 
-sub totp {
-    my ($secret, $step) = @_;
-    my $mac = hmac_sha1(pack('NN', int($step / 2**32), $step % 2**32), $secret);
-    my $off = ord(substr($mac, -1)) & 0x0f;
-    my $bin = unpack('N', substr($mac, $off, 4)) & 0x7fffffff;
-    return sprintf('%06d', $bin % 1000000);
-}
 
-sub step { return int(time() / 30) }
 
 # a step with room on both sides: not within 3 s of its end
 sub fresh_step {
@@ -78,26 +53,12 @@ sub fresh_step {
     return step();
 }
 
-my %PW;
-my %SECRET;
 my @USERS = qw(mfa-a mfa-b mfa-c mfa-t mfa-lock mfa-sso mfa-none mfa-x);
-
-for my $u (@USERS) {
-    $PW{$u} = 'Mfa-' . unpack('H*', join '', map { chr int rand 256 } 1 .. 8) . '-1!';
-    EspTest::add_secret($PW{$u});
-    ad_user(create => $u, $PW{$u});
-    $SECRET{$u} = join '', map { chr int rand 256 } 1 .. 20;
-}
-
-END {
-    # the DCs are shared: no user of ours stays behind
-    if (ad_present()) {
-        system('/usr/bin/python3', "$ROOT/t/fixtures/ad/mfa-user.py", $SMB, 'delete', $_) for @USERS;
-    }
-}
+my %PW = mfa_users(@USERS);
+my %SECRET = map { ($_ => join '', map { chr int rand 256 } 1 .. 20) } @USERS;
 
 for my $u (qw(mfa-a mfa-b mfa-lock mfa-sso mfa-x)) {
-    ad_user(set => $u, $ATTR, seal($u, $SECRET{$u}));
+    mfa_ad(set => $u, $ATTR, seal($u, $SECRET{$u}));
 }
 
 # tampered: one byte of the ciphertext flipped
@@ -105,11 +66,11 @@ for my $u (qw(mfa-a mfa-b mfa-lock mfa-sso mfa-x)) {
     my $v = seal('mfa-t', $SECRET{'mfa-t'});
     my $raw = MIME::Base64::decode_base64(substr($v, 5));
     substr($raw, 20, 1) = chr(ord(substr($raw, 20, 1)) ^ 1);
-    ad_user(set => 'mfa-t', $ATTR, 'esp1:' . MIME::Base64::encode_base64($raw, ''));
+    mfa_ad(set => 'mfa-t', $ATTR, 'esp1:' . MIME::Base64::encode_base64($raw, ''));
 }
 
 # copied: mfa-b's sealed secret on mfa-c's entry
-ad_user(set => 'mfa-c', $ATTR, ad_user(get => 'mfa-b', $ATTR));
+mfa_ad(set => 'mfa-c', $ATTR, mfa_ad(get => 'mfa-b', $ATTR));
 
 use MIME::Base64 ();
 
@@ -133,6 +94,11 @@ location /owa/ {
 location /ecp/ {
     esp_client_auth form;
     esp_server_auth none;
+    proxy_pass https://exchange;
+}
+location /basic/ {
+    esp_client_auth form;
+    esp_server_auth basic;
     proxy_pass https://exchange;
 }
 location /short/ {
@@ -345,6 +311,41 @@ for my $case (['mfa-t', 'tampered'], ['mfa-c', 'copied from another user']) {
     ok(session_of($ua4), 'esp_mfa off: a session');
 }
 
+# ----------------------------------------- German; the same pending twice at once
+
+{
+    my $ua = ua();
+    $ua->default_header('Accept-Language' => 'de-DE,de;q=0.9,en;q=0.5');
+    my $res = password_step($ua, '/ecp/', 'mfa-x');
+    like($res->decoded_content, qr{<html lang="de">}, 'German: the code page in German');
+    like($res->decoded_content, qr{<h1>Identit\x{e4}t best\x{e4}tigen</h1>}, 'German: its heading');
+    $res = code_step($ua, $res, 'x');
+    like($res->decoded_content, qr/Der Code ist nicht g\x{fc}ltig/, 'German: a wrong code');
+
+    # two posts of one pending login with a right code, at the same time:
+    # the shared zone lets one through
+    my $ua2 = ua();
+    $res = password_step($ua2, '/ecp/', 'mfa-x');
+    my $req = POST(url('/_esp/login'), Origin => url(''),
+                   Content => [mfa => pending_of($res), code => totp($SECRET{'mfa-x'}, step()),
+                               csrf => cookies($ua2)->{esp_csrf}]);
+    my @kids;
+    for my $i (1 .. 2) {
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            my $r = $ua2->request($req->clone);
+            POSIX::_exit($r->code == 302 && ($r->header('Set-Cookie') // '') =~ /esp_session=/ ? 0 : 1);
+        }
+        push @kids, $pid;
+    }
+    my $sessions = 0;
+    for my $pid (@kids) {
+        waitpid $pid, 0;
+        $sessions++ if $? == 0;
+    }
+    is($sessions, 1, 'the same pending login twice at once: one session, not two');
+}
+
 # ------------------------------------------------------------ bad input
 
 {
@@ -419,6 +420,22 @@ for my $case (['mfa-t', 'tampered'], ['mfa-c', 'copied from another user']) {
 }
 
 use URI::Escape ();
+
+# -------------------------------- esp_server_auth basic: the password kept
+
+{
+    my $ua = ua();
+    my $res = password_step($ua, '/basic/', 'mfa-sso');
+    is_code_page($res, 'server auth basic');
+    $res = code_step($ua, $res, totp($SECRET{'mfa-sso'}, step() - 1));
+    is($res->code, 302, 'server auth basic: the code passes');
+    ok(session_of($ua), 'server auth basic: the session');
+    $res = $ua->get(url('/basic/'));
+    my @e = backend_entries_for($res);
+    my ($auth) = map { $_->[1] } grep { lc($_->[0]) eq 'authorization' } @{ $e[0] ? $e[0]{headers} : [] };
+    ok(defined $auth && $auth eq basic_auth('mfa-sso@contoso.local', $PW{'mfa-sso'}),
+       'server auth basic: Exchange gets the user\'s Basic, the password from the pending login');
+}
 
 # --------------------------------------------------- nginx -t: Basic warns
 

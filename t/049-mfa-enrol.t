@@ -18,7 +18,7 @@ use warnings;
 use lib 't/lib';
 use EspTest;
 use EspTest::Flow;
-use Digest::SHA qw(hmac_sha1);
+use EspTest::Mfa;
 use File::Temp qw(tempdir);
 use HTTP::Request::Common qw(POST);
 use IPC::Open2 qw(open2);
@@ -36,48 +36,16 @@ if (!-x '/usr/bin/zbarimg') {
 our $RUN = $ENV{ESP_RUN} || '/tmp/esp-run';
 my $ROOT = $ENV{ESP_ROOT} || '.';
 my $CA = $ENV{ESP_CA} || "$RUN/pki/ca.pem";
-my $SMB = "$RUN/ad/dc1/etc/smb.conf";
 my $ATTR = 'carLicense';
-my $TOTP_KEY = "$RUN/keys/totp.key";
+my $TOTP_KEY = totp_key_file();
 my $SHOTS = "$RUN/screenshots/mfa-enrol";
 
-{
-    my $umask = umask 077;
-    if (!-s $TOTP_KEY) {
-        open my $r, '<:raw', '/dev/urandom' or die $!;
-        read($r, my $b, 32) == 32 or die 'urandom';
-        EspTest::spurt($TOTP_KEY, unpack('H*', $b) . "\n");
-    }
-    umask $umask;
-}
 
 # ---------------------------------------------------------------- helpers
 
-sub ad_user {
-    my (@args) = @_;
-    my $out = `/usr/bin/python3 $ROOT/t/fixtures/ad/mfa-user.py $SMB @args 2>&1`;
-    die "mfa-user.py @args[0,1]: $out" if $?;
-    chomp $out;
-    return $out;
-}
 
-sub totp {
-    my ($secret, $step) = @_;
-    my $mac = hmac_sha1(pack('NN', int($step / 2**32), $step % 2**32), $secret);
-    my $off = ord(substr($mac, -1)) & 0x0f;
-    my $bin = unpack('N', substr($mac, $off, 4)) & 0x7fffffff;
-    return sprintf('%06d', $bin % 1000000);
-}
 
-sub step { return int(time() / 30) }
 
-sub base32_decode {
-    my ($s) = @_;
-    my %v = map { (('A' .. 'Z', '2' .. '7')[$_] => $_) } 0 .. 31;
-    my $bits = join '', map { sprintf('%05b', $v{$_} // die "not base32: $_") } split //, uc $s;
-    $bits = substr($bits, 0, length($bits) - length($bits) % 8);
-    return pack('B*', $bits);
-}
 
 # the QR code of the page: its SVG drawn as a PBM, read by zbarimg
 sub decode_svg_qr {
@@ -107,21 +75,9 @@ sub zbar {
     return $? == 0 ? $out : undef;
 }
 
-my %PW;
-my @USERS = qw(mfa-e1 mfa-e2 mfa-e3);
-for my $u (@USERS) {
-    $PW{$u} = 'Mfa-' . unpack('H*', join '', map { chr int rand 256 } 1 .. 8) . '-1!';
-    EspTest::add_secret($PW{$u});
-    ad_user(create => $u, $PW{$u});
-}
+my %PW = mfa_users(qw(mfa-e1 mfa-e2 mfa-e3));
 # the service account may write the attribute of these two (README's dsacls)
-ad_user(grant => $_, $ATTR, 'svc-esp') for qw(mfa-e1 mfa-e2);
-
-END {
-    if (ad_present()) {
-        system('/usr/bin/python3', "$ROOT/t/fixtures/ad/mfa-user.py", $SMB, 'delete', $_) for @USERS;
-    }
-}
+mfa_ad(grant => $_, $ATTR, 'svc-esp') for qw(mfa-e1 mfa-e2);
 
 my $HTTP = "esp_session_key $RUN/keys/session.key;\n"
     . "esp_shared_zone esp049:1m;\n"
@@ -193,14 +149,14 @@ my $SECRET;
     is($r2->code, 200, 'enrolment, wrong code: the page again');
     like($r2->decoded_content, qr/The code is not valid/, 'enrolment, wrong code: says so');
     is(key_of($r2), $key, 'enrolment, wrong code: the same key');
-    is(ad_user(get => 'mfa-e2', $ATTR), '', 'enrolment, wrong code: nothing written');
+    is(mfa_ad(get => 'mfa-e2', $ATTR), '', 'enrolment, wrong code: nothing written');
 
     $r2 = submit_form($ua, $r2, code => totp($SECRET, step()));
     is($r2->code, 302, 'enrolment, right code: on to the return URL');
     ok(session_of($ua), 'enrolment, right code: the session');
     ok(error_log_wait(qr/user "mfa-e2\@contoso\.local" enrolled a TOTP secret \(carLicense written on ldaps:/),
        'enrolment: logged');
-    my $stored = ad_user(get => 'mfa-e2', $ATTR);
+    my $stored = mfa_ad(get => 'mfa-e2', $ATTR);
     like($stored, qr/^esp1:[A-Za-z0-9+\/]+=*$/, 'enrolment: the sealed secret is in the entry');
     unlike($stored, qr/\Q$key\E/, 'enrolment: not the key in the clear');
     my $opened = `/usr/bin/python3 $ROOT/t/fixtures/esp-totp.py open $TOTP_KEY mfa-e2\@contoso.local '$stored'`;
@@ -231,7 +187,7 @@ my $SECRET;
     ok(!session_of($ua), 'no write access: no session');
     ok(error_log_wait(qr/enrolment of user "mfa-e3\@contoso\.local" failed: writing carLicense/),
        'no write access: logged');
-    is(ad_user(get => 'mfa-e3', $ATTR), '', 'no write access: nothing written');
+    is(mfa_ad(get => 'mfa-e3', $ATTR), '', 'no write access: nothing written');
 }
 
 # ------------------------------------------------------- the admin's reset
@@ -242,7 +198,7 @@ my $SECRET;
     is($res->code, 200, 'mfa_reset: 200') or diag($res->as_string);
     is_deeply(eval { JSON::PP->new->decode($res->decoded_content) }, { ok => JSON::PP::true, action => 'mfa_reset' },
               'mfa_reset: the answer');
-    is(ad_user(get => 'mfa-e2', $ATTR), '', 'mfa_reset: the secret is gone from the entry');
+    is(mfa_ad(get => 'mfa-e2', $ATTR), '', 'mfa_reset: the secret is gone from the entry');
     ok(error_log_wait(qr/esp: admin mfa_reset user="mfa-e2\@contoso\.local" domain=contoso client=127\.0\.0\.1/),
        'mfa_reset: logged');
     my $ua = ua();
@@ -299,7 +255,7 @@ SKIP: {
               'browser: the enrolment page fetched nothing from elsewhere');
     like($r->{steps}[1]{url} // '', qr{/owa/$}, 'browser: landed on /owa/');
     ok(grep({ $_ eq 'esp_session' } @{ $r->{cookies} || [] }), 'browser: the session cookie');
-    like(ad_user(get => 'mfa-e1', $ATTR), qr/^esp1:/, 'browser: the secret was written');
+    like(mfa_ad(get => 'mfa-e1', $ATTR), qr/^esp1:/, 'browser: the secret was written');
 }
 
 nginx_stop();
