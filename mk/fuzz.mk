@@ -23,7 +23,7 @@ FUZZ_BUILD         := $(BUILD)/fuzz
 FUZZ_NGINX         := $(FUZZ_BUILD)/nginx
 FUZZ_TARGETS       := session_open session_plain form_body form_headers \
                       return_url basic_logon path glob_hosts ldap_response \
-                      http_headers jwt
+                      http_headers jwt radius_reply
 FUZZ_BINS          := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/bin/fuzz_%)
 
 FUZZ_INCS  := -I $(FUZZ_NGINX)/objs $(addprefix -I $(FUZZ_NGINX)/src/, \

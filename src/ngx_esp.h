@@ -109,6 +109,8 @@ struct ngx_esp_domain_s {
     void                      *ldap;
     /* per worker: how long the directory takes to refuse (refusal.c) */
     void                      *refusals;
+    /* radius_* directives: ngx_esp_radius_conf_t, or NULL (radius.c) */
+    void                      *radius;
 
     ngx_uint_t                 defined;
     u_char                    *file;             /* where it was defined, */

@@ -10,6 +10,7 @@
 
 #include "ngx_esp_domain.h"
 #include "ngx_esp_ldap.h"
+#include "ngx_esp_radius.h"
 #include "ngx_esp_mfa.h"
 
 
@@ -228,6 +229,34 @@ static ngx_command_t  ngx_esp_domain_commands[] = {
       0,
       NULL },
 
+    { ngx_string("radius_server"),
+      NGX_CONF_1MORE,
+      ngx_esp_radius_server,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("radius_nas_identifier"),
+      NGX_CONF_TAKE1,
+      ngx_esp_radius_nas_identifier,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("radius_nas_ip_address"),
+      NGX_CONF_TAKE1,
+      ngx_esp_radius_nas_ip_address,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("radius_password"),
+      NGX_CONF_TAKE1,
+      ngx_esp_radius_password,
+      0,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -427,6 +456,10 @@ ngx_esp_domain_nargs_ok(ngx_uint_t type, ngx_uint_t n)
         return n == 2;
     }
 
+    if (type & NGX_CONF_1MORE) {
+        return n >= 2 && n <= NGX_CONF_MAX_ARGS;
+    }
+
     switch (n) {
     case 2:
         return (type & NGX_CONF_TAKE1) != 0;
@@ -608,6 +641,10 @@ ngx_esp_domain_finish(ngx_conf_t *cf, ngx_esp_domain_t *d)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_esp_radius_init_domain(cf, d) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (d->bind_password.data) {
         cln = ngx_pool_cleanup_add(cf->pool, 0);
         if (cln == NULL) {
@@ -770,34 +807,56 @@ ngx_esp_ldap_bind_password_file(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_esp_domain_t  *d = conf;
 
-    char             *rv;
-    u_char           *buf;
-    size_t            len;
-    ssize_t           n;
-    ngx_fd_t          fd;
-    ngx_str_t        *value, name;
-    ngx_file_info_t   fi;
+    ngx_str_t  *value;
 
     if (d->bind_password.data) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
-    name = value[1];
+
+    if (ngx_esp_read_secret_file(cf, &value[1], &d->bind_password)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * A password or shared secret from a file, read once at configuration
+ * time (trailing line ends dropped); the caller wipes it on exit.
+ */
+
+ngx_int_t
+ngx_esp_read_secret_file(ngx_conf_t *cf, ngx_str_t *file, ngx_str_t *secret)
+{
+    u_char           *buf;
+    size_t            len;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_int_t         rc;
+    ngx_str_t         name;
+    ngx_file_info_t   fi;
+
+    name = *file;
 
     if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
+        return NGX_ERROR;
     }
 
     fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
     if (fd == NGX_INVALID_FILE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            ngx_open_file_n " \"%s\" failed", name.data);
-        return NGX_CONF_ERROR;
+        return NGX_ERROR;
     }
 
-    rv = NGX_CONF_ERROR;
+    rc = NGX_ERROR;
     buf = NULL;
+    len = 0;
 
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
@@ -845,10 +904,10 @@ ngx_esp_ldap_bind_password_file(ngx_conf_t *cf, ngx_command_t *cmd,
         goto done;
     }
 
-    d->bind_password.data = buf;
-    d->bind_password.len = len;
+    secret->data = buf;
+    secret->len = len;
     buf = NULL;
-    rv = NGX_CONF_OK;
+    rc = NGX_OK;
 
 done:
 
@@ -861,7 +920,7 @@ done:
                            ngx_close_file_n " \"%s\" failed", name.data);
     }
 
-    return rv;
+    return rc;
 }
 
 

@@ -149,7 +149,7 @@ ngx_conf_enum_t  ngx_esp_mfa_kinds[] = {
 static ngx_esp_mfa_method_t  *ngx_esp_mfa_methods[NGX_ESP_MFA_METHODS] = {
     NULL,
     &ngx_esp_totp_method,
-    NULL                                         /* radius */
+    &ngx_esp_radius_method
 };
 
 
@@ -173,6 +173,21 @@ static ngx_esp_mfa_text_t  ngx_esp_mfa_texts[] = {
       "Your second sign-in factor cannot be used. Contact your help desk.",
       "Ihr zweiter Anmeldefaktor kann nicht verwendet werden. Wenden Sie "
       "sich an Ihren Helpdesk." },
+    { NGX_ESP_MFA_T_RADIUS_CODE,
+      "Type the code from your token or authenticator app.",
+      "Geben Sie den Code von Ihrem Token oder aus Ihrer Authenticator-App "
+      "ein." },
+    { NGX_ESP_MFA_T_RADIUS_WRONG,
+      "The code was not accepted. Type the current code.",
+      "Der Code wurde nicht akzeptiert. Geben Sie den aktuellen Code ein." },
+    { NGX_ESP_MFA_T_RADIUS_HINT,
+      "The code from your token or app, or \"push\" if your service "
+      "offers it",
+      "Der Code von Ihrem Token oder aus Ihrer App, oder \"push\", wenn "
+      "Ihr Dienst es anbietet" },
+    { NGX_ESP_MFA_T_RADIUS_DENIED,
+      "The sign-in was not approved.",
+      "Die Anmeldung wurde nicht best\xc3\xa4tigt." },
     { NGX_ESP_MFA_X_HEADING,
       "Verify your identity", "Identit\xc3\xa4t best\xc3\xa4tigen" },
     { NGX_ESP_MFA_X_ENROL_HEADING,
@@ -997,7 +1012,10 @@ ngx_esp_mfa_page(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ngx_esp_mfa_var_text("t_enrol", NGX_ESP_MFA_X_ENROL);
     ngx_esp_mfa_var_text("t_secret", NGX_ESP_MFA_X_SECRET);
     ngx_esp_mfa_var_text("t_code", NGX_ESP_MFA_X_CODE);
-    ngx_esp_mfa_var_text("t_code_hint", NGX_ESP_MFA_X_CODE_HINT);
+    ngx_esp_mfa_var_text("t_code_hint",
+                         mctx->method == &ngx_esp_radius_method
+                         ? NGX_ESP_MFA_T_RADIUS_HINT
+                         : NGX_ESP_MFA_X_CODE_HINT);
     ngx_esp_mfa_var_text("t_submit", NGX_ESP_MFA_X_SUBMIT);
     ngx_esp_mfa_var_text("t_again", NGX_ESP_MFA_X_AGAIN);
     ngx_esp_mfa_var_text("t_footer", NGX_ESP_MFA_X_FOOTER);

@@ -94,6 +94,10 @@
 #define NGX_ESP_MFA_T_NO_SECRET   3
 #define NGX_ESP_MFA_T_BAD_SECRET  4
 #define NGX_ESP_MFA_T_METHOD      5         /* first free for a method */
+#define NGX_ESP_MFA_T_RADIUS_CODE    (NGX_ESP_MFA_T_METHOD + 0)
+#define NGX_ESP_MFA_T_RADIUS_WRONG   (NGX_ESP_MFA_T_METHOD + 1)
+#define NGX_ESP_MFA_T_RADIUS_DENIED  (NGX_ESP_MFA_T_METHOD + 2)
+#define NGX_ESP_MFA_T_RADIUS_HINT    (NGX_ESP_MFA_T_METHOD + 3)
 
 
 typedef enum {
@@ -148,6 +152,7 @@ typedef struct {
 
 
 extern ngx_esp_mfa_method_t  ngx_esp_totp_method;
+extern ngx_esp_mfa_method_t  ngx_esp_radius_method;   /* mfa_radius.c */
 
 
 /*
