@@ -719,20 +719,32 @@ ngx_esp_ldap_bind_password_file(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_esp_domain_t  *d = conf;
 
-    char             *rv;
-    u_char           *buf;
-    size_t            len;
-    ssize_t           n;
-    ngx_fd_t          fd;
-    ngx_str_t        *value, name;
-    ngx_file_info_t   fi;
+    ngx_str_t  *value;
 
     if (d->bind_password.data) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
-    name = value[1];
+
+    return ngx_esp_conf_read_secret(cf, &value[1], &d->bind_password);
+}
+
+
+/* a password from a file, its last line ends trimmed; wipe it on exit */
+
+char *
+ngx_esp_conf_read_secret(ngx_conf_t *cf, ngx_str_t *file, ngx_str_t *secret)
+{
+    char             *rv;
+    u_char           *buf;
+    size_t            len;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t         name;
+    ngx_file_info_t   fi;
+
+    name = *file;
 
     if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
         return NGX_CONF_ERROR;
@@ -794,8 +806,8 @@ ngx_esp_ldap_bind_password_file(ngx_conf_t *cf, ngx_command_t *cmd,
         goto done;
     }
 
-    d->bind_password.data = buf;
-    d->bind_password.len = len;
+    secret->data = buf;
+    secret->len = len;
     buf = NULL;
     rv = NGX_CONF_OK;
 
