@@ -127,6 +127,27 @@ sub admin_on {
        'unblock on A: and on A');
 }
 
+# ------------- 2b. a reservation of a node that died lapses on its own
+
+{
+    my $u = $USERS->{cluster1};
+    my @keys = grep { /^t034:l:[0-9a-f]{64}$/ } split /\n/, redis_cli($RPORT, '--scan', '--pattern', "'t034:l:*'");
+    is(basic_on('B', $u->{upn}, 'wrong-again')->code, 401, 'lapse: a wrong password');
+    @keys = grep { /^t034:l:[0-9a-f]{64}$/ } split /\n/, redis_cli($RPORT, '--scan', '--pattern', "'t034:l:*'");
+    is(scalar @keys, 1, 'lapse: the user has one counter in the store, by its keyed hash');
+    (my $hex = $keys[0] // '') =~ s/^t034:l://;
+
+    # a good login resets it; then another node "dies" holding every slot
+    is(basic_on('A', $u->{upn}, $u->{password})->code, 200, 'lapse: a good login resets the count');
+    my $until = time + 3;
+    redis_cli($RPORT, 'ZADD', "t034:r:$hex", map { (int($until), "dead-node-$_") } 1 .. $MAX);
+    my $t0 = time;
+    my $code = basic_on('B', $u->{upn}, $u->{password})->code;
+    my $took = time - $t0;
+    is($code, 200, 'lapse: the login gets a slot once the dead reservations lapse');
+    ok($took >= 1.5 && $took < 8, sprintf('lapse: it waited for them (%.2f s)', $took));
+}
+
 # ---------------------------------------- 3. logoff on A, refused on B
 
 sub form_login {
