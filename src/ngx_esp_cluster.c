@@ -43,6 +43,7 @@
 #include <openssl/rand.h>
 
 #include "ngx_esp_cluster.h"
+#include "ngx_esp_cluster_msg.h"
 #include "ngx_esp_domain.h"
 #include "ngx_esp_session.h"
 #include "ngx_esp_redis.h"
@@ -50,7 +51,6 @@
 
 #define NGX_ESP_CLUSTER_PORT          6379
 #define NGX_ESP_CLUSTER_ID_LEN        16         /* hex of 8 random bytes */
-#define NGX_ESP_CLUSTER_HEX_LEN       (2 * NGX_ESP_SHM_KEY_LEN)
 #define NGX_ESP_CLUSTER_TICK          1000
 #define NGX_ESP_CLUSTER_STATS_SIZE    (8 * ngx_pagesize)
 
@@ -208,7 +208,8 @@ static void ngx_esp_cluster_send_settle(ngx_esp_cluster_res_t *res,
 static void ngx_esp_cluster_done(ngx_esp_redis_cmd_t *cmd,
     redisReply *reply);
 static void ngx_esp_cluster_count(redisReply *reply);
-static void ngx_esp_cluster_publish(ngx_str_t *member, time_t expires);
+static void ngx_esp_cluster_publish(ngx_esp_cluster_event_t *ev,
+    time_t expires);
 static void ngx_esp_cluster_push(ngx_esp_redis_t *rs, redisReply *reply);
 static void ngx_esp_cluster_up(ngx_esp_redis_t *rs);
 static void ngx_esp_cluster_down(ngx_esp_redis_t *rs);
@@ -216,10 +217,8 @@ static void ngx_esp_cluster_subscribed(ngx_esp_redis_cmd_t *cmd,
     redisReply *reply);
 static void ngx_esp_cluster_resynced(ngx_esp_redis_cmd_t *cmd,
     redisReply *reply);
-static void ngx_esp_cluster_apply(ngx_esp_cluster_event_t *ev);
+static void ngx_esp_cluster_apply(ngx_esp_cluster_event_t *ev, void *data);
 static void ngx_esp_cluster_tick_handler(ngx_event_t *ev);
-static u_char *ngx_esp_cluster_hex_key(u_char *p, u_char *last,
-    u_char *key);
 static ngx_int_t ngx_esp_cluster_init_stats(ngx_shm_zone_t *shm_zone,
     void *data);
 
@@ -300,36 +299,13 @@ ngx_esp_cluster_reserved(ngx_esp_redis_cmd_t *cmd, redisReply *reply)
     ngx_esp_cluster_res_t *res = cmd->data;
 
     time_t      until;
-    ngx_int_t   rc, code;
+    ngx_int_t   rc;
 
     ngx_esp_cluster_count(reply);
 
-    rc = NGX_ERROR;
-    until = 0;
+    rc = ngx_esp_cluster_reserve_reply(reply, &until);
 
-    if (reply
-        && reply->type == REDIS_REPLY_ARRAY
-        && reply->elements == 2
-        && reply->element[0]->type == REDIS_REPLY_INTEGER
-        && reply->element[1]->type == REDIS_REPLY_INTEGER)
-    {
-        code = (ngx_int_t) reply->element[0]->integer;
-        until = (time_t) reply->element[1]->integer;
-
-        switch (code) {
-        case 0:
-            rc = NGX_OK;
-            break;
-        case 1:
-            rc = NGX_AGAIN;
-            break;
-        case 2:
-        case 3:
-            rc = NGX_BUSY;
-            break;
-        }
-
-    } else if (reply) {
+    if (rc == NGX_ERROR && reply) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "esp: the cluster store answered a reservation "
                       "with %s%*s", reply->type == REDIS_REPLY_ERROR
@@ -431,23 +407,18 @@ ngx_esp_cluster_send_settle(ngx_esp_cluster_res_t *res, ngx_uint_t outcome)
 void
 ngx_esp_cluster_revoke_session(u_char *id, size_t len, time_t expires)
 {
-    u_char     *p, buf[2 + NGX_ESP_CLUSTER_HEX_LEN];
-    u_char      key[NGX_ESP_SHM_KEY_LEN];
-    ngx_str_t   member;
+    ngx_esp_cluster_event_t  ev;
 
     if (ngx_esp_cluster_rs == NULL) {
         return;
     }
 
-    ngx_esp_shm_session_id_key(id, len, key);
+    ngx_memzero(&ev, sizeof(ngx_esp_cluster_event_t));
 
-    p = ngx_cpymem(buf, "s ", 2);
-    p = ngx_esp_cluster_hex_key(p, buf + sizeof(buf), key);
+    ev.type = 's';
+    ngx_esp_shm_session_id_key(id, len, ev.key);
 
-    member.data = buf;
-    member.len = p - buf;
-
-    ngx_esp_cluster_publish(&member, expires);
+    ngx_esp_cluster_publish(&ev, expires);
 }
 
 
@@ -455,9 +426,8 @@ void
 ngx_esp_cluster_revoke_user(ngx_shm_zone_t *zone, ngx_str_t *domain,
     ngx_str_t *user, time_t since, time_t expires)
 {
-    u_char     *p, buf[4 + 2 * NGX_ESP_CLUSTER_HEX_LEN + NGX_TIME_T_LEN];
-    u_char      keys[NGX_ESP_SHM_USER_KEYS][NGX_ESP_SHM_KEY_LEN];
-    ngx_str_t   member;
+    u_char                   keys[NGX_ESP_SHM_USER_KEYS][NGX_ESP_SHM_KEY_LEN];
+    ngx_esp_cluster_event_t  ev;
 
     if (ngx_esp_cluster_rs == NULL
         || ngx_esp_shm_user_keys(zone, domain, user, keys) != NGX_OK)
@@ -465,18 +435,15 @@ ngx_esp_cluster_revoke_user(ngx_shm_zone_t *zone, ngx_str_t *domain,
         return;
     }
 
-    p = ngx_cpymem(buf, "u ", 2);
-    p = ngx_esp_cluster_hex_key(p, buf + sizeof(buf),
-                                keys[NGX_ESP_SHM_K_USER]);
-    *p++ = ' ';
-    p = ngx_esp_cluster_hex_key(p, buf + sizeof(buf),
-                                keys[NGX_ESP_SHM_K_CACHE]);
-    p = ngx_sprintf(p, " %T", since);
+    ngx_memzero(&ev, sizeof(ngx_esp_cluster_event_t));
 
-    member.data = buf;
-    member.len = p - buf;
+    ev.type = 'u';
+    ngx_memcpy(ev.key, keys[NGX_ESP_SHM_K_USER], NGX_ESP_SHM_KEY_LEN);
+    ngx_memcpy(ev.key2, keys[NGX_ESP_SHM_K_CACHE], NGX_ESP_SHM_KEY_LEN);
+    ev.t1 = since;
+    ev.t2 = expires;
 
-    ngx_esp_cluster_publish(&member, expires);
+    ngx_esp_cluster_publish(&ev, expires);
 }
 
 
@@ -514,14 +481,17 @@ ngx_esp_cluster_unblock(ngx_shm_zone_t *zone, ngx_str_t *domain,
 }
 
 
+/* the revocation's member in the sorted set (scored by "expires"), sent */
+
 static void
-ngx_esp_cluster_publish(ngx_str_t *member, time_t expires)
+ngx_esp_cluster_publish(ngx_esp_cluster_event_t *ev, time_t expires)
 {
-    u_char     num[NGX_TIME_T_LEN];
+    u_char     num[NGX_TIME_T_LEN], member[NGX_ESP_CLUSTER_MSG_LEN];
     ngx_str_t  args[3];
 
     args[0] = ngx_esp_cluster_conf->prefix;
-    args[1] = *member;
+    args[1].data = member;
+    args[1].len = ngx_esp_cluster_format(member, ev, 1) - member;
     args[2].data = num;
     args[2].len = ngx_sprintf(num, "%T", expires) - num;
 
@@ -671,57 +641,22 @@ ngx_esp_cluster_subscribed(ngx_esp_redis_cmd_t *cmd, redisReply *reply)
 static void
 ngx_esp_cluster_resynced(ngx_esp_redis_cmd_t *cmd, redisReply *reply)
 {
-    size_t                    i, j;
-    u_char                    line[256], *p;
-    redisReply               *set, *m, *s;
-    ngx_esp_cluster_event_t   ev;
+    ngx_int_t  n;
 
     ngx_esp_cluster_count(reply);
 
-    if (reply == NULL
-        || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 2)
-    {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "esp: the cluster store's state could not be read");
+    n = ngx_esp_cluster_resync_reply(reply, ngx_esp_cluster_apply, NULL);
+
+    if (n == NGX_ERROR) {
+        if (reply) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "esp: the cluster store's state could not be "
+                          "read: an unexpected reply");
+        }
+
+        /* the next connection tries again */
         ngx_esp_redis_close_all(ngx_esp_cluster_sub);
         return;
-    }
-
-    for (i = 0; i < 2; i++) {
-        set = reply->element[i];
-
-        if (set->type != REDIS_REPLY_ARRAY) {
-            continue;
-        }
-
-        for (j = 0; j + 1 < set->elements; j += 2) {
-            m = set->element[j];
-            s = set->element[j + 1];
-
-            if (m->type != REDIS_REPLY_STRING
-                || s->type != REDIS_REPLY_STRING
-                || m->len + s->len + 4 > sizeof(line))
-            {
-                continue;
-            }
-
-            /* a block's member is its key: "b KEY UNTIL" */
-
-            p = line;
-
-            if (i == 0) {
-                p = ngx_cpymem(p, "b ", 2);
-            }
-
-            p = ngx_cpymem(p, m->str, m->len);
-            *p++ = ' ';
-            p = ngx_cpymem(p, s->str, s->len);
-
-            if (ngx_esp_cluster_parse(line, p - line, &ev) == NGX_OK) {
-                ngx_esp_cluster_apply(&ev);
-            }
-        }
     }
 
     if (ngx_esp_cluster_stats) {
@@ -729,29 +664,23 @@ ngx_esp_cluster_resynced(ngx_esp_redis_cmd_t *cmd, redisReply *reply)
     }
 
     ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
-                  "esp: cluster state read from the store");
+                  "esp: cluster state read from the store: %i entries", n);
 }
 
 
 static void
 ngx_esp_cluster_push(ngx_esp_redis_t *rs, redisReply *reply)
 {
-    redisReply               *msg;
-    ngx_esp_cluster_event_t   ev;
+    ngx_esp_cluster_event_t  ev;
 
-    msg = reply->element[2];
-
-    if (msg->type != REDIS_REPLY_STRING
-        || ngx_esp_cluster_parse((u_char *) msg->str, msg->len, &ev)
-           != NGX_OK)
-    {
+    if (ngx_esp_cluster_message(reply, &ev) != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "esp: a malformed message on the cluster channel "
                       "was ignored");
         return;
     }
 
-    ngx_esp_cluster_apply(&ev);
+    ngx_esp_cluster_apply(&ev, NULL);
 
     if (ngx_esp_cluster_stats) {
         (void) ngx_atomic_fetch_add(&ngx_esp_cluster_stats->events, 1);
@@ -760,7 +689,7 @@ ngx_esp_cluster_push(ngx_esp_redis_t *rs, redisReply *reply)
 
 
 static void
-ngx_esp_cluster_apply(ngx_esp_cluster_event_t *ev)
+ngx_esp_cluster_apply(ngx_esp_cluster_event_t *ev, void *data)
 {
     ngx_shm_zone_t  *zone;
 
@@ -791,114 +720,6 @@ ngx_esp_cluster_apply(ngx_esp_cluster_event_t *ev)
 }
 
 
-/* one hex key and a space or the end */
-
-static u_char *
-ngx_esp_cluster_parse_key(u_char *p, u_char *last, u_char *key)
-{
-    ngx_int_t   n;
-    ngx_uint_t  i;
-
-    if (last - p < NGX_ESP_CLUSTER_HEX_LEN) {
-        return NULL;
-    }
-
-    for (i = 0; i < NGX_ESP_SHM_KEY_LEN; i++) {
-        n = ngx_hextoi(p + 2 * i, 2);
-
-        if (n == NGX_ERROR) {
-            return NULL;
-        }
-
-        key[i] = (u_char) n;
-    }
-
-    return p + NGX_ESP_CLUSTER_HEX_LEN;
-}
-
-
-static u_char *
-ngx_esp_cluster_parse_time(u_char *p, u_char *last, time_t *t)
-{
-    u_char  *start;
-
-    start = p;
-
-    while (p < last && *p >= '0' && *p <= '9') {
-        p++;
-    }
-
-    if (p == start || p - start > 12) {
-        return NULL;
-    }
-
-    *t = ngx_atotm(start, p - start);
-
-    return (*t == NGX_ERROR) ? NULL : p;
-}
-
-
-ngx_int_t
-ngx_esp_cluster_parse(u_char *p, size_t len, ngx_esp_cluster_event_t *ev)
-{
-    u_char  *last;
-
-    last = p + len;
-
-    ngx_memzero(ev, sizeof(ngx_esp_cluster_event_t));
-
-    if (len < 2 || p[1] != ' ') {
-        return NGX_ERROR;
-    }
-
-    ev->type = p[0];
-    p += 2;
-
-    switch (ev->type) {
-
-    case 's':
-    case 'b':
-        p = ngx_esp_cluster_parse_key(p, last, ev->key);
-        if (p == NULL || p == last || *p++ != ' ') {
-            return NGX_ERROR;
-        }
-
-        p = ngx_esp_cluster_parse_time(p, last, &ev->t1);
-        break;
-
-    case 'u':
-        p = ngx_esp_cluster_parse_key(p, last, ev->key);
-        if (p == NULL || p == last || *p++ != ' ') {
-            return NGX_ERROR;
-        }
-
-        p = ngx_esp_cluster_parse_key(p, last, ev->key2);
-        if (p == NULL || p == last || *p++ != ' ') {
-            return NGX_ERROR;
-        }
-
-        /* since, then the expiry */
-
-        p = ngx_esp_cluster_parse_time(p, last, &ev->t1);
-        if (p == NULL || p == last || *p++ != ' ') {
-            return NGX_ERROR;
-        }
-
-        p = ngx_esp_cluster_parse_time(p, last, &ev->t2);
-        break;
-
-    case 'r':
-        p = ngx_esp_cluster_parse_key(p, last, ev->key);
-        break;
-
-    default:
-        return NGX_ERROR;
-    }
-
-    return (p == last) ? NGX_OK : NGX_ERROR;
-}
-
-
 /* the subscriber's heartbeat: a PING a second finds a dead store */
 
 static void
@@ -922,17 +743,6 @@ ngx_esp_cluster_tick_handler(ngx_event_t *ev)
     }
 
     ngx_add_timer(ev, NGX_ESP_CLUSTER_TICK);
-}
-
-
-static u_char *
-ngx_esp_cluster_hex_key(u_char *p, u_char *last, u_char *key)
-{
-    if (last - p < NGX_ESP_CLUSTER_HEX_LEN) {
-        return p;
-    }
-
-    return ngx_hex_dump(p, key, NGX_ESP_SHM_KEY_LEN);
 }
 
 

@@ -34,16 +34,6 @@ typedef void (*ngx_esp_cluster_handler_pt)(void *data, ngx_int_t rc,
     time_t until);
 
 
-/* a message of the store's channel, parsed */
-typedef struct {
-    u_char                     type;         /* s u b r */
-    u_char                     key[NGX_ESP_SHM_KEY_LEN];
-    u_char                     key2[NGX_ESP_SHM_KEY_LEN];
-    time_t                     t1;
-    time_t                     t2;
-} ngx_esp_cluster_event_t;
-
-
 char *ngx_esp_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_esp_cluster_init_conf(ngx_conf_t *cf, ngx_esp_main_conf_t *emcf);
 ngx_int_t ngx_esp_cluster_init_worker(ngx_cycle_t *cycle,
@@ -61,10 +51,6 @@ void ngx_esp_cluster_revoke_user(ngx_shm_zone_t *zone, ngx_str_t *domain,
     ngx_str_t *user, time_t since, time_t expires);
 void ngx_esp_cluster_unblock(ngx_shm_zone_t *zone, ngx_str_t *domain,
     ngx_str_t *user);
-
-/* "s|u|b|r HEX ..." into ev: NGX_OK or NGX_ERROR (also for the fuzzer) */
-ngx_int_t ngx_esp_cluster_parse(u_char *p, size_t len,
-    ngx_esp_cluster_event_t *ev);
 
 /* the status endpoint's part: NULL without esp_cluster */
 u_char *ngx_esp_cluster_json(u_char *p, u_char *last);

@@ -10,6 +10,7 @@
 #include <ngx_event_connect.h>
 
 #include "ngx_esp_redis.h"
+#include "ngx_esp_resp.h"
 
 
 #define NGX_ESP_REDIS_FREE         0
@@ -339,7 +340,7 @@ ngx_esp_redis_connect(ngx_esp_redis_conn_t *conn)
     conn->sent = 0;
     conn->log.action = "connecting to the cluster store";
 
-    conn->reader = redisReaderCreate();
+    conn->reader = ngx_esp_resp_reader();
     if (conn->reader == NULL) {
         ngx_esp_redis_fail(conn, "no memory");
         return;
