@@ -59,6 +59,8 @@ static ngx_int_t ngx_esp_redis_reply(ngx_esp_redis_conn_t *conn,
     redisReply *reply);
 static void ngx_esp_redis_timer_handler(ngx_event_t *ev);
 static void ngx_esp_redis_fail(ngx_esp_redis_conn_t *conn, const char *why);
+static void ngx_esp_redis_close_peer(ngx_esp_redis_conn_t *conn,
+    ngx_uint_t clean);
 static void ngx_esp_redis_close(ngx_esp_redis_conn_t *conn,
     ngx_uint_t clean);
 static void ngx_esp_redis_free_cmd(ngx_esp_redis_cmd_t *cmd);
@@ -837,17 +839,24 @@ ngx_esp_redis_fail(ngx_esp_redis_conn_t *conn, const char *why)
         }
     }
 
+    if (!rs->is_down && !rs->exiting
+        && (conn->state == NGX_ESP_REDIS_CONNECTING
+            || conn->state == NGX_ESP_REDIS_HANDSHAKE))
+    {
+        /* nothing was sent yet: what waits goes to the next server now */
+        ngx_esp_redis_close_peer(conn, 0);
+        ngx_esp_redis_connect(conn);
+        return;
+    }
+
     ngx_esp_redis_close(conn, 0);
 }
 
 
 static void
-ngx_esp_redis_close(ngx_esp_redis_conn_t *conn, ngx_uint_t clean)
+ngx_esp_redis_close_peer(ngx_esp_redis_conn_t *conn, ngx_uint_t clean)
 {
-    ngx_queue_t          *q;
-    ngx_queue_t           failed;
-    ngx_connection_t     *c;
-    ngx_esp_redis_cmd_t  *cmd;
+    ngx_connection_t  *c;
 
     if (conn->timer.timer_set) {
         ngx_del_timer(&conn->timer);
@@ -863,6 +872,22 @@ ngx_esp_redis_close(ngx_esp_redis_conn_t *conn, ngx_uint_t clean)
     conn->state = NGX_ESP_REDIS_FREE;
     conn->log.action = NULL;
     conn->sent = 0;
+
+    if (c) {
+        ngx_esp_tls_close(c, clean);
+    }
+}
+
+
+static void
+ngx_esp_redis_close(ngx_esp_redis_conn_t *conn, ngx_uint_t clean)
+{
+    ngx_queue_t          *q;
+    ngx_queue_t           failed;
+    ngx_esp_redis_cmd_t  *cmd;
+
+    ngx_esp_redis_close_peer(conn, clean);
+
     conn->pending = 0;
 
     /* the handlers may send again: on another connection, or this one */
@@ -879,10 +904,6 @@ ngx_esp_redis_close(ngx_esp_redis_conn_t *conn, ngx_uint_t clean)
         q = ngx_queue_head(&conn->sendq);
         ngx_queue_remove(q);
         ngx_queue_insert_tail(&failed, q);
-    }
-
-    if (c) {
-        ngx_esp_tls_close(c, clean);
     }
 
     while (!ngx_queue_empty(&failed)) {

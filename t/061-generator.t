@@ -328,6 +328,26 @@ ok(start_conf($conf), 'nginx starts with the generated config') or last;
     is($e && $e->{auth_user}, $alice->{upn}, '... passed on as Basic');
 }
 
+# ------------------------------------------------------------ --cluster
+
+{
+    require EspTest::Cluster;
+    my ($rport) = EspTest::free_ports(1);
+    ok(EspTest::Cluster::redis_start('t061', $rport), '--cluster: a redis-server for it');
+    my ($rc, $conf, $err) = gen(facts(extra => ['--cluster', "redis://127.0.0.1:$rport",
+                                                '--cluster-prefix', 't061']));
+    is($rc, 0, '--cluster') or diag($err);
+    like($conf, qr/^\s*esp_cluster redis:\/\/127\.0\.0\.1:$rport prefix=t061;$/m, '... writes esp_cluster');
+    ok(start_conf($conf), '... and serves');
+    my $alice = ad_users()->{alice};
+    my $res = ua()->get(url('/Microsoft-Server-ActiveSync?Cmd=Ping'),
+                        Authorization => basic_auth($alice->{upn}, 'not-her-password'));
+    is($res->code, 401, '--cluster: a wrong password over ActiveSync: 401');
+    like(EspTest::Cluster::redis_cli($rport, '--scan', '--pattern', "'t061:l:*'"),
+         qr/^t061:l:[0-9a-f]{64}$/m, '... counted in the cluster store, under a keyed hash');
+    EspTest::Cluster::redis_stop('t061');
+}
+
 # ------------------------------------------------------------ --include
 
 {
@@ -407,6 +427,12 @@ EOF
         [['--mail-host', 'mail.contoso.com'], qr/--exchange: is required/],
         [['--mail-host', 'mail.contoso.com'], qr/--arbitration-guid: is required for OWA/],
         [[@base, 'stray'], qr/unexpected argument "stray"/],
+        [[@base, '--cluster', 'http://10.0.0.5:6379'], qr/--cluster: "http:\/\/10\.0\.0\.5:6379" is not redis:\/\/HOST/],
+        [[@base, '--cluster', 'redis://10.0.0.5:70000'], qr/--cluster: .* is not redis:\/\/HOST/],
+        [[@base, '--cluster', 'redis://a b'], qr/--cluster: .* is not redis:\/\/HOST/],
+        [[@base, '--cluster', 'redis://10.0.0.5', '--cluster-user', 'esp'], qr/--cluster-user: needs --cluster-password-file/],
+        [[@base, '--cluster', 'redis://10.0.0.5', '--cluster-prefix', 'a b'], qr/--cluster-prefix: "a b" must be/],
+        [[@base, '--cluster-prefix', 'mail'], qr/--cluster-prefix: needs --cluster/],
     );
     for my $case (@bad) {
         my ($args, $re) = @$case;
@@ -449,6 +475,17 @@ EOF
     ($rc, $out, $err) = gen('--input', "$TMP/mfa.facts", '--no-check-files');
     like($out, qr/^\s*max_failed_auths 0;$/m, 'max-failed-auths=0 in a facts file: written as given');
     unlike($out, qr/recommendation/, '... with no word of a recommendation');
+
+    # several nodes: esp_cluster with every option
+    ($rc, $out, $err) = gen(@base, '--cluster', 'rediss://redis1.contoso.local:6380',
+                            '--cluster', 'redis://[::1]', '--cluster-user', 'esp-gate',
+                            '--cluster-password-file', '/etc/nginx/esp/redis.secret',
+                            '--cluster-ca', '/etc/nginx/esp/redis-ca.pem', '--cluster-prefix', 'esp-mail');
+    is($rc, 0, '--cluster') or diag($err);
+    like($out, qr{^\s*esp_cluster rediss://redis1\.contoso\.local:6380 redis://\[::1\] user=esp-gate password_file=/etc/nginx/esp/redis\.secret ca_certificate=/etc/nginx/esp/redis-ca\.pem prefix=esp-mail;$}m,
+         '... writes esp_cluster with the servers in order and every option');
+    ($rc, $out, $err) = gen(@base);
+    unlike($out, qr/^\s*esp_cluster/m, 'no --cluster: no esp_cluster');
 
     ($rc, $out) = gen('--print-powershell');
     is($rc, 0, '--print-powershell');
