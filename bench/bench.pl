@@ -65,8 +65,9 @@ my $csrf = 'a' x 32;
 my $bind = $AD{AD_BIND_DN};
 
 sub front_conf {
-    my ($dcs) = @_;
+    my ($dcs, $cluster) = @_;
     my $servers = join '', map { "        ldap_server ldaps://$_:636;\n" } @$dcs;
+    my $esp_cluster = $cluster ? "esp_cluster $cluster;" : '';
     return <<"EOC";
 load_module $MODULE;
 daemon on;
@@ -96,6 +97,7 @@ http {
 
     esp_session_key $RUN/keys/session.key;
     esp_shared_zone esp:16m;
+    $esp_cluster
     esp_sso_domain contoso {
 $servers        ldap_ca_certificate $RUN/pki/ca.pem;
         ldap_bind_dn $bind;
@@ -138,6 +140,12 @@ $servers        ldap_ca_certificate $RUN/pki/ca.pem;
         location /lockout/ {
             esp lockout;
             esp_client_auth basic;
+            proxy_pass https://fast;
+        }
+        location /lockbind/ {
+            esp lockout;
+            esp_client_auth basic;
+            esp_basic_cache 0;
             proxy_pass https://fast;
         }
     }
@@ -222,6 +230,8 @@ push @rows, ['Basic, cache off: one LDAPS bind per request',
              wrk('/bind/x', ["Authorization: $basic"], 8)];
 push @rows, ['form logins (POST /_esp/login, one bind each)',
              wrk('/_esp/login', [], 8, $login_lua)];
+push @rows, ['Basic, cache off, max_failed_auths 5 (bind each)',
+             wrk('/lockbind/x', ["Authorization: $basic"], 8)];
 
 # latency of requests that need no directory while the DC hangs
 
@@ -261,6 +271,35 @@ my $per_session = ($zone1->{used} - $zone0->{used})
                   / (($zone1->{revoked_sessions} - $zone0->{revoked_sessions}) || 1);
 my $per_entry = $zone1->{size} / ($zone1->{capacity} || 1);
 
+# the same gate with esp_cluster and a local redis-server: the session and
+# warm Basic paths stay local (a zone lookup), every login with the lockout
+# on adds the reservation's and the settle's round trips
+
+my $RPORT = 9379;
+system("$ROOT/t/fixtures/redis.sh", 'start', 'bench', $RPORT) == 0
+    or die "bench: redis-server does not start\n";
+spew("$DIR/front/nginx.conf",
+     front_conf([$AD{AD_DC1}, $AD{AD_DC2}], "redis://127.0.0.1:$RPORT prefix=bench"));
+reload_nginx("$DIR/front");
+sleep 1;
+$ua->get("$base/lockout/x", Host => $host, Authorization => $basic);
+my %cl;
+wrk($fast{$_}[0], $fast{$_}[1], undef, undef, 1) for qw(session lockout);
+for my $round (1 .. $ROUNDS) {
+    push @{ $cl{$_} }, wrk(@{ $fast{$_} }) for qw(session lockout);
+}
+my %clmed = map {
+    my @s = sort { $a->{rps} <=> $b->{rps} } @{ $cl{$_} };
+    ($_ => $s[$#s / 2])
+} keys %cl;
+push @rows, ['cluster on: session cookie', $clmed{session}];
+push @rows, ['cluster on: Basic, warm cache, max_failed_auths 5', $clmed{lockout}];
+push @rows, ['cluster on: Basic, cache off, max_failed_auths 5',
+             wrk('/lockbind/x', ["Authorization: $basic"], 8)];
+my $cluster_status = LWP::UserAgent->new->get("$base/esp-status", Host => $host);
+my $cluster = eval { decode_json($cluster_status->decoded_content)->{cluster} } || {};
+system("$ROOT/t/fixtures/redis.sh", 'stop', 'bench');
+
 stop_nginx("$DIR/front");
 stop_nginx("$DIR/backend");
 
@@ -287,6 +326,11 @@ printf "shared zone %s: %d revoked sessions added by real logoffs took %.1f "
        . "%.1f bytes per entry\n",
        $zone1->{name}, $zone1->{revoked_sessions} - $zone0->{revoked_sessions},
        $per_session, $zone1->{capacity}, $zone1->{size}, $per_entry;
+
+printf "cluster store during the cluster rows: reachable %s, reservations "
+       . "granted %s, refused %s, local only %s, failures %s\n",
+       $cluster->{reachable} ? 'yes' : 'no', map { $cluster->{$_} // '?' }
+       qw(reservations refusals local_only failures);
 
 exit 0;
 
