@@ -240,22 +240,11 @@ void
 ngx_esp_ldap_connect(ngx_esp_ldap_conn_t *conn)
 {
     ngx_int_t                    rc;
-    ngx_connection_t            *c;
     ngx_esp_ldap_dc_t           *dc;
     ngx_esp_ldap_server_conf_t  *s;
 
     dc = conn->dc;
     s = dc->conf;
-
-    ngx_memzero(&conn->peer, sizeof(ngx_peer_connection_t));
-
-    conn->peer.sockaddr = s->url.addrs[0].sockaddr;
-    conn->peer.socklen = s->url.addrs[0].socklen;
-    conn->peer.name = &s->url.addrs[0].name;
-    conn->peer.get = ngx_event_get_peer;
-    conn->peer.log = &conn->log;
-    conn->peer.log_error = NGX_ERROR_ERR;
-    conn->peer.tries = 1;
 
     conn->state = NGX_ESP_LDAP_CONNECTING;
     conn->out.msgid = 0;
@@ -268,29 +257,18 @@ ngx_esp_ldap_connect(ngx_esp_ldap_conn_t *conn)
     conn->timer.cancelable = 0;
     ngx_add_timer(&conn->timer, dc->lw->domain->timeout);
 
-    rc = ngx_event_connect_peer(&conn->peer);
+    rc = ngx_esp_tls_connect(&conn->peer, &s->url.addrs[0], &conn->log, conn,
+                             ngx_esp_ldap_connect_handler);
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &conn->log, 0,
                    "esp ldap: connect to %V: %i", &s->name, rc);
 
-    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+    if (rc == NGX_ERROR || rc == NGX_DECLINED) {
         ngx_esp_ldap_fail(conn, rc == NGX_DECLINED
                                 ? NGX_ESP_LDAP_FAIL_CONNECT
                                 : NGX_ESP_LDAP_FAIL_INTERNAL);
         return;
     }
-
-    c = conn->peer.connection;
-    c->data = conn;
-
-    c->pool = ngx_create_pool(512, &conn->log);
-    if (c->pool == NULL) {
-        ngx_esp_ldap_fail(conn, NGX_ESP_LDAP_FAIL_INTERNAL);
-        return;
-    }
-
-    c->read->handler = ngx_esp_ldap_connect_handler;
-    c->write->handler = ngx_esp_ldap_connect_handler;
 
     if (rc == NGX_AGAIN) {
         return;
@@ -303,28 +281,16 @@ ngx_esp_ldap_connect(ngx_esp_ldap_conn_t *conn)
 static void
 ngx_esp_ldap_connect_handler(ngx_event_t *ev)
 {
-    int                   err;
-    socklen_t             len;
-    ngx_connection_t     *c;
-    ngx_esp_ldap_conn_t  *conn;
+    ngx_connection_t  *c;
 
     c = ev->data;
-    conn = c->data;
 
-    err = 0;
-    len = sizeof(int);
-
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
-        err = ngx_socket_errno;
-    }
-
-    if (err) {
-        (void) ngx_connection_error(c, err, "connect() failed");
-        ngx_esp_ldap_fail(conn, NGX_ESP_LDAP_FAIL_CONNECT);
+    if (ngx_esp_tls_connected(c) != NGX_OK) {
+        ngx_esp_ldap_fail(c->data, NGX_ESP_LDAP_FAIL_CONNECT);
         return;
     }
 
-    ngx_esp_ldap_connected(conn);
+    ngx_esp_ldap_connected(c->data);
 }
 
 

@@ -226,31 +226,6 @@ ngx_esp_redis_command(ngx_esp_redis_t *rs, int argc, const char **argv,
 
 
 void
-ngx_esp_redis_connect_now(ngx_esp_redis_t *rs)
-{
-    ngx_uint_t             i;
-    ngx_esp_redis_conn_t  *conn;
-
-    conn = rs->conns;
-
-    for (i = 0; i < rs->nconns; i++) {
-        if (conn[i].state != NGX_ESP_REDIS_FREE) {
-            return;
-        }
-    }
-
-    if (rs->exiting
-        || (rs->is_down
-            && (ngx_msec_int_t) (rs->down_until - ngx_current_msec) > 0))
-    {
-        return;
-    }
-
-    ngx_esp_redis_connect(&conn[0]);
-}
-
-
-void
 ngx_esp_redis_close_all(ngx_esp_redis_t *rs)
 {
     ngx_uint_t             i;
@@ -319,7 +294,6 @@ static void
 ngx_esp_redis_connect(ngx_esp_redis_conn_t *conn)
 {
     ngx_int_t                rc;
-    ngx_connection_t        *c;
     ngx_esp_redis_t         *rs;
     ngx_esp_redis_server_t  *s;
 
@@ -327,16 +301,6 @@ ngx_esp_redis_connect(ngx_esp_redis_conn_t *conn)
 
     conn->server = rs->server;
     s = (ngx_esp_redis_server_t *) rs->conf->servers.elts + conn->server;
-
-    ngx_memzero(&conn->peer, sizeof(ngx_peer_connection_t));
-
-    conn->peer.sockaddr = s->url.addrs[0].sockaddr;
-    conn->peer.socklen = s->url.addrs[0].socklen;
-    conn->peer.name = &s->url.addrs[0].name;
-    conn->peer.get = ngx_event_get_peer;
-    conn->peer.log = &conn->log;
-    conn->peer.log_error = NGX_ERROR_ERR;
-    conn->peer.tries = 1;
 
     conn->state = NGX_ESP_REDIS_CONNECTING;
     conn->sent = 0;
@@ -356,27 +320,16 @@ ngx_esp_redis_connect(ngx_esp_redis_conn_t *conn)
 
     ngx_add_timer(&conn->timer, rs->conf->connect_timeout);
 
-    rc = ngx_event_connect_peer(&conn->peer);
+    rc = ngx_esp_tls_connect(&conn->peer, &s->url.addrs[0], &conn->log, conn,
+                             ngx_esp_redis_connect_handler);
 
     ngx_log_debug2(NGX_LOG_DEBUG_EVENT, &conn->log, 0,
                    "esp redis: connect to %V: %i", &s->name, rc);
 
-    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+    if (rc == NGX_ERROR || rc == NGX_DECLINED) {
         ngx_esp_redis_fail(conn, "connect() failed");
         return;
     }
-
-    c = conn->peer.connection;
-    c->data = conn;
-
-    c->pool = ngx_create_pool(512, &conn->log);
-    if (c->pool == NULL) {
-        ngx_esp_redis_fail(conn, "no memory");
-        return;
-    }
-
-    c->read->handler = ngx_esp_redis_connect_handler;
-    c->write->handler = ngx_esp_redis_connect_handler;
 
     if (rc == NGX_AGAIN) {
         return;
@@ -389,28 +342,16 @@ ngx_esp_redis_connect(ngx_esp_redis_conn_t *conn)
 static void
 ngx_esp_redis_connect_handler(ngx_event_t *ev)
 {
-    int                    err;
-    socklen_t              len;
-    ngx_connection_t      *c;
-    ngx_esp_redis_conn_t  *conn;
+    ngx_connection_t  *c;
 
     c = ev->data;
-    conn = c->data;
 
-    err = 0;
-    len = sizeof(int);
-
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
-        err = ngx_socket_errno;
-    }
-
-    if (err) {
-        (void) ngx_connection_error(c, err, "connect() failed");
-        ngx_esp_redis_fail(conn, "connect() failed");
+    if (ngx_esp_tls_connected(c) != NGX_OK) {
+        ngx_esp_redis_fail(c->data, "connect() failed");
         return;
     }
 
-    ngx_esp_redis_connected(conn);
+    ngx_esp_redis_connected(c->data);
 }
 
 

@@ -119,9 +119,6 @@ ngx_esp_redis_cmd_t *ngx_esp_redis_command(ngx_esp_redis_t *rs, int argc,
     const char **argv, const size_t *argvlen,
     ngx_esp_redis_handler_pt handler, void *data);
 
-/* connects now if no connection is up (a subscriber's way to start) */
-void ngx_esp_redis_connect_now(ngx_esp_redis_t *rs);
-
 /* closes every connection, failing what waits (exit, or a reset) */
 void ngx_esp_redis_close_all(ngx_esp_redis_t *rs);
 

@@ -7,6 +7,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_event.h>
+#include <ngx_event_connect.h>
 
 #include <openssl/x509v3.h>
 
@@ -51,6 +52,66 @@ ngx_esp_tls_peer(ngx_pool_t *pool, ngx_str_t *host, ngx_esp_tls_peer_t *peer)
         peer->ip = 1;
     }
 #endif
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_esp_tls_connect(ngx_peer_connection_t *peer, ngx_addr_t *addr,
+    ngx_log_t *log, void *data, ngx_event_handler_pt handler)
+{
+    ngx_int_t          rc;
+    ngx_connection_t  *c;
+
+    ngx_memzero(peer, sizeof(ngx_peer_connection_t));
+
+    peer->sockaddr = addr->sockaddr;
+    peer->socklen = addr->socklen;
+    peer->name = &addr->name;
+    peer->get = ngx_event_get_peer;
+    peer->log = log;
+    peer->log_error = NGX_ERROR_ERR;
+    peer->tries = 1;
+
+    rc = ngx_event_connect_peer(peer);
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        return (rc == NGX_DECLINED) ? NGX_DECLINED : NGX_ERROR;
+    }
+
+    c = peer->connection;
+    c->data = data;
+
+    c->pool = ngx_create_pool(512, log);
+    if (c->pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->read->handler = handler;
+    c->write->handler = handler;
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_esp_tls_connected(ngx_connection_t *c)
+{
+    int        err;
+    socklen_t  len;
+
+    err = 0;
+    len = sizeof(int);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
+        err = ngx_socket_errno;
+    }
+
+    if (err) {
+        (void) ngx_connection_error(c, err, "connect() failed");
+        return NGX_ERROR;
+    }
 
     return NGX_OK;
 }

@@ -8,7 +8,7 @@
  * What the module's clients of other servers (the directory client,
  * src/ngx_esp_ldap_conn.c, and the cluster store's, src/ngx_esp_redis.c)
  * share about their connections: the peer's name as a certificate must
- * carry it, a client TLS context, TLS on an nginx connection with SNI, the
+ * carry it, the connect, a client TLS context, TLS on an nginx connection with SNI, the
  * peer certificate's check, and the close that lets TLS say goodbye
  * without waiting.
  */
@@ -21,6 +21,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_event.h>
+#include <ngx_event_connect.h>
 
 
 #define NGX_ESP_TLS_VERIFY_DEPTH  10
@@ -36,6 +37,18 @@ typedef struct {
 /* from the host of a parsed URL */
 ngx_int_t ngx_esp_tls_peer(ngx_pool_t *pool, ngx_str_t *host,
     ngx_esp_tls_peer_t *peer);
+
+/*
+ * Connects "peer" to "addr", the connection's data being "data", with a
+ * pool of its own: NGX_OK (connected), NGX_AGAIN (under way: "handler"
+ * gets both events, and ngx_esp_tls_connected() then tells), NGX_DECLINED
+ * (refused at once) or NGX_ERROR.
+ */
+ngx_int_t ngx_esp_tls_connect(ngx_peer_connection_t *peer, ngx_addr_t *addr,
+    ngx_log_t *log, void *data, ngx_event_handler_pt handler);
+
+/* after a connect under way: NGX_OK, or NGX_ERROR (logged) */
+ngx_int_t ngx_esp_tls_connected(ngx_connection_t *c);
 
 /* a client context (TLS 1.2 and 1.3) that lives as long as cf->pool */
 ngx_ssl_t *ngx_esp_tls_client(ngx_conf_t *cf);
