@@ -331,6 +331,11 @@ ngx_esp_cluster_reserved(ngx_esp_redis_cmd_t *cmd, redisReply *reply)
     res->state = (rc == NGX_OK) ? NGX_ESP_CLUSTER_HELD
                                 : NGX_ESP_CLUSTER_NONE;
 
+    if (ngx_esp_cluster_rs->exiting && !res->settled) {
+        /* the worker ends: no request runs again; the owner frees it */
+        return;
+    }
+
     if (res->settled) {
         /* the login went away meanwhile: give the slot back at once */
 

@@ -163,7 +163,8 @@ ngx_esp_redis_create(ngx_cycle_t *cycle, ngx_esp_redis_conf_t *conf,
         conn[i].timer.handler = ngx_esp_redis_timer_handler;
         conn[i].timer.data = &conn[i];
         conn[i].timer.log = &conn[i].log;
-        conn[i].timer.cancelable = 1;
+        /* a graceful exit waits for the replies (at most a time-out) */
+        conn[i].timer.cancelable = 0;
 
         ngx_queue_init(&conn[i].sendq);
         ngx_queue_init(&conn[i].waitq);
@@ -695,7 +696,7 @@ ngx_esp_redis_reply(ngx_esp_redis_conn_t *conn, redisReply *reply)
 
     cmd = ngx_queue_data(q, ngx_esp_redis_cmd_t, queue);
 
-    if (rs->is_down || rs->failures) {
+    if ((rs->is_down || rs->failures) && reply->type != REDIS_REPLY_ERROR) {
         if (rs->is_down) {
             ngx_log_error(NGX_LOG_NOTICE, &conn->log, 0,
                           "esp: the cluster store is reachable again");
