@@ -230,8 +230,6 @@ push @rows, ['Basic, cache off: one LDAPS bind per request',
              wrk('/bind/x', ["Authorization: $basic"], 8)];
 push @rows, ['form logins (POST /_esp/login, one bind each)',
              wrk('/_esp/login', [], 8, $login_lua)];
-push @rows, ['Basic, cache off, max_failed_auths 5 (bind each)',
-             wrk('/lockbind/x', ["Authorization: $basic"], 8)];
 
 # latency of requests that need no directory while the DC hangs
 
@@ -273,7 +271,26 @@ my $per_entry = $zone1->{size} / ($zone1->{capacity} || 1);
 
 # the same gate with esp_cluster and a local redis-server: the session and
 # warm Basic paths stay local (a zone lookup), every login with the lockout
-# on adds the reservation's and the settle's round trips
+# on adds the reservation's and the settle's round trips.  Each is measured
+# without the cluster and then with it, on the same DCs, plain nginx again
+# beside them, so that the two sets compare.
+
+$fast{lockbind} = ['/lockbind/x', ["Authorization: $basic"], 8];
+my @cset = qw(plain session lockout lockbind);
+
+sub rounds {
+    my %r;
+    wrk($fast{$_}[0], $fast{$_}[1], $fast{$_}[2], undef, 1) for @cset;
+    for my $round (1 .. $ROUNDS) {
+        push @{ $r{$_} }, wrk(@{ $fast{$_} }) for @cset;
+    }
+    return map {
+        my @s = sort { $a->{rps} <=> $b->{rps} } @{ $r{$_} };
+        ($_ => $s[$#s / 2])
+    } keys %r;
+}
+
+my %off = rounds();
 
 my $RPORT = 9379;
 system("$ROOT/t/fixtures/redis.sh", 'start', 'bench', $RPORT) == 0
@@ -283,19 +300,20 @@ spew("$DIR/front/nginx.conf",
 reload_nginx("$DIR/front");
 sleep 1;
 $ua->get("$base/lockout/x", Host => $host, Authorization => $basic);
-my %cl;
-wrk($fast{$_}[0], $fast{$_}[1], undef, undef, 1) for qw(session lockout);
-for my $round (1 .. $ROUNDS) {
-    push @{ $cl{$_} }, wrk(@{ $fast{$_} }) for qw(session lockout);
+
+my %on = rounds();
+
+my @pairs = (
+    [plain => 'plain proxy_pass, again'],
+    [session => 'session cookie'],
+    [lockout => 'Basic, warm cache, max_failed_auths 5'],
+    [lockbind => 'Basic, cache off, max_failed_auths 5 (bind)'],
+);
+for my $p (@pairs) {
+    my ($k, $name) = @$p;
+    push @rows, ["cluster off: $name", $off{$k}, $off{plain}];
+    push @rows, ["cluster on:  $name", $on{$k}, $on{plain}];
 }
-my %clmed = map {
-    my @s = sort { $a->{rps} <=> $b->{rps} } @{ $cl{$_} };
-    ($_ => $s[$#s / 2])
-} keys %cl;
-push @rows, ['cluster on: session cookie', $clmed{session}];
-push @rows, ['cluster on: Basic, warm cache, max_failed_auths 5', $clmed{lockout}];
-push @rows, ['cluster on: Basic, cache off, max_failed_auths 5',
-             wrk('/lockbind/x', ["Authorization: $basic"], 8)];
 my $cluster_status = LWP::UserAgent->new->get("$base/esp-status", Host => $host);
 my $cluster = eval { decode_json($cluster_status->decoded_content)->{cluster} } || {};
 system("$ROOT/t/fixtures/redis.sh", 'stop', 'bench');
@@ -313,10 +331,17 @@ printf "| %-50s | %9s | %8s | %8s | %8s |\n", 'scenario', 'req/s',
        'vs plain', 'p50 ms', 'p99 ms';
 printf "|%s|%s|%s|%s|%s|\n", '-' x 52, '-' x 11, '-' x 10, '-' x 10, '-' x 10;
 for my $r (@rows) {
-    my ($name, $m) = @$r;
+    my ($name, $m, $base_run) = @$r;
     printf "| %-50s | %9.0f | %8.2f | %8.2f | %8.2f |\n", $name, $m->{rps},
-           $m->{rps} / $plain->{rps}, $m->{p50}, $m->{p99};
+           $m->{rps} / ($base_run || $plain)->{rps}, $m->{p50}, $m->{p99};
 }
+printf "\n(the cluster rows: alternating rounds without the cluster, then with "
+       . "it and both DCs, each against plain nginx measured in its own rounds)\n";
+printf "login rate with the cluster store: %.2fx without it; session cookie "
+       . "%.2fx, warm Basic %.2fx (ratios to plain nginx, on / off)\n",
+       $on{lockbind}{rps} / $off{lockbind}{rps},
+       ($on{session}{rps} / $on{plain}{rps}) / ($off{session}{rps} / $off{plain}{rps}),
+       ($on{lockout}{rps} / $on{plain}{rps}) / ($off{lockout}{rps} / $off{plain}{rps});
 printf "\nnon-2xx/3xx answers: %s\n",
        join(', ', map { "$_->[0]: $_->[1]{bad}" } grep { $_->[1]{bad} } @rows)
        || 'none';

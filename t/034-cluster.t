@@ -204,6 +204,41 @@ sub b_get {
     ok(time - $t0 < 1.0, sprintf('revoke on A: within 1 s (%.2f s)', time - $t0));
 }
 
+# ------------------------------ 4b. a reload keeps the zone and the cluster
+
+{
+    my $alice = $USERS->{alice};
+    my $ua = ua();
+    form_login($ua, $alice);
+    my $cookie = cookies($ua)->{esp_session};
+    follow($ua, $ua->get(url('/owa/logoff.owa')));
+    ok(nginx_reload(\%CONF), 'reload: node A reloads (same config)');
+    my $r = ua(cookie_jar => {});
+    $r->cookie_jar(undef);
+    my $req = HTTP::Request->new(GET => url('/plain/x'));
+    $req->header(Cookie => "esp_session=$cookie");
+    is($r->request($req)->code, 302, 'reload: the logged-off cookie is still refused on A');
+
+    # after the reload A's new subscriber hears B
+    my $ua2 = ua();
+    my ($form) = follow($ua2, $ua2->get(node_b_url('/owa/')));
+    submit_form($ua2, $form, username => $alice->{upn}, password => $alice->{password});
+    my $c2 = cookies($ua2)->{esp_session};
+    ok($c2, 'reload: logged in on B');
+    $ua2->get(node_b_url('/owa/logoff.owa'));
+    my $t0 = time;
+    my $code;
+    do {
+        my $q = HTTP::Request->new(GET => url('/plain/x'));
+        $q->header(Cookie => "esp_session=$c2");
+        $code = $r->request($q)->code;
+    } while ($code != 302 && time - $t0 < 3 && sleep 0.05);
+    is($code, 302, 'reload: logoff on B refused on the reloaded A');
+    ok(time - $t0 < 1.5, sprintf('reload: within about a second (%.2f s)', time - $t0));
+    unlike(EspTest::slurp(nginx_prefix() . '/logs/error.log'), qr/\[(alert|crit|emerg)\]|exited on signal/,
+           'reload: no alert, no crash on A');
+}
+
 # ------------------------------------------------------ 5. status
 
 {
