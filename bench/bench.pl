@@ -307,7 +307,7 @@ my @pairs = (
     [plain => 'plain proxy_pass, again'],
     [session => 'session cookie'],
     [lockout => 'Basic, warm cache, max_failed_auths 5'],
-    [lockbind => 'Basic, cache off, max_failed_auths 5 (bind)'],
+    [lockbind => 'Basic, cache off, max_failed_auths 5'],
 );
 for my $p (@pairs) {
     my ($k, $name) = @$p;
