@@ -97,6 +97,29 @@ static ngx_str_t                 ngx_esp_cluster_channel;
 
 
 /*
+ * Revocations made while the store did not answer, per worker, sent once
+ * it answers again (a try a second), so that the other nodes hear of them
+ * late rather than never; the oldest go when there are too many.
+ */
+
+#define NGX_ESP_CLUSTER_PENDING_MAX   1024
+#define NGX_ESP_CLUSTER_RETRY         1000
+
+typedef struct {
+    ngx_queue_t                  queue;
+    time_t                       expires;
+    size_t                       len;
+    u_char                       member[NGX_ESP_CLUSTER_MSG_LEN];
+} ngx_esp_cluster_pending_t;
+
+static ngx_queue_t               ngx_esp_cluster_pending;
+static ngx_uint_t                ngx_esp_cluster_npending;
+static ngx_uint_t                ngx_esp_cluster_sending;    /* the head */
+static ngx_uint_t                ngx_esp_cluster_resent;
+static ngx_event_t               ngx_esp_cluster_retry;
+
+
+/*
  * ARGV: prefix, key, max, reset, unblock, bound, id, count_busy.
  * Returns {0} held, {1} every slot busy, {2, until} blocked, {3, until}
  * refused and counted (until is 0 unless that started a block).
@@ -210,6 +233,12 @@ static void ngx_esp_cluster_done(ngx_esp_redis_cmd_t *cmd,
 static void ngx_esp_cluster_count(redisReply *reply);
 static void ngx_esp_cluster_publish(ngx_esp_cluster_event_t *ev,
     time_t expires);
+static ngx_int_t ngx_esp_cluster_send_revocation(u_char *member, size_t len,
+    time_t expires, ngx_esp_redis_handler_pt handler, void *data);
+static void ngx_esp_cluster_resent_one(ngx_esp_redis_cmd_t *cmd,
+    redisReply *reply);
+static void ngx_esp_cluster_keep(u_char *member, size_t len, time_t expires);
+static void ngx_esp_cluster_retry_handler(ngx_event_t *ev);
 static void ngx_esp_cluster_push(ngx_esp_redis_t *rs, redisReply *reply);
 static void ngx_esp_cluster_up(ngx_esp_redis_t *rs);
 static void ngx_esp_cluster_down(ngx_esp_redis_t *rs);
@@ -491,23 +520,165 @@ ngx_esp_cluster_unblock(ngx_shm_zone_t *zone, ngx_str_t *domain,
 static void
 ngx_esp_cluster_publish(ngx_esp_cluster_event_t *ev, time_t expires)
 {
-    u_char     num[NGX_TIME_T_LEN], member[NGX_ESP_CLUSTER_MSG_LEN];
+    u_char  member[NGX_ESP_CLUSTER_MSG_LEN];
+    size_t  len;
+
+    len = ngx_esp_cluster_format(member, ev, 1) - member;
+
+    if (!ngx_queue_empty(&ngx_esp_cluster_pending)
+        || ngx_esp_cluster_send_revocation(member, len, expires,
+                                           ngx_esp_cluster_done, NULL)
+           != NGX_OK)
+    {
+        ngx_esp_cluster_keep(member, len, expires);
+    }
+}
+
+
+static ngx_int_t
+ngx_esp_cluster_send_revocation(u_char *member, size_t len, time_t expires,
+    ngx_esp_redis_handler_pt handler, void *data)
+{
+    u_char     num[NGX_TIME_T_LEN];
     ngx_str_t  args[3];
 
     args[0] = ngx_esp_cluster_conf->prefix;
     args[1].data = member;
-    args[1].len = ngx_esp_cluster_format(member, ev, 1) - member;
+    args[1].len = len;
     args[2].data = num;
     args[2].len = ngx_sprintf(num, "%T", expires) - num;
 
-    if (ngx_esp_cluster_eval(ngx_esp_cluster_revoke_lua, 3, args,
-                             ngx_esp_cluster_done, NULL)
-        != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                      "esp: the cluster store is unreachable: the "
-                      "revocation applies to this node only");
+    return ngx_esp_cluster_eval(ngx_esp_cluster_revoke_lua, 3, args,
+                                handler, data);
+}
+
+
+static void
+ngx_esp_cluster_keep(u_char *member, size_t len, time_t expires)
+{
+    ngx_queue_t                *q;
+    ngx_esp_cluster_pending_t  *pe;
+
+    if (ngx_esp_cluster_npending >= NGX_ESP_CLUSTER_PENDING_MAX) {
+        q = ngx_queue_head(&ngx_esp_cluster_pending);
+
+        if (ngx_esp_cluster_sending) {
+            /* the head is on its way: the next one goes */
+            q = ngx_queue_next(q);
+        }
+
+        ngx_queue_remove(q);
+        ngx_free(ngx_queue_data(q, ngx_esp_cluster_pending_t, queue));
+        ngx_esp_cluster_npending--;
     }
+
+    pe = ngx_alloc(sizeof(ngx_esp_cluster_pending_t), ngx_cycle->log);
+    if (pe == NULL) {
+        return;
+    }
+
+    pe->expires = expires;
+    pe->len = len;
+    ngx_memcpy(pe->member, member, len);
+
+    ngx_queue_insert_tail(&ngx_esp_cluster_pending, &pe->queue);
+    ngx_esp_cluster_npending++;
+
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                  "esp: the cluster store is unreachable: the revocation "
+                  "applies to this node now, to the others when the store "
+                  "answers again (%ui waiting)", ngx_esp_cluster_npending);
+
+    if (!ngx_esp_cluster_retry.timer_set) {
+        ngx_add_timer(&ngx_esp_cluster_retry, NGX_ESP_CLUSTER_RETRY);
+    }
+}
+
+
+/* one at a time, each kept until the store has taken it */
+
+static void
+ngx_esp_cluster_retry_handler(ngx_event_t *ev)
+{
+    ngx_queue_t                *q;
+    ngx_esp_cluster_pending_t  *pe;
+
+    if (ngx_esp_cluster_sending) {
+        return;
+    }
+
+    while (!ngx_queue_empty(&ngx_esp_cluster_pending)) {
+        q = ngx_queue_head(&ngx_esp_cluster_pending);
+        pe = ngx_queue_data(q, ngx_esp_cluster_pending_t, queue);
+
+        if (pe->expires > ngx_time()) {
+            if (ngx_esp_cluster_send_revocation(pe->member, pe->len,
+                                                pe->expires,
+                                                ngx_esp_cluster_resent_one,
+                                                pe)
+                == NGX_OK)
+            {
+                ngx_esp_cluster_sending = 1;
+                return;
+            }
+
+            break;
+        }
+
+        /* an expired one is of no use to anybody */
+
+        ngx_queue_remove(q);
+        ngx_free(pe);
+        ngx_esp_cluster_npending--;
+    }
+
+    if (!ngx_queue_empty(&ngx_esp_cluster_pending)
+        && !(ngx_exiting || ngx_terminate || ngx_quit)
+        && !ev->timer_set)
+    {
+        ngx_add_timer(ev, NGX_ESP_CLUSTER_RETRY);
+    }
+}
+
+
+static void
+ngx_esp_cluster_resent_one(ngx_esp_redis_cmd_t *cmd, redisReply *reply)
+{
+    ngx_esp_cluster_pending_t  *pe = cmd->data;
+
+    ngx_esp_cluster_sending = 0;
+
+    if (ngx_esp_cluster_rs->exiting) {
+        return;
+    }
+
+    ngx_esp_cluster_done(cmd, reply);
+
+    if (reply == NULL) {
+        /* not taken: tried again a second later */
+
+        if (!ngx_esp_cluster_retry.timer_set) {
+            ngx_add_timer(&ngx_esp_cluster_retry, NGX_ESP_CLUSTER_RETRY);
+        }
+
+        return;
+    }
+
+    ngx_queue_remove(&pe->queue);
+    ngx_free(pe);
+    ngx_esp_cluster_npending--;
+    ngx_esp_cluster_resent++;
+
+    if (ngx_queue_empty(&ngx_esp_cluster_pending)) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "esp: %ui revocations made while the cluster store "
+                      "was unreachable were sent to it",
+                      ngx_esp_cluster_resent);
+        ngx_esp_cluster_resent = 0;
+        return;
+    }
+
+    ngx_esp_cluster_retry_handler(&ngx_esp_cluster_retry);
 }
 
 
@@ -776,6 +947,15 @@ ngx_esp_cluster_init_worker(ngx_cycle_t *cycle, ngx_esp_main_conf_t *emcf)
 
     ngx_esp_cluster_rs->down = ngx_esp_cluster_down;
 
+    ngx_queue_init(&ngx_esp_cluster_pending);
+
+    ngx_esp_cluster_retry.handler = ngx_esp_cluster_retry_handler;
+    ngx_esp_cluster_retry.data = &ngx_esp_cluster_tick_conn;
+    ngx_esp_cluster_retry.log = cycle->log;
+    ngx_esp_cluster_retry.cancelable = 1;
+
+    ngx_esp_cluster_tick_conn.fd = (ngx_socket_t) -1;
+
     if (ngx_worker != 0) {
         return NGX_OK;
     }
@@ -798,8 +978,6 @@ ngx_esp_cluster_init_worker(ngx_cycle_t *cycle, ngx_esp_main_conf_t *emcf)
     ngx_esp_cluster_sub->up = ngx_esp_cluster_up;
     ngx_esp_cluster_sub->down = ngx_esp_cluster_down;
 
-    ngx_esp_cluster_tick_conn.fd = (ngx_socket_t) -1;
-
     ngx_esp_cluster_tick.handler = ngx_esp_cluster_tick_handler;
     ngx_esp_cluster_tick.data = &ngx_esp_cluster_tick_conn;
     ngx_esp_cluster_tick.log = cycle->log;
@@ -816,9 +994,17 @@ ngx_esp_cluster_init_worker(ngx_cycle_t *cycle, ngx_esp_main_conf_t *emcf)
 void
 ngx_esp_cluster_exit_worker(ngx_cycle_t *cycle)
 {
+    ngx_queue_t  *q;
+
     if (ngx_esp_cluster_tick.timer_set) {
         ngx_del_timer(&ngx_esp_cluster_tick);
     }
+
+    if (ngx_esp_cluster_retry.timer_set) {
+        ngx_del_timer(&ngx_esp_cluster_retry);
+    }
+
+    /* what waits for a reply hears of the exit before its memory goes */
 
     if (ngx_esp_cluster_sub) {
         ngx_esp_cluster_sub->exiting = 1;
@@ -828,6 +1014,20 @@ ngx_esp_cluster_exit_worker(ngx_cycle_t *cycle)
     if (ngx_esp_cluster_rs) {
         ngx_esp_cluster_rs->exiting = 1;
         ngx_esp_redis_close_all(ngx_esp_cluster_rs);
+    }
+
+    if (ngx_esp_cluster_npending) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "esp: %ui revocations never reached the cluster store",
+                      ngx_esp_cluster_npending);
+
+        while (!ngx_queue_empty(&ngx_esp_cluster_pending)) {
+            q = ngx_queue_head(&ngx_esp_cluster_pending);
+            ngx_queue_remove(q);
+            ngx_free(ngx_queue_data(q, ngx_esp_cluster_pending_t, queue));
+        }
+
+        ngx_esp_cluster_npending = 0;
     }
 
     if (ngx_esp_cluster_conf && ngx_esp_cluster_conf->password.len) {

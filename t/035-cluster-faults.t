@@ -3,7 +3,8 @@
 #   1. a node that starts after a logoff reads it from the store;
 #   2. Redis stopped: logins keep working with the zone's own count, the
 #      error log and the status endpoint say so, a metric counts it;
-#   3. Redis back: the nodes resubscribe, changes travel again;
+#   3. Redis back: the nodes resubscribe, changes travel again, and a
+#      logoff made during the outage reaches the other node;
 #   4. a hostile stand-in (hangs, garbage, wrong types, closes): time-outs,
 #      clear log lines, logins go on;
 #   5. failover to the next server; TLS with the CA and a password, an ACL
@@ -184,6 +185,9 @@ my ($ua_out, $cookie_out);
     my $req = HTTP::Request->new(GET => url('/plain/x'));
     $req->header(Cookie => "esp_session=$cookie_out");
     is($r->request($req)->code, 302, 'outage: logoff still applies on A');
+    is(replay_on_b($cookie_out), 200, 'outage: B cannot know of it yet');
+    like(log_a(), qr/the revocation applies to this node now, to the others when the store answers again/,
+         'outage: the error log says the logoff waits for the store');
 
     sleep 1.5;      # the subscriber's heartbeat notices too
     my $doc = status_on('A');
@@ -206,6 +210,12 @@ my ($ua_out, $cookie_out);
     ok(defined within(5, sub { status_on('A')->{cluster}{reachable} }),
        'back: node A too');
     sleep 1.2;      # both subscribers are back (a PING a second)
+
+    # the logoff made on A during the outage reaches B now
+    ok(defined within(4, sub { replay_on_b($cookie_out) == 302 }),
+       'back: a logoff made during the outage is refused on B once the store answers');
+    like(log_a(), qr/revocations made while the cluster store was unreachable were sent/,
+         'back: the error log says the kept revocations were sent');
 
     my $ua = ua();
     form_login($ua, $alice);
