@@ -12,6 +12,7 @@
 #include "ngx_esp_auth.h"
 #include "ngx_esp_basic.h"
 #include "ngx_esp_bearer.h"
+#include "ngx_esp_cluster.h"
 #include "ngx_esp_domain.h"
 #include "ngx_esp_form.h"
 #include "ngx_esp_gate.h"
@@ -267,6 +268,13 @@ static ngx_command_t  ngx_esp_commands[] = {
       ngx_esp_session_key,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_esp_main_conf_t, keys),
+      NULL },
+
+    { ngx_string("esp_cluster"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_esp_cluster,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("esp_password_key"),
@@ -680,7 +688,11 @@ ngx_esp_init_main_conf(ngx_conf_t *cf, void *conf)
         }
     }
 
-    return ngx_esp_shm_default_zone(cf, emcf);
+    if (ngx_esp_shm_default_zone(cf, emcf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_esp_cluster_init_conf(cf, emcf);
 }
 
 
@@ -898,6 +910,10 @@ ngx_esp_init_worker(ngx_cycle_t *cycle)
                       NGINX_VER ", %s", OpenSSL_version(OPENSSL_VERSION));
     }
 
+    if (ngx_esp_cluster_init_worker(cycle, emcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (emcf->shm_zone) {
         return ngx_esp_shm_init_worker(cycle, emcf->shm_zone);
     }
@@ -934,6 +950,8 @@ ngx_esp_exit_worker(ngx_cycle_t *cycle)
     if (emcf == NULL) {
         return;
     }
+
+    ngx_esp_cluster_exit_worker(cycle);
 
     dp = emcf->domains.elts;
 

@@ -65,8 +65,9 @@ my $csrf = 'a' x 32;
 my $bind = $AD{AD_BIND_DN};
 
 sub front_conf {
-    my ($dcs) = @_;
+    my ($dcs, $cluster) = @_;
     my $servers = join '', map { "        ldap_server ldaps://$_:636;\n" } @$dcs;
+    my $esp_cluster = $cluster ? "esp_cluster $cluster;" : '';
     return <<"EOC";
 load_module $MODULE;
 daemon on;
@@ -96,6 +97,7 @@ http {
 
     esp_session_key $RUN/keys/session.key;
     esp_shared_zone esp:16m;
+    $esp_cluster
     esp_sso_domain contoso {
 $servers        ldap_ca_certificate $RUN/pki/ca.pem;
         ldap_bind_dn $bind;
@@ -138,6 +140,12 @@ $servers        ldap_ca_certificate $RUN/pki/ca.pem;
         location /lockout/ {
             esp lockout;
             esp_client_auth basic;
+            proxy_pass https://fast;
+        }
+        location /lockbind/ {
+            esp lockout;
+            esp_client_auth basic;
+            esp_basic_cache 0;
             proxy_pass https://fast;
         }
     }
@@ -261,6 +269,55 @@ my $per_session = ($zone1->{used} - $zone0->{used})
                   / (($zone1->{revoked_sessions} - $zone0->{revoked_sessions}) || 1);
 my $per_entry = $zone1->{size} / ($zone1->{capacity} || 1);
 
+# the same gate with esp_cluster and a local redis-server: the session and
+# warm Basic paths stay local (a zone lookup), every login with the lockout
+# on adds the reservation's and the settle's round trips.  Each is measured
+# without the cluster and then with it, on the same DCs, plain nginx again
+# beside them, so that the two sets compare.
+
+$fast{lockbind} = ['/lockbind/x', ["Authorization: $basic"], 8];
+my @cset = qw(plain session lockout lockbind);
+
+sub rounds {
+    my %r;
+    wrk($fast{$_}[0], $fast{$_}[1], $fast{$_}[2], undef, 1) for @cset;
+    for my $round (1 .. $ROUNDS) {
+        push @{ $r{$_} }, wrk(@{ $fast{$_} }) for @cset;
+    }
+    return map {
+        my @s = sort { $a->{rps} <=> $b->{rps} } @{ $r{$_} };
+        ($_ => $s[$#s / 2])
+    } keys %r;
+}
+
+my %off = rounds();
+
+my $RPORT = 9379;
+system("$ROOT/t/fixtures/redis.sh", 'start', 'bench', $RPORT) == 0
+    or die "bench: redis-server does not start\n";
+spew("$DIR/front/nginx.conf",
+     front_conf([$AD{AD_DC1}, $AD{AD_DC2}], "redis://127.0.0.1:$RPORT prefix=bench"));
+reload_nginx("$DIR/front");
+sleep 1;
+$ua->get("$base/lockout/x", Host => $host, Authorization => $basic);
+
+my %on = rounds();
+
+my @pairs = (
+    [plain => 'plain proxy_pass, again'],
+    [session => 'session cookie'],
+    [lockout => 'Basic, warm cache, max_failed_auths 5'],
+    [lockbind => 'Basic, cache off, max_failed_auths 5'],
+);
+for my $p (@pairs) {
+    my ($k, $name) = @$p;
+    push @rows, ["cluster off: $name", $off{$k}, $off{plain}];
+    push @rows, ["cluster on:  $name", $on{$k}, $on{plain}];
+}
+my $cluster_status = LWP::UserAgent->new->get("$base/esp-status", Host => $host);
+my $cluster = eval { decode_json($cluster_status->decoded_content)->{cluster} } || {};
+system("$ROOT/t/fixtures/redis.sh", 'stop', 'bench');
+
 stop_nginx("$DIR/front");
 stop_nginx("$DIR/backend");
 
@@ -274,10 +331,17 @@ printf "| %-50s | %9s | %8s | %8s | %8s |\n", 'scenario', 'req/s',
        'vs plain', 'p50 ms', 'p99 ms';
 printf "|%s|%s|%s|%s|%s|\n", '-' x 52, '-' x 11, '-' x 10, '-' x 10, '-' x 10;
 for my $r (@rows) {
-    my ($name, $m) = @$r;
+    my ($name, $m, $base_run) = @$r;
     printf "| %-50s | %9.0f | %8.2f | %8.2f | %8.2f |\n", $name, $m->{rps},
-           $m->{rps} / $plain->{rps}, $m->{p50}, $m->{p99};
+           $m->{rps} / ($base_run || $plain)->{rps}, $m->{p50}, $m->{p99};
 }
+printf "\n(the cluster rows: alternating rounds without the cluster, then with "
+       . "it and both DCs, each against plain nginx measured in its own rounds)\n";
+printf "login rate with the cluster store: %.2fx without it; session cookie "
+       . "%.2fx, warm Basic %.2fx (ratios to plain nginx, on / off)\n",
+       $on{lockbind}{rps} / $off{lockbind}{rps},
+       ($on{session}{rps} / $on{plain}{rps}) / ($off{session}{rps} / $off{plain}{rps}),
+       ($on{lockout}{rps} / $on{plain}{rps}) / ($off{lockout}{rps} / $off{plain}{rps});
 printf "\nnon-2xx/3xx answers: %s\n",
        join(', ', map { "$_->[0]: $_->[1]{bad}" } grep { $_->[1]{bad} } @rows)
        || 'none';
@@ -287,6 +351,11 @@ printf "shared zone %s: %d revoked sessions added by real logoffs took %.1f "
        . "%.1f bytes per entry\n",
        $zone1->{name}, $zone1->{revoked_sessions} - $zone0->{revoked_sessions},
        $per_session, $zone1->{capacity}, $zone1->{size}, $per_entry;
+
+printf "cluster store during the cluster rows: reachable %s, reservations "
+       . "granted %s, refused %s, local only %s, failures %s\n",
+       $cluster->{reachable} ? 'yes' : 'no', map { $cluster->{$_} // '?' }
+       qw(reservations refusals local_only failures);
 
 exit 0;
 

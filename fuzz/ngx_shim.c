@@ -439,6 +439,34 @@ ngx_atoi(u_char *line, size_t n)
 }
 
 
+time_t
+ngx_atotm(u_char *line, size_t n)
+{
+    time_t  value, cutoff, cutlim;
+
+    if (n == 0) {
+        return NGX_ERROR;
+    }
+
+    cutoff = NGX_MAX_TIME_T_VALUE / 10;
+    cutlim = NGX_MAX_TIME_T_VALUE % 10;
+
+    for (value = 0; n--; line++) {
+        if (*line < '0' || *line > '9') {
+            return NGX_ERROR;
+        }
+
+        if (value >= cutoff && (value > cutoff || *line - '0' > cutlim)) {
+            return NGX_ERROR;
+        }
+
+        value = value * 10 + (*line - '0');
+    }
+
+    return value;
+}
+
+
 ngx_int_t
 ngx_hextoi(u_char *line, size_t n)
 {

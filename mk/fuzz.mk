@@ -23,7 +23,7 @@ FUZZ_BUILD         := $(BUILD)/fuzz
 FUZZ_NGINX         := $(FUZZ_BUILD)/nginx
 FUZZ_TARGETS       := session_open session_plain form_body form_headers \
                       return_url basic_logon path glob_hosts ldap_response \
-                      http_headers jwt radius_reply
+                      http_headers jwt radius_reply cluster_msg
 FUZZ_BINS          := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/bin/fuzz_%)
 
 FUZZ_INCS  := -I $(FUZZ_NGINX)/objs $(addprefix -I $(FUZZ_NGINX)/src/, \
@@ -34,7 +34,7 @@ FUZZ_FLAGS := -g -O1 -fno-omit-frame-pointer \
               -fsanitize-recover=nonnull-attribute \
               -ffunction-sections -fdata-sections \
               -W -Wall -Wpointer-arith -Wno-unused-parameter -Werror
-FUZZ_LIBS  := -fuse-ld=lld -Wl,--gc-sections -lldap -llber -lcrypto
+FUZZ_LIBS  := -fuse-ld=lld -Wl,--gc-sections -lldap -llber -lcrypto -lhiredis
 
 # the longest input worth trying, per target (libFuzzer's -max_len)
 FUZZ_MAX_LEN               := 4096

@@ -125,6 +125,7 @@ typedef struct {
     ngx_array_t               *keys;         /* ngx_esp_key_t */
     ngx_array_t               *password_keys;    /* ngx_esp_key_t */
     ngx_shm_zone_t            *shm_zone;
+    void                      *cluster;      /* ngx_esp_redis_conf_t */
 } ngx_esp_main_conf_t;
 
 

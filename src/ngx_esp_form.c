@@ -13,6 +13,7 @@
 
 #include "ngx_esp_auth.h"
 #include "ngx_esp_download.h"
+#include "ngx_esp_cluster.h"
 #include "ngx_esp_form.h"
 #include "ngx_esp_http.h"
 #include "ngx_esp_log.h"
@@ -689,6 +690,9 @@ ngx_esp_form_logoff(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
         (void) ngx_esp_session_revoke(emcf->shm_zone, ctx->session.id,
                                       NGX_ESP_SESSION_ID_LEN,
                                       ngx_esp_session_end(elcf, ctx));
+        ngx_esp_cluster_revoke_session(ctx->session.id,
+                                       NGX_ESP_SESSION_ID_LEN,
+                                       ngx_esp_session_end(elcf, ctx));
     }
 
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
@@ -1167,6 +1171,9 @@ ngx_esp_form_answer(ngx_http_request_t *r, ngx_esp_ctx_t *ctx)
         (void) ngx_esp_session_revoke(emcf->shm_zone, ctx->session.id,
                                       NGX_ESP_SESSION_ID_LEN,
                                       ngx_esp_session_end(elcf, ctx));
+        ngx_esp_cluster_revoke_session(ctx->session.id,
+                                       NGX_ESP_SESSION_ID_LEN,
+                                       ngx_esp_session_end(elcf, ctx));
     }
 
     ctx->set_cookie.len = 0;

@@ -26,13 +26,11 @@
 #include <ngx_event_connect.h>
 #include <ngx_http.h>
 
-#include <openssl/x509v3.h>
-
 #include "ngx_esp_ldap_conn.h"
+#include "ngx_esp_tls.h"
 
 
 #define NGX_ESP_LDAP_BUFFER_SIZE      4096
-#define NGX_ESP_LDAP_VERIFY_DEPTH     10
 
 /* well below AD's MaxConnIdleTime (900 s) */
 #define NGX_ESP_LDAP_IDLE_TIMEOUT     60000
@@ -42,7 +40,6 @@ static void ngx_esp_ldap_connect_handler(ngx_event_t *ev);
 static void ngx_esp_ldap_connected(ngx_esp_ldap_conn_t *conn);
 static void ngx_esp_ldap_ssl_start(ngx_esp_ldap_conn_t *conn);
 static void ngx_esp_ldap_ssl_handshake_handler(ngx_connection_t *c);
-static ngx_int_t ngx_esp_ldap_ssl_verify(ngx_esp_ldap_conn_t *conn);
 static void ngx_esp_ldap_ready(ngx_esp_ldap_conn_t *conn);
 static void ngx_esp_ldap_write_handler(ngx_event_t *wev);
 static void ngx_esp_ldap_read_handler(ngx_event_t *rev);
@@ -53,7 +50,6 @@ static void ngx_esp_ldap_timer_handler(ngx_event_t *ev);
 static void ngx_esp_ldap_fail(ngx_esp_ldap_conn_t *conn, ngx_uint_t why);
 static void ngx_esp_ldap_orphan_done(ngx_esp_ldap_conn_t *conn,
     ngx_esp_auth_result_e result);
-static void ngx_esp_ldap_close_connection(ngx_connection_t *c);
 static void ngx_esp_ldap_dummy_handler(ngx_event_t *ev);
 static u_char *ngx_esp_ldap_log_error(ngx_log_t *log, u_char *buf,
     size_t len);
@@ -63,7 +59,6 @@ ngx_int_t
 ngx_esp_ldap_init_domain(ngx_conf_t *cf, ngx_esp_domain_t *d)
 {
     ngx_uint_t                   i;
-    ngx_pool_cleanup_t          *cln;
     ngx_esp_ldap_server_conf_t  *s;
 
     if (d->ssl) {
@@ -107,27 +102,10 @@ ngx_esp_ldap_init_domain(ngx_conf_t *cf, ngx_esp_domain_t *d)
         return NGX_ERROR;
     }
 
-    d->ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
+    d->ssl = ngx_esp_tls_client(cf);
     if (d->ssl == NULL) {
         return NGX_ERROR;
     }
-
-    d->ssl->log = cf->log;
-
-    if (ngx_ssl_create(d->ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3, NULL)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        ngx_ssl_cleanup_ctx(d->ssl);
-        return NGX_ERROR;
-    }
-
-    cln->handler = ngx_ssl_cleanup_ctx;
-    cln->data = d->ssl;
 
     if (!d->verify) {
         ngx_log_error(NGX_LOG_WARN, cf->log, 0,
@@ -153,7 +131,7 @@ ngx_esp_ldap_init_domain(ngx_conf_t *cf, ngx_esp_domain_t *d)
     }
 
     if (ngx_ssl_trusted_certificate(cf, d->ssl, &d->ca_certificate,
-                                    NGX_ESP_LDAP_VERIFY_DEPTH)
+                                    NGX_ESP_TLS_VERIFY_DEPTH)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -170,43 +148,18 @@ ngx_esp_ldap_init_domain(ngx_conf_t *cf, ngx_esp_domain_t *d)
 ngx_int_t
 ngx_esp_ldap_init_conns(ngx_cycle_t *cycle, ngx_esp_ldap_dc_t *dc)
 {
-    u_char               *p;
     ngx_uint_t            j, n;
     ngx_esp_domain_t     *d;
     ngx_esp_ldap_conn_t  *conn;
-#if (NGX_HAVE_INET6)
-    u_char                addr6[16];
-#endif
 
     d = dc->lw->domain;
     n = (d->pool_size > 0) ? (ngx_uint_t) d->pool_size : 1;
 
-    /* "[::1]" is checked as "::1"; SNI wants a NUL-terminated name */
-
-    dc->host = dc->conf->url.host;
-
-    if (dc->host.len > 2 && dc->host.data[0] == '[') {
-        dc->host.data++;
-        dc->host.len -= 2;
-    }
-
-    p = ngx_pnalloc(cycle->pool, dc->host.len + 1);
-    if (p == NULL) {
+    if (ngx_esp_tls_peer(cycle->pool, &dc->conf->url.host, &dc->peer)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
-
-    *ngx_cpymem(p, dc->host.data, dc->host.len) = '\0';
-    dc->host.data = p;
-
-    dc->ip = (ngx_inet_addr(dc->host.data, dc->host.len) != INADDR_NONE);
-
-#if (NGX_HAVE_INET6)
-    if (!dc->ip
-        && ngx_inet6_addr(dc->host.data, dc->host.len, addr6) == NGX_OK)
-    {
-        dc->ip = 1;
-    }
-#endif
 
     dc->nconns = n;
     dc->conns = ngx_pcalloc(cycle->pool, n * sizeof(ngx_esp_ldap_conn_t));
@@ -287,22 +240,11 @@ void
 ngx_esp_ldap_connect(ngx_esp_ldap_conn_t *conn)
 {
     ngx_int_t                    rc;
-    ngx_connection_t            *c;
     ngx_esp_ldap_dc_t           *dc;
     ngx_esp_ldap_server_conf_t  *s;
 
     dc = conn->dc;
     s = dc->conf;
-
-    ngx_memzero(&conn->peer, sizeof(ngx_peer_connection_t));
-
-    conn->peer.sockaddr = s->url.addrs[0].sockaddr;
-    conn->peer.socklen = s->url.addrs[0].socklen;
-    conn->peer.name = &s->url.addrs[0].name;
-    conn->peer.get = ngx_event_get_peer;
-    conn->peer.log = &conn->log;
-    conn->peer.log_error = NGX_ERROR_ERR;
-    conn->peer.tries = 1;
 
     conn->state = NGX_ESP_LDAP_CONNECTING;
     conn->out.msgid = 0;
@@ -315,29 +257,18 @@ ngx_esp_ldap_connect(ngx_esp_ldap_conn_t *conn)
     conn->timer.cancelable = 0;
     ngx_add_timer(&conn->timer, dc->lw->domain->timeout);
 
-    rc = ngx_event_connect_peer(&conn->peer);
+    rc = ngx_esp_tls_connect(&conn->peer, &s->url.addrs[0], &conn->log, conn,
+                             ngx_esp_ldap_connect_handler);
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &conn->log, 0,
                    "esp ldap: connect to %V: %i", &s->name, rc);
 
-    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+    if (rc == NGX_ERROR || rc == NGX_DECLINED) {
         ngx_esp_ldap_fail(conn, rc == NGX_DECLINED
                                 ? NGX_ESP_LDAP_FAIL_CONNECT
                                 : NGX_ESP_LDAP_FAIL_INTERNAL);
         return;
     }
-
-    c = conn->peer.connection;
-    c->data = conn;
-
-    c->pool = ngx_create_pool(512, &conn->log);
-    if (c->pool == NULL) {
-        ngx_esp_ldap_fail(conn, NGX_ESP_LDAP_FAIL_INTERNAL);
-        return;
-    }
-
-    c->read->handler = ngx_esp_ldap_connect_handler;
-    c->write->handler = ngx_esp_ldap_connect_handler;
 
     if (rc == NGX_AGAIN) {
         return;
@@ -350,28 +281,16 @@ ngx_esp_ldap_connect(ngx_esp_ldap_conn_t *conn)
 static void
 ngx_esp_ldap_connect_handler(ngx_event_t *ev)
 {
-    int                   err;
-    socklen_t             len;
-    ngx_connection_t     *c;
-    ngx_esp_ldap_conn_t  *conn;
+    ngx_connection_t  *c;
 
     c = ev->data;
-    conn = c->data;
 
-    err = 0;
-    len = sizeof(int);
-
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
-        err = ngx_socket_errno;
-    }
-
-    if (err) {
-        (void) ngx_connection_error(c, err, "connect() failed");
-        ngx_esp_ldap_fail(conn, NGX_ESP_LDAP_FAIL_CONNECT);
+    if (ngx_esp_tls_connected(c) != NGX_OK) {
+        ngx_esp_ldap_fail(c->data, NGX_ESP_LDAP_FAIL_CONNECT);
         return;
     }
 
-    ngx_esp_ldap_connected(conn);
+    ngx_esp_ldap_connected(c->data);
 }
 
 
@@ -434,21 +353,7 @@ ngx_esp_ldap_ssl_start(ngx_esp_ldap_conn_t *conn)
         ngx_add_timer(&conn->timer, d->timeout);
     }
 
-    if (ngx_ssl_create_connection(d->ssl, c, NGX_SSL_BUFFER|NGX_SSL_CLIENT)
-        != NGX_OK)
-    {
-        ngx_esp_ldap_fail(conn, NGX_ESP_LDAP_FAIL_INTERNAL);
-        return;
-    }
-
-    if (!dc->ip
-        && SSL_set_tlsext_host_name(c->ssl->connection,
-                                    (char *) dc->host.data)
-           == 0)
-    {
-        ngx_ssl_error(NGX_LOG_ERR, &conn->log, 0,
-                      "SSL_set_tlsext_host_name(\"%s\") failed",
-                      dc->host.data);
+    if (ngx_esp_tls_connection(d->ssl, c, &dc->peer, &conn->log) != NGX_OK) {
         ngx_esp_ldap_fail(conn, NGX_ESP_LDAP_FAIL_INTERNAL);
         return;
     }
@@ -477,7 +382,9 @@ ngx_esp_ldap_ssl_handshake_handler(ngx_connection_t *c)
     }
 
     if (conn->dc->lw->domain->verify
-        && ngx_esp_ldap_ssl_verify(conn) != NGX_OK)
+        && ngx_esp_tls_verify(c, &conn->dc->peer, "domain controller",
+                              &conn->dc->conf->name, &conn->log)
+           != NGX_OK)
     {
         ngx_esp_ldap_fail(conn, NGX_ESP_LDAP_FAIL_VERIFY);
         return;
@@ -490,60 +397,6 @@ ngx_esp_ldap_ssl_handshake_handler(ngx_connection_t *c)
                    &conn->dc->conf->name);
 
     ngx_esp_ldap_ready(conn);
-}
-
-
-static ngx_int_t
-ngx_esp_ldap_ssl_verify(ngx_esp_ldap_conn_t *conn)
-{
-    long                rc;
-    X509               *cert;
-    ngx_int_t           ok;
-    ngx_connection_t   *c;
-    ngx_esp_ldap_dc_t  *dc;
-
-    c = conn->peer.connection;
-    dc = conn->dc;
-
-    rc = SSL_get_verify_result(c->ssl->connection);
-
-    if (rc != X509_V_OK) {
-        ngx_log_error(NGX_LOG_ERR, &conn->log, 0,
-                      "esp: domain controller %V certificate does not "
-                      "verify: (%l:%s)", &dc->conf->name,
-                      rc, X509_verify_cert_error_string(rc));
-        return NGX_ERROR;
-    }
-
-    cert = SSL_get_peer_certificate(c->ssl->connection);
-
-    if (cert == NULL) {
-        ngx_log_error(NGX_LOG_ERR, &conn->log, 0,
-                      "esp: domain controller %V certificate does not "
-                      "verify: it sent none", &dc->conf->name);
-        return NGX_ERROR;
-    }
-
-    /* ngx_ssl_check_host() knows DNS names only; DCs often carry IP SANs */
-
-    if (dc->ip) {
-        ok = (X509_check_ip_asc(cert, (char *) dc->host.data, 0) == 1);
-
-    } else {
-        ok = (ngx_ssl_check_host(c, &dc->host) == NGX_OK);
-    }
-
-    X509_free(cert);
-
-    if (!ok) {
-        ngx_log_error(NGX_LOG_ERR, &conn->log, 0,
-                      "esp: domain controller %V certificate does not "
-                      "verify: it is not for \"%V\"",
-                      &dc->conf->name, &dc->host);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
 }
 
 
@@ -1044,33 +897,7 @@ ngx_esp_ldap_close(ngx_esp_ldap_conn_t *conn, ngx_uint_t clean)
 
     conn->state = NGX_ESP_LDAP_FREE;
 
-    /* the slot and its log may serve a new connection before this ends */
-
-    c->log = ngx_cycle->log;
-    c->read->log = c->log;
-    c->write->log = c->log;
-
-    if (c->pool) {
-        c->pool->log = c->log;
-    }
-
-    c->data = NULL;
-    c->idle = 0;
-
-    if (c->ssl) {
-        c->ssl->no_wait_shutdown = 1;
-
-        if (!clean) {
-            c->ssl->no_send_shutdown = 1;
-        }
-
-        if (ngx_ssl_shutdown(c) == NGX_AGAIN) {
-            c->ssl->handler = ngx_esp_ldap_close_connection;
-            return;
-        }
-    }
-
-    ngx_esp_ldap_close_connection(c);
+    ngx_esp_tls_close(c, clean);
 }
 
 
@@ -1102,21 +929,6 @@ ngx_esp_ldap_orphan_done(ngx_esp_ldap_conn_t *conn,
                    &conn->dc->conf->name, (ngx_uint_t) result);
 
     orphan(conn->orphan_data, result);
-}
-
-
-static void
-ngx_esp_ldap_close_connection(ngx_connection_t *c)
-{
-    ngx_pool_t  *pool;
-
-    pool = c->pool;
-
-    ngx_close_connection(c);
-
-    if (pool) {
-        ngx_destroy_pool(pool);
-    }
 }
 
 

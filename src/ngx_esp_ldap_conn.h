@@ -23,6 +23,7 @@
 
 #include "ngx_esp_ldap.h"
 #include "ngx_esp_ldap_ber.h"
+#include "ngx_esp_tls.h"
 
 
 /* slot states */
@@ -106,8 +107,7 @@ struct ngx_esp_ldap_dc_s {
     ngx_esp_ldap_worker_t       *lw;
     ngx_esp_ldap_dc_stats_t     *stats;
 
-    ngx_str_t                    host;      /* for the certificate check */
-    ngx_uint_t                   ip;        /* the host is an address */
+    ngx_esp_tls_peer_t           peer;      /* for the certificate check */
 
     ngx_esp_ldap_conn_t         *conns;
     ngx_uint_t                   nconns;

@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "ngx_esp_cluster.h"
 #include "ngx_esp_lockout.h"
 #include "ngx_esp_log.h"
 #include "ngx_esp_request.h"
@@ -103,7 +104,15 @@ struct ngx_esp_lockout_s {
     unsigned                   familiar:1;
     unsigned                   device:1;     /* a valid device cookie */
     unsigned                   address:1;    /* a familiar address */
+    /* the cluster store's slot (esp_cluster), besides the zone's */
+    ngx_esp_cluster_res_t     *cres;
+    ngx_int_t                  cluster_rc;
+    time_t                     cluster_until;
+    ngx_uint_t                 mismatch;
+
     unsigned                   waiting:1;
+    unsigned                   asking:1;     /* the store, for its slot */
+    unsigned                   answered:1;
     unsigned                   ended:1;
     unsigned                   mfa:1;        /* a second factor's */
 };
@@ -119,6 +128,7 @@ typedef struct {
     ngx_str_t                  key;          /* escaped, for the log */
     ngx_str_t                  client;
     ngx_uint_t                 familiar;
+    ngx_esp_cluster_res_t     *cres;
 } ngx_esp_lockout_orphan_t;
 
 
@@ -130,6 +140,10 @@ static ngx_int_t ngx_esp_lockout_start(ngx_http_request_t *r,
     ngx_esp_domain_t *d, ngx_str_t *key, ngx_str_t *password,
     ngx_esp_ldap_req_t *lr, ngx_uint_t kind, ngx_esp_lockout_t **lkp);
 static ngx_int_t ngx_esp_lockout_wait(ngx_esp_lockout_t *lk);
+static ngx_int_t ngx_esp_lockout_cluster(ngx_esp_lockout_t *lk);
+static void ngx_esp_lockout_cluster_done(void *data, ngx_int_t rc,
+    time_t until);
+static void ngx_esp_lockout_resume(ngx_esp_lockout_t *lk);
 static void ngx_esp_lockout_wake(ngx_event_t *ev);
 static void ngx_esp_lockout_cleanup(void *data);
 static void ngx_esp_lockout_orphan(void *data, ngx_esp_auth_result_e result);
@@ -185,11 +199,17 @@ ngx_esp_lockout_start(ngx_http_request_t *r, ngx_esp_domain_t *d,
 
     lk = *lkp;
 
-    if (lk && lk->request == r && lk->domain == d && !lk->ended
-        && !lk->slot.held)
-    {
-        /* woken up after waiting for a slot: the same login again */
-        goto again;
+    if (lk && lk->request == r && lk->domain == d && !lk->ended) {
+
+        if (lk->answered) {
+            /* the cluster store has answered for its slot */
+            return ngx_esp_lockout_cluster(lk);
+        }
+
+        if (!lk->slot.held) {
+            /* woken up after waiting for a slot: the same login again */
+            goto again;
+        }
     }
 
     *lkp = NULL;
@@ -297,14 +317,98 @@ again:
         return ngx_esp_lockout_wait(lk);
     }
 
-    return rc;
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    /* the zone's slot is held: now the cluster's, across the nodes */
+
+    lk->mismatch = mismatch;
+
+    if (ngx_esp_cluster_reserve(lk->slot.key, &lk->policy, mismatch,
+                                ngx_esp_lockout_cluster_done, lk, &lk->cres)
+        == NGX_AGAIN)
+    {
+        lk->asking = 1;
+        return NGX_AGAIN;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the store's answer, the zone's slot still held */
+
+static ngx_int_t
+ngx_esp_lockout_cluster(ngx_esp_lockout_t *lk)
+{
+    ngx_uint_t  started;
+
+    lk->answered = 0;
+
+    switch (lk->cluster_rc) {
+
+    case NGX_OK:
+        return NGX_OK;
+
+    case NGX_BUSY:
+
+        /* blocked across the nodes; or refused and counted there */
+
+        started = ngx_esp_shm_settle(lk->zone, &lk->policy, &lk->slot,
+                                     lk->mismatch ? NGX_ESP_SHM_FAILURE
+                                                  : NGX_ESP_SHM_RELEASE);
+
+        if (lk->cluster_until) {
+            (void) ngx_esp_shm_counter_block(lk->zone, lk->slot.key,
+                                             lk->cluster_until);
+        }
+
+        if (started) {
+            ngx_esp_lockout_blocked(lk->log, lk->domain,
+                                    ngx_esp_log_escape(lk->request->pool,
+                                                       &lk->key),
+                                    &lk->policy, lk->familiar);
+        }
+
+        return NGX_BUSY;
+
+    case NGX_AGAIN:
+        (void) ngx_esp_shm_settle(lk->zone, &lk->policy, &lk->slot,
+                                  NGX_ESP_SHM_RELEASE);
+        return ngx_esp_lockout_wait(lk);
+
+    default:
+        /* the store did not answer: the zone's count alone */
+        return NGX_OK;
+    }
+}
+
+
+static void
+ngx_esp_lockout_cluster_done(void *data, ngx_int_t rc, time_t until)
+{
+    ngx_esp_lockout_t  *lk = data;
+
+    lk->asking = 0;
+    lk->answered = 1;
+    lk->cluster_rc = rc;
+    lk->cluster_until = until;
+
+    if (rc != NGX_OK) {
+        /* nothing held there: the reservation is over */
+        ngx_esp_cluster_settle(lk->cres, NGX_ESP_SHM_RELEASE);
+        lk->cres = NULL;
+    }
+
+    ngx_esp_lockout_resume(lk);
 }
 
 
 ngx_uint_t
 ngx_esp_lockout_waiting(ngx_esp_lockout_t *lk)
 {
-    return lk && lk->waiting;
+    return lk && (lk->waiting || lk->asking);
 }
 
 
@@ -353,14 +457,21 @@ ngx_esp_lockout_wake(ngx_event_t *ev)
 {
     ngx_esp_lockout_t  *lk = ev->data;
 
+    lk->waiting = 0;
+    ngx_esp_lockout_waiters--;
+
+    ngx_esp_lockout_resume(lk);
+}
+
+
+static void
+ngx_esp_lockout_resume(ngx_esp_lockout_t *lk)
+{
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
     r = lk->request;
     c = r->connection;
-
-    lk->waiting = 0;
-    ngx_esp_lockout_waiters--;
 
     r->read_event_handler = ngx_http_block_reading;
     r->write_event_handler = ngx_http_core_run_phases;
@@ -383,6 +494,9 @@ ngx_esp_lockout_end(ngx_http_request_t *r, ngx_esp_lockout_t *lk,
 
     lk->ended = 1;
     d = lk->domain;
+
+    ngx_esp_cluster_settle(lk->cres, ngx_esp_lockout_outcome(result));
+    lk->cres = NULL;
 
     if (lk->slot.held
         && ngx_esp_shm_settle(lk->zone, &lk->policy, &lk->slot,
@@ -433,6 +547,7 @@ ngx_esp_lockout_cleanup(void *data)
     u_char                    *p;
     ngx_int_t                  rc;
     ngx_str_t                 *addr, *key;
+    ngx_uint_t                 outcome;
     ngx_esp_lockout_orphan_t  *o;
 
     if (lk->waiting) {
@@ -444,7 +559,16 @@ ngx_esp_lockout_cleanup(void *data)
         }
     }
 
+    if (lk->asking) {
+        /* gone while the store is asked: its slot is given back */
+        lk->asking = 0;
+        ngx_esp_cluster_settle(lk->cres, NGX_ESP_SHM_RELEASE);
+        lk->cres = NULL;
+    }
+
     if (lk->ended || !lk->slot.held) {
+        ngx_esp_cluster_settle(lk->cres, NGX_ESP_SHM_RELEASE);
+        lk->cres = NULL;
         return;
     }
 
@@ -479,6 +603,8 @@ ngx_esp_lockout_cleanup(void *data)
         o->policy = lk->policy;
         o->slot = lk->slot;
         o->familiar = lk->familiar;
+        o->cres = lk->cres;
+        lk->cres = NULL;
 
         p = (u_char *) o + sizeof(ngx_esp_lockout_orphan_t);
         o->key.data = p;
@@ -497,12 +623,14 @@ ngx_esp_lockout_cleanup(void *data)
 
     /* known now; or out of memory: counted, to be safe */
 
-    if (ngx_esp_shm_settle(lk->zone, &lk->policy, &lk->slot,
-                           rc == NGX_DONE
-                           ? ngx_esp_lockout_outcome(lk->lr->result)
-                           : rc == NGX_AGAIN ? NGX_ESP_SHM_FAILURE
-                                             : NGX_ESP_SHM_RELEASE))
-    {
+    outcome = (rc == NGX_DONE) ? ngx_esp_lockout_outcome(lk->lr->result)
+              : (rc == NGX_AGAIN) ? NGX_ESP_SHM_FAILURE
+                                  : NGX_ESP_SHM_RELEASE;
+
+    ngx_esp_cluster_settle(lk->cres, outcome);
+    lk->cres = NULL;
+
+    if (ngx_esp_shm_settle(lk->zone, &lk->policy, &lk->slot, outcome)) {
         ngx_esp_lockout_blocked(lk->log, lk->domain, key, &lk->policy,
                                 lk->familiar);
     }
@@ -517,6 +645,8 @@ ngx_esp_lockout_orphan(void *data, ngx_esp_auth_result_e result)
     ngx_uint_t  outcome, started, level;
 
     outcome = ngx_esp_lockout_outcome(result);
+
+    ngx_esp_cluster_settle(o->cres, outcome);
 
     started = ngx_esp_shm_settle(o->zone, &o->policy, &o->slot, outcome);
 

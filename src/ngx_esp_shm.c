@@ -10,6 +10,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 /* NGX_ESP_SHM_HMAC_CTX selects the OpenSSL 1.1 API, for tests */
@@ -57,6 +58,7 @@ typedef HMAC_CTX  ngx_esp_shm_mac_t;
 #define NGX_ESP_SHM_L_FAMILIAR   "ngx_esp familiar v1"
 #define NGX_ESP_SHM_L_MFA_COUNTER  "ngx_esp lockout mfa v1"
 #define NGX_ESP_SHM_L_MFA_FAMILIAR "ngx_esp lockout mfa familiar v1"
+#define NGX_ESP_SHM_L_SHARED     "ngx_esp cluster zone secret v1"
 
 /* kinds of entries */
 #define NGX_ESP_SHM_CACHE        0
@@ -167,6 +169,10 @@ typedef struct {
     ngx_array_t                 *keys;       /* seal the state file */
     ngx_uint_t                   saved;      /* sh->changes when this
                                                 process last saved */
+
+    /* esp_cluster: every node's secret, from the session key */
+    u_char                       shared[NGX_ESP_SHM_SECRET_LEN];
+    unsigned                     share:1;
 } ngx_esp_shm_ctx_t;
 
 
@@ -174,6 +180,8 @@ static ngx_shm_zone_t *ngx_esp_shm_add(ngx_conf_t *cf, ngx_str_t *name,
     size_t size);
 static ngx_int_t ngx_esp_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 static void ngx_esp_shm_cleanup(void *data);
+static void ngx_esp_shm_use_shared(ngx_esp_shm_ctx_t *ctx,
+    ngx_shm_zone_t *shm_zone);
 static ngx_int_t ngx_esp_shm_mac_init(ngx_esp_shm_ctx_t *ctx, ngx_log_t *log);
 static void ngx_esp_shm_session_key(u_char *id, size_t len, u_char *out);
 static ngx_int_t ngx_esp_shm_key(ngx_esp_shm_ctx_t *ctx, const char *label,
@@ -183,8 +191,8 @@ static ngx_int_t ngx_esp_shm_user_key(ngx_esp_shm_ctx_t *ctx,
 
 static void ngx_esp_shm_rbtree_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static ngx_int_t ngx_esp_shm_session_mark(ngx_shm_zone_t *zone, u_char *id,
-    size_t len, time_t expires, ngx_uint_t once);
+static ngx_int_t ngx_esp_shm_key_mark(ngx_shm_zone_t *zone, u_char *key,
+    time_t expires, ngx_uint_t once);
 static ngx_esp_shm_node_t *ngx_esp_shm_find(ngx_esp_shm_ctx_t *ctx,
     ngx_uint_t kind, u_char *key, time_t now);
 static ngx_esp_shm_node_t *ngx_esp_shm_create(ngx_esp_shm_ctx_t *ctx,
@@ -589,45 +597,104 @@ ngx_int_t
 ngx_esp_lockout_unblock(ngx_shm_zone_t *zone, ngx_str_t *domain,
     ngx_str_t *user)
 {
-    ngx_int_t            rc;
-    ngx_uint_t           i;
-    ngx_esp_shm_ctx_t   *ctx;
-    ngx_esp_shm_node_t  *en;
-    ngx_esp_shm_slot_t   slot[4];
+    u_char      keys[NGX_ESP_SHM_USER_KEYS][NGX_ESP_SHM_KEY_LEN];
+    ngx_int_t   rc;
+    ngx_uint_t  i;
 
-    ctx = zone->data;
+    if (ngx_esp_shm_user_keys(zone, domain, user, keys) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     /*
      * every budget: the one of unknown clients and the familiar one, for
      * passwords and for second factors
      */
 
-    for (i = 0; i < 4; i++) {
-        if (ngx_esp_shm_counter_key(zone, domain, user, i, &slot[i])
-            != NGX_OK)
-        {
-            return NGX_ERROR;
+    rc = NGX_DECLINED;
+
+    for (i = NGX_ESP_SHM_K_LOCKOUT; i < NGX_ESP_SHM_USER_KEYS; i++) {
+        if (ngx_esp_shm_counter_clear(zone, keys[i]) == NGX_OK) {
+            rc = NGX_OK;
         }
     }
 
+    return rc;
+}
+
+
+/* NGX_OK if there was a counter, NGX_DECLINED if not */
+
+ngx_int_t
+ngx_esp_shm_counter_clear(ngx_shm_zone_t *zone, u_char *key)
+{
+    ngx_int_t            rc;
+    ngx_esp_shm_ctx_t   *ctx;
+    ngx_esp_shm_node_t  *en;
+
+    ctx = zone->data;
     rc = NGX_DECLINED;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    for (i = 0; i < 4; i++) {
-        en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_LOCKOUT, slot[i].key,
-                              ngx_time());
+    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_LOCKOUT, key, ngx_time());
 
-        if (en) {
-            ngx_esp_shm_delete(ctx, en);
-            ctx->sh->changes++;
-            rc = NGX_OK;
-        }
+    if (en) {
+        ngx_esp_shm_delete(ctx, en);
+        ctx->sh->changes++;
+        rc = NGX_OK;
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     return rc;
+}
+
+
+/* a block the cluster store reports: kept until "until", not extended */
+
+ngx_int_t
+ngx_esp_shm_counter_block(ngx_shm_zone_t *zone, u_char *key, time_t until)
+{
+    time_t               now;
+    ngx_esp_shm_ctx_t   *ctx;
+    ngx_esp_shm_node_t  *en;
+
+    now = ngx_time();
+
+    if (until <= now) {
+        return NGX_OK;
+    }
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_LOCKOUT, key, now);
+
+    if (en == NULL) {
+        en = ngx_esp_shm_create(ctx, NGX_ESP_SHM_LOCKOUT, key,
+                                NGX_ESP_SHM_Q_COUNTER, now);
+        if (en == NULL) {
+            ngx_shmtx_unlock(&ctx->shpool->mutex);
+            return NGX_ERROR;
+        }
+
+        en->u.lockout.epoch = ++ctx->sh->epoch;
+
+    } else {
+        ngx_esp_shm_counter_age(ctx, en, now);
+    }
+
+    if (en->u.lockout.until < until) {
+        en->u.lockout.until = until;
+        ctx->sh->changes++;
+    }
+
+    ngx_esp_shm_counter_update(ctx, en);
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return NGX_OK;
 }
 
 
@@ -721,7 +788,11 @@ ngx_int_t
 ngx_esp_session_revoke(ngx_shm_zone_t *zone, u_char *id, size_t len,
     time_t expires)
 {
-    return ngx_esp_shm_session_mark(zone, id, len, expires, 0);
+    u_char  key[NGX_ESP_SHM_KEY_LEN];
+
+    ngx_esp_shm_session_key(id, len, key);
+
+    return ngx_esp_shm_key_mark(zone, key, expires, 0);
 }
 
 
@@ -735,17 +806,29 @@ ngx_int_t
 ngx_esp_use_once(ngx_shm_zone_t *zone, u_char *id, size_t len,
     time_t expires)
 {
-    return ngx_esp_shm_session_mark(zone, id, len, expires, 1);
+    u_char  key[NGX_ESP_SHM_KEY_LEN];
+
+    ngx_esp_shm_session_key(id, len, key);
+
+    return ngx_esp_shm_key_mark(zone, key, expires, 1);
 }
 
 
-/* an id among the revoked ones; "once": NGX_DECLINED if it was there */
+/* a revocation by its keyed hash, as the cluster store's messages carry */
+
+ngx_int_t
+ngx_esp_shm_revoke_key(ngx_shm_zone_t *zone, u_char *key, time_t expires)
+{
+    return ngx_esp_shm_key_mark(zone, key, expires, 0);
+}
+
+
+/* a keyed hash among the revoked ones; "once": NGX_DECLINED if it was */
 
 static ngx_int_t
-ngx_esp_shm_session_mark(ngx_shm_zone_t *zone, u_char *id, size_t len,
-    time_t expires, ngx_uint_t once)
+ngx_esp_shm_key_mark(ngx_shm_zone_t *zone, u_char *key, time_t expires,
+    ngx_uint_t once)
 {
-    u_char               key[NGX_ESP_SHM_KEY_LEN];
     time_t               now;
     ngx_int_t            rc;
     ngx_esp_shm_ctx_t   *ctx;
@@ -758,9 +841,6 @@ ngx_esp_shm_session_mark(ngx_shm_zone_t *zone, u_char *id, size_t len,
     }
 
     ctx = zone->data;
-
-    ngx_esp_shm_session_key(id, len, key);
-
     rc = NGX_OK;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
@@ -847,6 +927,13 @@ ngx_esp_shm_once(ngx_shm_zone_t *zone, const char *label, ngx_str_t *fields,
 }
 
 
+void
+ngx_esp_shm_session_id_key(u_char *id, size_t len, u_char *key)
+{
+    ngx_esp_shm_session_key(id, len, key);
+}
+
+
 ngx_int_t
 ngx_esp_session_is_revoked(ngx_shm_zone_t *zone, u_char *id, size_t len)
 {
@@ -891,23 +978,28 @@ ngx_int_t
 ngx_esp_user_revoke(ngx_shm_zone_t *zone, ngx_str_t *domain,
     ngx_str_t *user, time_t since, time_t expires)
 {
-    u_char               key[NGX_ESP_SHM_KEY_LEN];
-    u_char               ckey[NGX_ESP_SHM_KEY_LEN];
+    u_char  keys[NGX_ESP_SHM_USER_KEYS][NGX_ESP_SHM_KEY_LEN];
+
+    if (ngx_esp_shm_user_keys(zone, domain, user, keys) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_esp_shm_user_revoke_keys(zone, keys[NGX_ESP_SHM_K_USER],
+                                        keys[NGX_ESP_SHM_K_CACHE], since,
+                                        expires);
+}
+
+
+ngx_int_t
+ngx_esp_shm_user_revoke_keys(ngx_shm_zone_t *zone, u_char *key, u_char *ckey,
+    time_t since, time_t expires)
+{
     time_t               now;
     ngx_int_t            rc;
     ngx_esp_shm_ctx_t   *ctx;
     ngx_esp_shm_node_t  *en;
 
     ctx = zone->data;
-
-    if (ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_USER, domain, user, key)
-        != NGX_OK
-        || ngx_esp_shm_user_key(ctx, NGX_ESP_SHM_L_CACHE, domain, user, ckey)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
     now = ngx_time();
     rc = NGX_OK;
 
@@ -939,6 +1031,34 @@ done:
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     return rc;
+}
+
+
+ngx_int_t
+ngx_esp_shm_user_keys(ngx_shm_zone_t *zone, ngx_str_t *domain,
+    ngx_str_t *user, u_char keys[][NGX_ESP_SHM_KEY_LEN])
+{
+    static const char  *labels[NGX_ESP_SHM_USER_KEYS] = {
+        NGX_ESP_SHM_L_USER,
+        NGX_ESP_SHM_L_CACHE,
+        NGX_ESP_SHM_L_LOCKOUT,
+        NGX_ESP_SHM_L_FAMILIAR_COUNTER,
+        NGX_ESP_SHM_L_MFA_COUNTER,
+        NGX_ESP_SHM_L_MFA_FAMILIAR
+    };
+
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_ESP_SHM_USER_KEYS; i++) {
+        if (ngx_esp_shm_user_key(zone->data, labels[i], domain, user,
+                                 keys[i])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1084,6 +1204,8 @@ ngx_esp_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
         ctx->sh = sh;
 
+        ngx_esp_shm_use_shared(ctx, shm_zone);
+
         return ngx_esp_shm_mac_init(ctx, shm_zone->shm.log);
     }
 
@@ -1133,6 +1255,8 @@ ngx_esp_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         ngx_esp_shm_state_load(ctx, shm_zone);
     }
 
+    ngx_esp_shm_use_shared(ctx, shm_zone);
+
     return ngx_esp_shm_mac_init(ctx, shm_zone->shm.log);
 }
 
@@ -1151,6 +1275,55 @@ ngx_esp_shm_cleanup(void *data)
         ngx_esp_shm_mac_free(ctx->work);
         ctx->work = NULL;
     }
+}
+
+
+/*
+ * With esp_cluster every node must find an entry under the same keyed
+ * hash, so that the store and the nodes' messages can name it: the zone's
+ * secret is then derived from the first session key, which every node
+ * shares.  Entries hashed with an earlier secret (the zone of a reload
+ * that turned the cluster on) are not found again and expire.
+ */
+
+static void
+ngx_esp_shm_use_shared(ngx_esp_shm_ctx_t *ctx, ngx_shm_zone_t *shm_zone)
+{
+    if (!ctx->share
+        || ngx_memcmp(ctx->sh->secret, ctx->shared, NGX_ESP_SHM_SECRET_LEN)
+           == 0)
+    {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, shm_zone->shm.log, 0,
+                  "esp_shared_zone \"%V\" takes the cluster's secret",
+                  &shm_zone->shm.name);
+
+    ngx_memcpy(ctx->sh->secret, ctx->shared, NGX_ESP_SHM_SECRET_LEN);
+}
+
+
+ngx_int_t
+ngx_esp_shm_share_secret(ngx_shm_zone_t *zone, u_char *key, size_t len)
+{
+    unsigned int        n;
+    ngx_esp_shm_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    if (HMAC(EVP_sha256(), key, (int) len,
+             (u_char *) NGX_ESP_SHM_L_SHARED, sizeof(NGX_ESP_SHM_L_SHARED) - 1,
+             ctx->shared, &n)
+        == NULL
+        || n != NGX_ESP_SHM_SECRET_LEN)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->share = 1;
+
+    return NGX_OK;
 }
 
 

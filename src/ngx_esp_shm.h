@@ -212,6 +212,37 @@ ngx_int_t ngx_esp_shm_once(ngx_shm_zone_t *zone, const char *label,
     ngx_str_t *fields, ngx_uint_t n, time_t expires);
 
 
+/*
+ * For the cluster store (src/ngx_esp_cluster.c): entries by their keyed
+ * hash, which its messages carry, never a name.  share_secret: the zone's
+ * secret is derived from "key" (the first session key), so that every
+ * node hashes alike.  user_keys: a user's keys, indexed by
+ * NGX_ESP_SHM_K_*.  counter_clear: NGX_OK if the counter was there;
+ * counter_block: the counter blocked until "until".
+ */
+
+#define NGX_ESP_SHM_K_USER        0
+#define NGX_ESP_SHM_K_CACHE       1
+#define NGX_ESP_SHM_K_LOCKOUT     2
+#define NGX_ESP_SHM_K_FAMILIAR    3
+#define NGX_ESP_SHM_K_MFA         4
+#define NGX_ESP_SHM_K_MFA_FAMILIAR  5
+#define NGX_ESP_SHM_USER_KEYS     6
+
+ngx_int_t ngx_esp_shm_share_secret(ngx_shm_zone_t *zone, u_char *key,
+    size_t len);
+ngx_int_t ngx_esp_shm_user_keys(ngx_shm_zone_t *zone, ngx_str_t *domain,
+    ngx_str_t *user, u_char keys[][NGX_ESP_SHM_KEY_LEN]);
+void ngx_esp_shm_session_id_key(u_char *id, size_t len, u_char *key);
+ngx_int_t ngx_esp_shm_revoke_key(ngx_shm_zone_t *zone, u_char *key,
+    time_t expires);
+ngx_int_t ngx_esp_shm_user_revoke_keys(ngx_shm_zone_t *zone, u_char *key,
+    u_char *ckey, time_t since, time_t expires);
+ngx_int_t ngx_esp_shm_counter_clear(ngx_shm_zone_t *zone, u_char *key);
+ngx_int_t ngx_esp_shm_counter_block(ngx_shm_zone_t *zone, u_char *key,
+    time_t until);
+
+
 void ngx_esp_shm_stats(ngx_shm_zone_t *zone, ngx_esp_shm_stats_t *st);
 
 /* n bytes of an integer in network order, as the state file has them */

@@ -11,6 +11,7 @@
 
 #include "ngx_esp.h"
 #include "ngx_esp_auth.h"
+#include "ngx_esp_cluster.h"
 #include "ngx_esp_http.h"
 #include "ngx_esp_ldap.h"
 #include "ngx_esp_log.h"
@@ -584,7 +585,9 @@ ngx_esp_status_json(ngx_http_request_t *r, ngx_str_t *out)
         p = ngx_slprintf(p, last, "]}");
     }
 
-    p = ngx_slprintf(p, last, "],\"shared_zone\":");
+    p = ngx_slprintf(p, last, "],\"cluster\":");
+    p = ngx_esp_cluster_json(p, last);
+    p = ngx_slprintf(p, last, ",\"shared_zone\":");
 
     if (emcf->shm_zone == NULL) {
         p = ngx_slprintf(p, last, "null}\n");
@@ -673,6 +676,7 @@ ngx_esp_status_prometheus(ngx_http_request_t *r, ngx_str_t *out)
     p = ngx_esp_status_prom_counters(p, last);
     p = ngx_esp_status_prom_dcs(p, last, emcf);
     p = ngx_esp_status_prom_epa(p, last, epa, nepa);
+    p = ngx_esp_cluster_prometheus(p, last);
 
     if (emcf->shm_zone) {
         p = ngx_esp_status_prom_zone(p, last, emcf->shm_zone);
@@ -1140,12 +1144,19 @@ ngx_esp_status_action(ngx_http_request_t *r)
     if (f.unblock) {
         rc = ngx_esp_lockout_unblock(emcf->shm_zone, &d->name, &key);
 
+        /* on every node: the store may know a block this one does not */
+
+        ngx_esp_cluster_unblock(emcf->shm_zone, &d->name, &key);
+
     } else {
         /* until the longest session issued now has ended */
         until = now + ngx_max(d->private_max, d->public_max);
 
         rc = ngx_esp_user_revoke(emcf->shm_zone, &d->name, &key, now,
                                  until);
+
+        ngx_esp_cluster_revoke_user(emcf->shm_zone, &d->name, &key, now,
+                                    until);
     }
 
     if (rc == NGX_ERROR) {

@@ -462,6 +462,26 @@ ok(start_conf($conf), 'nginx starts with the generated config') or last;
     nginx_stop();
 }
 
+# ------------------------------------------------------------ --cluster
+
+{
+    require EspTest::Cluster;
+    my ($rport) = EspTest::free_ports(1);
+    ok(EspTest::Cluster::redis_start('t061', $rport), '--cluster: a redis-server for it');
+    my ($rc, $conf, $err) = gen(facts(extra => ['--cluster', "redis://127.0.0.1:$rport",
+                                                '--cluster-prefix', 't061']));
+    is($rc, 0, '--cluster') or diag($err);
+    like($conf, qr/^\s*esp_cluster redis:\/\/127\.0\.0\.1:$rport prefix=t061;$/m, '... writes esp_cluster');
+    ok(start_conf($conf), '... and serves');
+    my $alice = ad_users()->{alice};
+    my $res = ua()->get(url('/Microsoft-Server-ActiveSync?Cmd=Ping'),
+                        Authorization => basic_auth($alice->{upn}, 'not-her-password'));
+    is($res->code, 401, '--cluster: a wrong password over ActiveSync: 401');
+    like(EspTest::Cluster::redis_cli($rport, '--scan', '--pattern', "'t061:l:*'"),
+         qr/^t061:l:[0-9a-f]{64}$/m, '... counted in the cluster store, under a keyed hash');
+    EspTest::Cluster::redis_stop('t061');
+}
+
 # ------------------------------------------------------------ --include
 
 {
@@ -562,6 +582,12 @@ EOF
         [[@base, '--mfa', 'radius', '--radius-server', 'radius://r', '--radius-secret-file', 's'],
          qr/--radius-server: "radius:\/\/r" is not HOST\[:PORT\]/],
         [[@base, '--radius-server', 'r'], qr/--radius-server: is for --mfa radius/],
+        [[@base, '--cluster', 'http://10.0.0.5:6379'], qr/--cluster: "http:\/\/10\.0\.0\.5:6379" is not redis:\/\/HOST/],
+        [[@base, '--cluster', 'redis://10.0.0.5:70000'], qr/--cluster: .* is not redis:\/\/HOST/],
+        [[@base, '--cluster', 'redis://a b'], qr/--cluster: .* is not redis:\/\/HOST/],
+        [[@base, '--cluster', 'redis://10.0.0.5', '--cluster-user', 'esp'], qr/--cluster-user: needs --cluster-password-file/],
+        [[@base, '--cluster', 'redis://10.0.0.5', '--cluster-prefix', 'a b'], qr/--cluster-prefix: "a b" must be/],
+        [[@base, '--cluster-prefix', 'mail'], qr/--cluster-prefix: needs --cluster/],
     );
     for my $case (@bad) {
         my ($args, $re) = @$case;
@@ -641,6 +667,16 @@ EOF
     like($err, qr/--exchange-cert: .* holds no PEM CERTIFICATE/, '... naming the option');
     ($rc, $out, $err) = gen(@real, '--exchange-cert', "$TMP/nonexistent.pem");
     is($rc, 2, '--exchange-cert that does not exist: refused');
+    # several nodes: esp_cluster with every option
+    ($rc, $out, $err) = gen(@base, '--cluster', 'rediss://redis1.contoso.local:6380',
+                            '--cluster', 'redis://[::1]', '--cluster-user', 'esp-gate',
+                            '--cluster-password-file', '/etc/nginx/esp/redis.secret',
+                            '--cluster-ca', '/etc/nginx/esp/redis-ca.pem', '--cluster-prefix', 'esp-mail');
+    is($rc, 0, '--cluster') or diag($err);
+    like($out, qr{^\s*esp_cluster rediss://redis1\.contoso\.local:6380 redis://\[::1\] user=esp-gate password_file=/etc/nginx/esp/redis\.secret ca_certificate=/etc/nginx/esp/redis-ca\.pem prefix=esp-mail;$}m,
+         '... writes esp_cluster with the servers in order and every option');
+    ($rc, $out, $err) = gen(@base);
+    unlike($out, qr/^\s*esp_cluster/m, 'no --cluster: no esp_cluster');
 
     ($rc, $out) = gen('--print-powershell');
     is($rc, 0, '--print-powershell');
