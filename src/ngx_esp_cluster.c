@@ -456,6 +456,30 @@ ngx_esp_cluster_revoke_session(u_char *id, size_t len, time_t expires)
 }
 
 
+/*
+ * A keyed hash the zone keeps with the revocations (ngx_esp_shm_once(): a
+ * pending login or a TOTP code that was used): every node learns it the
+ * way it learns a revoked session, so neither is good again elsewhere.
+ */
+
+void
+ngx_esp_cluster_revoke_key(u_char *key, time_t expires)
+{
+    ngx_esp_cluster_event_t  ev;
+
+    if (ngx_esp_cluster_rs == NULL) {
+        return;
+    }
+
+    ngx_memzero(&ev, sizeof(ngx_esp_cluster_event_t));
+
+    ev.type = 's';
+    ngx_memcpy(ev.key, key, NGX_ESP_SHM_KEY_LEN);
+
+    ngx_esp_cluster_publish(&ev, expires);
+}
+
+
 void
 ngx_esp_cluster_revoke_user(ngx_shm_zone_t *zone, ngx_str_t *domain,
     ngx_str_t *user, time_t since, time_t expires)

@@ -47,6 +47,7 @@ void ngx_esp_cluster_settle(ngx_esp_cluster_res_t *res, ngx_uint_t outcome);
 
 /* what this node did, for the others (after the zone has it) */
 void ngx_esp_cluster_revoke_session(u_char *id, size_t len, time_t expires);
+void ngx_esp_cluster_revoke_key(u_char *key, time_t expires);
 void ngx_esp_cluster_revoke_user(ngx_shm_zone_t *zone, ngx_str_t *domain,
     ngx_str_t *user, time_t since, time_t expires);
 void ngx_esp_cluster_unblock(ngx_shm_zone_t *zone, ngx_str_t *domain,

@@ -38,6 +38,7 @@
 #include <openssl/rand.h>
 
 #include "ngx_esp_auth.h"
+#include "ngx_esp_cluster.h"
 #include "ngx_esp_download.h"
 #include "ngx_esp_form.h"
 #include "ngx_esp_http.h"
@@ -410,6 +411,9 @@ ngx_esp_download_accept(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     if (rc != NGX_OK) {
         return ngx_esp_download_refuse(r, "the token was used already");
     }
+
+    /* with esp_cluster, spent on every node (the same keyed hash) */
+    ngx_esp_cluster_revoke_session(once, sizeof(once), t.expires);
 
     ctx->session = t.session;
     ctx->session.last_seen = ngx_time();

@@ -13,6 +13,7 @@
 #include <openssl/sha.h>
 
 #include "ngx_esp_auth.h"
+#include "ngx_esp_cluster.h"
 #include "ngx_esp_form.h"
 #include "ngx_esp_http.h"
 #include "ngx_esp_log.h"
@@ -842,6 +843,8 @@ ngx_int_t
 ngx_esp_mfa_once(ngx_esp_mfa_req_t *mr, const char *label,
     ngx_str_t *fields, ngx_uint_t n, time_t expires)
 {
+    u_char                key[NGX_ESP_SHM_KEY_LEN];
+    ngx_int_t             rc;
     ngx_esp_main_conf_t  *emcf;
 
     emcf = ngx_http_get_module_main_conf(mr->request, ngx_exchange_esp_module);
@@ -851,7 +854,14 @@ ngx_esp_mfa_once(ngx_esp_mfa_req_t *mr, const char *label,
         return NGX_ERROR;
     }
 
-    return ngx_esp_shm_once(emcf->shm_zone, label, fields, n, expires);
+    rc = ngx_esp_shm_once(emcf->shm_zone, label, fields, n, expires, key);
+
+    if (rc == NGX_OK) {
+        /* with esp_cluster, used on one node is used on every node */
+        ngx_esp_cluster_revoke_key(key, expires);
+    }
+
+    return rc;
 }
 
 

@@ -885,9 +885,8 @@ done:
 
 ngx_int_t
 ngx_esp_shm_once(ngx_shm_zone_t *zone, const char *label, ngx_str_t *fields,
-    ngx_uint_t n, time_t expires)
+    ngx_uint_t n, time_t expires, u_char *key)
 {
-    u_char               key[NGX_ESP_SHM_KEY_LEN];
     time_t               now;
     ngx_int_t            rc;
     ngx_esp_shm_ctx_t   *ctx;

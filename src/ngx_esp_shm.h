@@ -206,10 +206,11 @@ time_t ngx_esp_user_revoked_since(ngx_shm_zone_t *zone, ngx_str_t *domain,
 /*
  * once: NGX_OK the first time the keyed hash of "label" and "fields" is
  * seen (it is then kept until "expires"), NGX_DECLINED after; NGX_ERROR
- * if the zone has no room.
+ * if the zone has no room.  "key" receives the keyed hash (for the
+ * cluster store, which spreads it like a revocation).
  */
 ngx_int_t ngx_esp_shm_once(ngx_shm_zone_t *zone, const char *label,
-    ngx_str_t *fields, ngx_uint_t n, time_t expires);
+    ngx_str_t *fields, ngx_uint_t n, time_t expires, u_char *key);
 
 
 /*
