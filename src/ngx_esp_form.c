@@ -1664,19 +1664,43 @@ ngx_esp_csrf_token(ngx_http_request_t *r, ngx_str_t *token,
 
 
 /*
- * The token of a page with a form: the browser's double-submit cookie,
- * or a new one that the page's answer sets (the second factor's page
- * posts to /_esp/login too).
+ * The token of a page with a form that posts to /_esp/login (the login
+ * form, the second factor's page): the browser's double-submit cookie, or
+ * a new one that the page's answer sets.  A page for a request the client
+ * sent elsewhere (the code page after a change at /_esp/password, whose
+ * own token cookie has another path) always sets a new one for the login
+ * path.
  */
 
 ngx_int_t
 ngx_esp_form_csrf(ngx_http_request_t *r, ngx_esp_ctx_t *ctx,
     ngx_str_t *token)
 {
+    u_char      rnd[NGX_ESP_CSRF_LEN / 2];
+    size_t      len;
     ngx_uint_t  fresh;
 
-    if (ngx_esp_csrf_token(r, token, &fresh) != NGX_OK) {
-        return NGX_ERROR;
+    /* the client's own request line: r->uri may be the return URL's now */
+
+    len = sizeof(NGX_ESP_LOGIN_PATH) - 1;
+
+    if (r->unparsed_uri.len >= len
+        && ngx_strncmp(r->unparsed_uri.data, NGX_ESP_LOGIN_PATH, len) == 0
+        && (r->unparsed_uri.len == len || r->unparsed_uri.data[len] == '?'))
+    {
+        if (ngx_esp_csrf_token(r, token, &fresh) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+    } else {
+        token->data = ngx_pnalloc(r->pool, NGX_ESP_CSRF_LEN);
+        if (token->data == NULL || RAND_bytes(rnd, sizeof(rnd)) != 1) {
+            return NGX_ERROR;
+        }
+
+        ngx_hex_dump(token->data, rnd, sizeof(rnd));
+        token->len = NGX_ESP_CSRF_LEN;
+        fresh = 1;
     }
 
     if (fresh

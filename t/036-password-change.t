@@ -19,6 +19,7 @@ use warnings;
 use lib 't/lib';
 use EspTest;
 use EspTest::Flow;
+use EspTest::Mfa qw(mfa_ad totp step totp_key_file);
 use HTTP::Request::Common qw(GET POST);
 use MIME::Base64 qw(encode_base64);
 use URI::Escape qw(uri_escape);
@@ -42,6 +43,7 @@ my %PW = (
     pwold    => 'Esp-036-Old-5e!xy',
     pwyoung  => 'Esp-036-Young-6f!',
     pwlock   => 'Esp-036-Lock-7g!x',
+    pwmfa    => 'Esp-036-Mfa-8h!xy',
 );
 my @PSOS;
 
@@ -96,13 +98,24 @@ my $FBASE = 7801;
 my $fake_ca = start_fake_dcs($FBASE);
 ok($fake_ca, 'the fake DCs listen');
 
+# pwmfa has a TOTP secret: a change on its way to an esp_mfa location
+my $TOTP_KEY = totp_key_file();
+my $MFA_SECRET = join '', map { chr int rand 256 } 1 .. 20;
+{
+    my $v = `/usr/bin/python3 @{[ $ENV{ESP_ROOT} || '.' ]}/t/fixtures/esp-totp.py seal $TOTP_KEY pwmfa\@$REALM @{[ unpack('H*', $MFA_SECRET) ]}`;
+    chomp $v;
+    mfa_ad(set => 'pwmfa', 'carLicense', $v);
+}
+
 my $HTTP = "esp_session_key \$ESP_RUN/keys/session.key;\n"
+    . "esp_shared_zone esp036:1m;\n"
     . sso_domain_config(name => 'silent', ldap_timeout => '1s', ldap_ca_certificate => $fake_ca,
                         ldap_server => ["ldaps://$FAKE:" . ($FBASE + 16), "ldaps://$DC1:636"])
     . sso_domain_config(name => 'failover', ldap_timeout => '1s', ldap_ca_certificate => $fake_ca,
                         ldap_server => ["ldaps://$FAKE:" . ($FBASE + 17), "ldaps://$DC1:636"])
     . sso_domain_config(ldap_server => "ldaps://$DC1:636", max_failed_auths => 3,
-                        reset_fail_timeout => '10m', unblock_timeout => '10m')
+                        reset_fail_timeout => '10m', unblock_timeout => '10m',
+                        totp_attribute => 'carLicense', totp_key_file => $TOTP_KEY)
     . sso_domain_config(name => 'nosvc', ldap_server => "ldaps://$DC1:636",
                         ldap_bind_dn => undef, ldap_bind_password_file => undef);
 
@@ -120,6 +133,11 @@ location /nosvc/ {
     esp nosvc;
     esp_client_auth form;
     esp_server_auth basic;
+    proxy_pass http://127.0.0.1:\$TEST_NGINX_PORT/ok/;
+}
+location /mfa/ {
+    esp_client_auth form;
+    esp_mfa totp;
     proxy_pass http://127.0.0.1:\$TEST_NGINX_PORT/ok/;
 }
 location /off/ {
@@ -375,6 +393,23 @@ for my $case (['pwmust', 'must_change', '773'], ['pwold', 'password_expired', '5
     my $n = () = $log =~ /esp ldap: modify "/g;
     is($n, 1, 'the modify was sent once, never to the next DC');
     is(basic_code($UPN->('pwcarl'), 'Esp-036-Carl-New-1!'), 200, 'the password on dc1 is unchanged');
+}
+
+# ------------------------------------- on the way to a second factor
+
+{
+    # the new password is the first factor; the code is still asked for
+    my $new = 'Esp-036-Mfa-New-9i!';
+    my ($res, $ua) = change($UPN->('pwmfa'), $PW{pwmfa}, $new, undef, url => '/mfa/x');
+    is($res->code, 200, 'a change on its way to an esp_mfa location: a page');
+    my ($pending) = ($res->decoded_content // '') =~ /name="mfa" value="([^"]+)"/;
+    ok($pending, '... the second factor\'s code page') or diag(mask($res->as_string));
+    ok(!cookies($ua)->{esp_session}, '... and no session yet');
+    is(basic_code($UPN->('pwmfa'), $new), 200, 'the new password binds');
+    sleep 1 while time() % 30 > 26;
+    $res = submit_form($ua, $res, code => totp($MFA_SECRET, step()));
+    is($res->code, 302, 'the code: on to where the user was going');
+    ok(cookies($ua)->{esp_session}, '... with a session');
 }
 
 # ------------------------------------------------------------ turned off
