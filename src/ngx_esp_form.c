@@ -385,6 +385,22 @@ ngx_esp_login_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
 
     /* the choice counts where the location offers it (form_access) */
     ctx->private = (f.trusted.len == 1 && f.trusted.data[0] == '1');
+
+    return ngx_esp_form_continue(r, elcf, ctx);
+}
+
+
+/*
+ * A posted login (the form's, or a password change's) goes on in the
+ * location of its return URL, else of esp_default_url, which decides it.
+ */
+
+ngx_int_t
+ngx_esp_form_continue(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
+    ngx_esp_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
     ctx->state = NGX_ESP_STATE_FORM_LOGIN;
 
     rc = ngx_esp_continue_at(r, elcf, &ctx->return_url, 1);

@@ -89,6 +89,8 @@ ngx_int_t ngx_esp_form_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *body);
 ngx_int_t ngx_esp_continue_at(ngx_http_request_t *r,
     ngx_esp_loc_conf_t *elcf, ngx_str_t *url, ngx_uint_t with_args);
+ngx_int_t ngx_esp_form_continue(ngx_http_request_t *r,
+    ngx_esp_loc_conf_t *elcf, ngx_esp_ctx_t *ctx);
 ngx_int_t ngx_esp_arg_url(ngx_http_request_t *r, ngx_str_t *url);
 ngx_int_t ngx_esp_csrf_token(ngx_http_request_t *r, ngx_str_t *token,
     ngx_uint_t *fresh);

@@ -322,20 +322,8 @@ ngx_esp_password_post(ngx_http_request_t *r, ngx_esp_loc_conf_t *elcf,
     ctx->private = 0;
     ctx->change = 1;
     ctx->lr.service = 0;
-    ctx->state = NGX_ESP_STATE_FORM_LOGIN;
 
-    rc = ngx_esp_continue_at(r, elcf, &ctx->return_url, 1);
-
-    if (rc == NGX_DECLINED) {
-        ctx->return_url = elcf->default_url;
-        rc = ngx_esp_continue_at(r, elcf, &ctx->return_url, 1);
-    }
-
-    if (rc == NGX_DECLINED) {
-        return NGX_HTTP_BAD_REQUEST;
-    }
-
-    return rc;
+    return ngx_esp_form_continue(r, elcf, ctx);
 }
 
 

@@ -887,42 +887,14 @@ ngx_int_t
 ngx_esp_shm_once(ngx_shm_zone_t *zone, const char *label, ngx_str_t *fields,
     ngx_uint_t n, time_t expires, u_char *key)
 {
-    time_t               now;
-    ngx_int_t            rc;
-    ngx_esp_shm_ctx_t   *ctx;
-    ngx_esp_shm_node_t  *en;
-
-    ctx = zone->data;
-    now = ngx_time();
-
-    if (ngx_esp_shm_key(ctx, label, fields, n, key) != NGX_OK) {
+    if (ngx_esp_shm_key(zone->data, label, fields, n, key) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ngx_shmtx_lock(&ctx->shpool->mutex);
+    /* kept at least a second, even if "expires" has just passed */
 
-    en = ngx_esp_shm_find(ctx, NGX_ESP_SHM_SESSION, key, now);
-
-    if (en) {
-        rc = NGX_DECLINED;
-
-    } else {
-        en = ngx_esp_shm_upsert(ctx, NGX_ESP_SHM_SESSION, key,
-                                NGX_ESP_SHM_Q_REVOKED, now);
-
-        if (en) {
-            en->expires = ngx_max(expires, now + 1);
-            ctx->sh->changes++;
-            rc = NGX_OK;
-
-        } else {
-            rc = NGX_ERROR;
-        }
-    }
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-    return rc;
+    return ngx_esp_shm_key_mark(zone, key, ngx_max(expires, ngx_time() + 1),
+                                1);
 }
 
 
